@@ -1,0 +1,73 @@
+"""Shared connections (config nodes, as in Node-RED): one per broker, bus or session.
+
+A connection kind (registered by a node package, e.g. "mqtt") declares its config
+dataclass and how to open one connection as an async context manager. The runtime
+opens each connection the first time a node asks for it, shares it with every flow,
+and closes it last, after every flow has stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ConnectionKind", "Connections"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConnectionKind:
+    """How to open connections of one kind, and the config they take."""
+
+    name: str
+    config_class: type[Any]
+    open: Callable[[str, Any], AbstractAsyncContextManager[Any]]
+    summary: str = ""
+
+
+class Connections:
+    """The runtime's shared connections, opened lazily, closed together."""
+
+    def __init__(self, kinds: Mapping[str, ConnectionKind],
+                 configs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._kinds = dict(kinds)
+        self._configs = {k: dict(v) for k, v in (configs or {}).items()}
+        self._open: dict[tuple[str, str], Any] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._stack = contextlib.AsyncExitStack()
+
+    def configured(self, kind: str) -> list[str]:
+        return list(self._configs.get(kind, {}))
+
+    async def get(self, kind: str, name: str = "default") -> Any:
+        """The shared connection `kind`/`name`, opened on first use."""
+        key = (kind, name)
+        if key in self._open:
+            return self._open[key]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key in self._open:
+                return self._open[key]
+            spec = self._kinds.get(kind)
+            if spec is None:
+                raise LookupError(f"no connection kind '{kind}' is installed")
+            config = self._configs.get(kind, {}).get(name)
+            if config is None:
+                raise LookupError(
+                    f"connection '{kind}.{name}' is not configured in the site file "
+                    f"(connections: {kind}: {name}: ...)")
+            conn = await self._stack.enter_async_context(spec.open(name, config))
+            log.info("connection %s.%s opened", kind, name)
+            self._open[key] = conn
+            return conn
+
+    async def aclose(self) -> None:
+        """Close every open connection, newest first."""
+        self._open.clear()
+        await self._stack.aclose()

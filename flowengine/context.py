@@ -1,0 +1,220 @@
+"""What a node gets from the runtime: emit, status, timers, state, connections, children.
+
+A `NodeContext` belongs to one incarnation of one node: when the node fails and is
+restarted, its timers die with the old context and the new incarnation gets a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from flowengine.model import DEFAULT_PORT, INPUT_PORT, JsonValue, Message
+
+if TYPE_CHECKING:
+    from flowengine.clock import Clock
+    from flowengine.connections import Connections
+    from flowengine.log import NodeLogger
+    from flowengine.state import NodeState
+
+__all__ = ["NodeContext", "NodeStatus", "StatusHandle", "Timer", "TimerCallback"]
+
+StatusLevel = Literal["idle", "ok", "warning", "error"]
+TimerCallback = Callable[[], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """What a user sees next to a node: a level and a short text."""
+
+    level: StatusLevel = "idle"
+    text: str = ""
+    since: float = 0.0  # wall-clock time of the change
+
+
+class _Host(Protocol):
+    """The part of the runtime's node runner a context talks to."""
+
+    flow_id: str
+    node_id: str
+    clock: Clock
+    connections: Connections
+    vars: Mapping[str, JsonValue]
+
+    def route(self, port: str, msg: Message) -> None: ...
+    def set_status(self, status: NodeStatus) -> None: ...
+    def get_status(self) -> NodeStatus: ...
+    def spawn_task(self, coro: Awaitable[None], role: str) -> asyncio.Task[None]: ...
+    def node_state(self) -> NodeState: ...
+    def event(self, level: int, text: str) -> None: ...
+    async def spawn_child(self, child_id: str, type_name: str,
+                          config: Mapping[str, JsonValue]) -> None: ...
+    def send_child(self, child_id: str, msg: Message, port: str) -> None: ...
+    async def remove_child(self, child_id: str) -> None: ...
+    def child_ids(self) -> list[str]: ...
+
+
+class StatusHandle:
+    """Set the node's status; only changes are passed on."""
+
+    __slots__ = ("_host",)
+
+    def __init__(self, host: _Host) -> None:
+        self._host = host
+
+    def _set(self, level: StatusLevel, text: str) -> None:
+        current = self._host.get_status()
+        if current.level != level or current.text != text:
+            self._host.set_status(NodeStatus(level, text, time.time()))
+
+    def ok(self, text: str = "") -> None:
+        self._set("ok", text)
+
+    def warning(self, text: str) -> None:
+        self._set("warning", text)
+
+    def error(self, text: str) -> None:
+        self._set("error", text)
+
+    def clear(self) -> None:
+        self._set("idle", "")
+
+    @property
+    def current(self) -> NodeStatus:
+        return self._host.get_status()
+
+
+class Timer:
+    """A running `every`/`after` timer; `cancel()` stops it."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self._task = task
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    @property
+    def active(self) -> bool:
+        return not self._task.done()
+
+
+class NodeContext:
+    """The narrow interface between one node incarnation and the runtime."""
+
+    def __init__(self, host: _Host, log: NodeLogger) -> None:
+        self._host = host
+        self.flow_id = host.flow_id
+        self.node_id = host.node_id
+        self.log = log
+        self.status = StatusHandle(host)
+        self.clock = host.clock
+        self._state: NodeState | None = None
+
+    # -- messages --------------------------------------------------------------------
+    def emit(self, msg: Message | str, value: JsonValue = None, *,
+             port: str = DEFAULT_PORT) -> None:
+        """Send a message (or topic and value) on an output port to every wired node."""
+        if isinstance(msg, str):
+            msg = self.message(msg, value)
+        self._host.route(port, msg)
+
+    def message(self, topic: str, value: JsonValue,
+                meta: Mapping[str, JsonValue] | None = None) -> Message:
+        """A new message stamped with this runtime's clock."""
+        return Message(topic, value, self.clock.monotonic(), self.clock.wall(), meta)
+
+    def now(self) -> float:
+        """Monotonic seconds, from the runtime's clock (a manual one in tests)."""
+        return self.clock.monotonic()
+
+    # -- timers ----------------------------------------------------------------------
+    def every(self, interval_ms: float, callback: TimerCallback, *, name: str = "every",
+              first_ms: float | None = None) -> Timer:
+        """Call `callback` every `interval_ms`, without drift; late ticks are skipped.
+
+        The first call comes after `first_ms` (default: one interval). An exception
+        in the callback fails the node like one in on_message.
+        """
+        if interval_ms <= 0:
+            raise ValueError("interval_ms must be positive")
+        return Timer(self._host.spawn_task(
+            self._every(interval_ms / 1000, callback, first_ms), name))
+
+    async def _every(self, interval: float, callback: TimerCallback,
+                     first_ms: float | None) -> None:
+        clock = self.clock
+        deadline = clock.monotonic() + (interval if first_ms is None else first_ms / 1000)
+        while True:
+            await clock.sleep_until(deadline)
+            result = callback()
+            if result is not None:
+                await result
+            now = clock.monotonic()
+            deadline += interval
+            if deadline <= now:  # we were late: skip the missed ticks, keep the phase
+                deadline += ((now - deadline) // interval + 1) * interval
+
+    def after(self, delay_ms: float, callback: TimerCallback, *, name: str = "after") -> Timer:
+        """Call `callback` once after `delay_ms`."""
+        return Timer(self._host.spawn_task(self._after(delay_ms / 1000, callback), name))
+
+    async def _after(self, delay: float, callback: TimerCallback) -> None:
+        await self.clock.sleep_until(self.clock.monotonic() + delay)
+        result = callback()
+        if result is not None:
+            await result
+
+    # -- state, connections, vars, events ---------------------------------------------
+    @property
+    def state(self) -> NodeState:
+        """Persistent key/value state of this node (JSON values), kept across restarts."""
+        if self._state is None:
+            self._state = self._host.node_state()
+        return self._state
+
+    @property
+    def connections(self) -> Connections:
+        return self._host.connections
+
+    @property
+    def vars(self) -> Mapping[str, JsonValue]:
+        return self._host.vars
+
+    def event(self, text: str, level: int = logging.INFO) -> None:
+        """An operational message of this flow (logged; published as a service message)."""
+        self._host.event(level, text)
+
+    # -- dynamic children -------------------------------------------------------------
+    async def spawn(self, child_id: str, type_name: str,
+                    config: Mapping[str, JsonValue]) -> None:
+        """Create and start a child node (validated like a flow node, supervised alike).
+
+        What the child emits reaches this node's `on_message` on port "child" with
+        meta["child"] = child_id. Raises ConfigError for a bad config.
+        """
+        await self._host.spawn_child(child_id, type_name, config)
+
+    def send(self, child_id: str, msg: Message, port: str = INPUT_PORT) -> None:
+        """Deliver a message to a child's input."""
+        self._host.send_child(child_id, msg, port)
+
+    async def remove(self, child_id: str) -> None:
+        """Stop a child (its safe state applied) and forget it."""
+        await self._host.remove_child(child_id)
+
+    @property
+    def children(self) -> list[str]:
+        return self._host.child_ids()
+
+    async def wait(self, awaitable: Awaitable[Any], timeout_ms: float) -> Any:
+        """Await with a timeout (every network await in a node needs one)."""
+        async with asyncio.timeout(timeout_ms / 1000):
+            return await awaitable
+
+

@@ -1,0 +1,172 @@
+"""JSON Schemas of the two file formats: flow files and the site file.
+
+The engine validates a flow file's structure with `FLOW_SCHEMA` and each node's
+config with its own type's schema (so errors name the node). `esess-flowctl schemas`
+writes `schemas/flow.schema.json` with an `if type == X then nodes/X.json` branch per
+node type, which gives editors completion for every node's options.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from flowengine.schema import DIALECT, config_schema
+
+if TYPE_CHECKING:
+    from flowengine.registry import Registry
+
+__all__ = ["COMMON_NODE_KEYS", "FLOW_SCHEMA", "SITE_SCHEMA", "VAR_TYPES", "flow_schema",
+           "node_file_schema", "site_schema"]
+
+SCHEMA_BASE = "https://esess-flows.invalid/schemas/"
+
+FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+NODE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
+INSTANCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+
+VAR_TYPES = {"string": "string", "number": "number", "integer": "integer",
+             "boolean": "boolean", "list": "array", "object": "object",
+             "secret": "string", "any": None}
+
+_TO_SCHEMA: dict[str, Any] = {
+    "description": "where this node's messages go: a list of node ids (port 'out'), or a "
+                   "mapping output port -> list of ids; 'id:port' reaches an input port",
+    "anyOf": [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "string"},
+        {"type": "object", "additionalProperties": {
+            "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}},
+    ],
+}
+
+COMMON_NODE_KEYS: dict[str, Any] = {
+    "id": {"type": "string", "pattern": NODE_ID_PATTERN,
+           "description": "node id, unique in the flow (short lower-case word)"},
+    "type": {"type": "string", "description": "node type, see `esess-flowctl list-nodes`"},
+    "to": _TO_SCHEMA,
+    "comment": {"type": "string", "description": "free text for the reader"},
+}
+
+_VAR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"enum": list(VAR_TYPES)},
+        "description": {"type": "string"},
+        "default": {},
+        "example": {},
+        "enum": {"type": "array"},
+        "minimum": {"type": "number"},
+        "maximum": {"type": "number"},
+    },
+}
+
+FLOW_SCHEMA: dict[str, Any] = {
+    "$schema": DIALECT,
+    "$id": SCHEMA_BASE + "flow.schema.json",
+    "title": "es-ESS flows: flow file",
+    "type": "object",
+    "required": ["id", "nodes"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "pattern": FLOW_ID_PATTERN,
+               "description": "flow id, kebab-case (time-to-go)", "examples": ["time-to-go"]},
+        "description": {"type": "string", "description": "what the flow does, one sentence"},
+        "vars": {"type": "object", "description": "typed variables, used as ${name}",
+                 "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                 "additionalProperties": _VAR_SCHEMA},
+        "nodes": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["id", "type"], "properties": COMMON_NODE_KEYS}},
+    },
+}
+
+_FLOW_ENTRY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "use": {"type": "string", "description": "id of a shipped flow (see flows/)"},
+        "file": {"type": "string", "description": "path of a custom flow file, relative to "
+                                                  "the site file"},
+        "instance": {"type": "string", "pattern": INSTANCE_PATTERN,
+                     "description": "instance name when a flow is used more than once; "
+                                    "the flow id becomes '<flow>@<instance>'"},
+        "id": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9@_-]*$",
+               "description": "explicit flow id of this instance"},
+        "enabled": {"type": "boolean", "default": True},
+        "vars": {"type": "object", "description": "values of the flow's vars"},
+    },
+    "oneOf": [{"required": ["use"]}, {"required": ["file"]}],
+}
+
+SITE_SCHEMA: dict[str, Any] = {
+    "$schema": DIALECT,
+    "$id": SCHEMA_BASE + "site.schema.json",
+    "title": "es-ESS flows: site file",
+    "type": "object",
+    "required": ["flows"],
+    "additionalProperties": False,
+    "properties": {
+        "connections": {"type": "object", "description": "shared connections by kind and name",
+                        "additionalProperties": {"type": "object",
+                                                 "additionalProperties": {"type": "object"}}},
+        "flows": {"type": "array", "items": _FLOW_ENTRY},
+        "flows_dir": {"type": "string", "description": "where shipped flows are looked up "
+                                                       "(default: the flows/ of this install)"},
+        "state_dir": {"type": "string", "default": "/data/es-ESS/state",
+                      "description": "persistent node state (counters, energy totals)"},
+        "secrets": {"type": "string", "default": "secrets.yaml",
+                    "description": "secrets file, relative to the site file"},
+        "log": {"type": "object", "additionalProperties": False, "properties": {
+            "level": {"enum": ["TRACE", "DEBUG", "APP_DEBUG", "INFO", "WARNING", "ERROR",
+                               "CRITICAL"], "default": "INFO"},
+            "file": {"type": "string",
+                     "description": "log file, rotated daily at midnight UTC, 14 kept"}}},
+    },
+}
+
+
+def node_file_schema(cls: Any) -> dict[str, Any]:
+    """schemas/nodes/<type>.json: the node's own options plus the common keys."""
+    schema = copy.deepcopy(config_schema(cls.config_class))
+    props = {"type": {"const": cls.type_name, "description": cls.summary}}
+    props.update({k: v for k, v in COMMON_NODE_KEYS.items() if k != "type"})
+    props.update(schema["properties"])
+    out: dict[str, Any] = {
+        "$schema": DIALECT,
+        "$id": SCHEMA_BASE + f"nodes/{cls.type_name}.json",
+        "title": f"{cls.type_name}: {cls.summary}",
+        "type": "object",
+        "required": ["id", "type", *schema.get("required", [])],
+        "additionalProperties": False,
+        "properties": props,
+    }
+    return out
+
+
+def flow_schema(registry: Registry) -> dict[str, Any]:
+    """The flow file schema with one branch per node type, for editors."""
+    schema = copy.deepcopy(FLOW_SCHEMA)
+    items = schema["properties"]["nodes"]["items"]
+    names = sorted(registry.node_types)
+    items["properties"]["type"] = {**items["properties"]["type"], "enum": names}
+    items["allOf"] = [
+        {"if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+         "then": {"$ref": f"nodes/{name}.json"}}
+        for name in names
+    ]
+    return schema
+
+
+def site_schema(registry: Registry) -> dict[str, Any]:
+    schema = copy.deepcopy(SITE_SCHEMA)
+    kinds = {
+        kind: {"type": "object", "description": spec.summary,
+               "additionalProperties": config_schema(spec.config_class)}
+        for kind, spec in sorted(registry.connection_kinds.items())
+    }
+    conns = schema["properties"]["connections"]
+    conns["properties"] = kinds
+    conns["additionalProperties"] = False
+    return schema

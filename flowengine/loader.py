@@ -1,0 +1,403 @@
+"""Flow and site files -> FlowSpecs, with file:line:column on every error.
+
+- A flow file declares typed `vars`; `${name}` in any string is replaced by the
+  var's value (a string that is exactly `${name}` takes the value with its type;
+  `$${` writes a literal `${`). Unknown and unused vars are errors.
+- `!secret name` is looked up in the environment (ESESS_SECRET_<NAME>) and then in
+  the secrets file; its value never appears in an error or a log line.
+- A site file enables shipped flows (`use:`) and custom flow files (`file:`), each
+  with vars, and optionally several instances of one flow (`instance:`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowengine.errors import ConfigError, ConfigErrors, GraphError, SchemaError, SecretError
+from flowengine.formats import FLOW_SCHEMA, SITE_SCHEMA, VAR_TYPES
+from flowengine.model import (
+    DEFAULT_PORT,
+    INPUT_PORT,
+    FlowSpec,
+    JsonValue,
+    NodeSpec,
+    Secret,
+    SourceMark,
+    VarSpec,
+    Wire,
+)
+from flowengine.schema import did_you_mean, make_validator, schema_errors
+from flowengine.yamlsrc import Marks, SecretRef, read_yaml
+
+__all__ = ["Secrets", "Site", "default_flows_dir", "is_site_file", "load_flow", "load_site"]
+
+_VAR_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
+_FLOW_VALIDATOR = make_validator(FLOW_SCHEMA)
+_SITE_VALIDATOR = make_validator(SITE_SCHEMA)
+
+
+def default_flows_dir() -> Path:
+    """The flows/ folder shipped beside the engine."""
+    return Path(__file__).resolve().parent.parent / "flows"
+
+
+class Secrets:
+    """Resolves `!secret name`: environment ESESS_SECRET_<NAME> first, then the file."""
+
+    def __init__(self, file: str | Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.file = str(file) if file else None
+        self._environ = os.environ if environ is None else environ
+        self._values: dict[str, str] | None = None
+        self._file_error: ConfigError | None = None
+
+    def _load(self) -> dict[str, str]:
+        if self._values is not None:
+            return self._values
+        self._values = {}
+        if self.file and Path(self.file).exists():
+            try:
+                data, marks = read_yaml(self.file)
+            except ConfigError as exc:
+                self._file_error = exc
+            except ConfigErrors as exc:
+                self._file_error = exc.errors[0]
+            else:
+                if not isinstance(data, dict):
+                    self._file_error = SecretError("the secrets file must be a mapping "
+                                                   "name: value", marks.root)
+                else:
+                    self._values = {str(k): str(v) for k, v in data.items() if v is not None}
+        return self._values
+
+    def resolve(self, ref: SecretRef) -> Secret:
+        env = "ESESS_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", ref.name).upper()
+        if env in self._environ:
+            return Secret(ref.name, self._environ[env])
+        values = self._load()
+        if self._file_error is not None:
+            raise self._file_error
+        if ref.name in values:
+            return Secret(ref.name, values[ref.name])
+        where = f"the secrets file {self.file}" if self.file else "a secrets file"
+        raise SecretError(f"secret '{ref.name}' is not set", ref.mark,
+                          hint=f"add `{ref.name}: ...` to {where} or set the "
+                               f"environment variable {env}")
+
+
+# -- flows ------------------------------------------------------------------------------
+
+def load_flow(path: str | Path, *, values: Mapping[str, Any] | None = None,
+              value_marks: Marks | None = None, value_path: tuple[str | int, ...] = (),
+              flow_id: str | None = None, secrets: Secrets | None = None,
+              use_examples: bool = False) -> FlowSpec:
+    """Load one flow file with var `values`; raises ConfigErrors listing every problem.
+
+    `use_examples`: a var without a value or default takes its `example` (to validate
+    a flow file on its own).
+    """
+    data, marks = read_yaml(path)
+    errors = schema_errors(_FLOW_VALIDATOR, data, marks.get, fallback=marks.root)
+    if errors:
+        raise ConfigErrors(e.within(flow=_flow_id_of(data)) for e in errors)
+    secrets = secrets or Secrets()
+    source_id: str = data["id"]
+    fid = flow_id or source_id
+    errors = []
+    var_specs = _var_specs(data.get("vars") or {}, marks)
+    resolved = _var_values(var_specs, values or {}, value_marks, value_path, marks,
+                           secrets, use_examples, errors)
+    used: set[str] = set()
+    nodes_raw = _resolve_secrets(data["nodes"], ("nodes",), marks, secrets, errors)
+    nodes_raw = _substitute(nodes_raw, ("nodes",),
+                            _Subst(resolved, frozenset(var_specs), marks, used, errors))
+    for name, var in var_specs.items():
+        if name not in used:
+            errors.append(GraphError(f"var '{name}' is declared but never used", var.mark,
+                                     hint=f"use it as ${{{name}}} or remove it"))
+    nodes = tuple(_node_spec(raw, i, marks) for i, raw in enumerate(nodes_raw))
+    if errors:
+        raise ConfigErrors(e.within(flow=fid) for e in errors)
+    return FlowSpec(id=fid, description=data.get("description", ""), nodes=nodes,
+                    file=str(path), mark=marks.root, vars=resolved, source_id=source_id)
+
+
+def _flow_id_of(data: Any) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        return data["id"]
+    return None
+
+
+def _node_spec(raw: Mapping[str, Any], index: int, marks: Marks) -> NodeSpec:
+    prefix = ("nodes", index)
+    config = {k: v for k, v in raw.items() if k not in ("id", "type", "to", "comment")}
+    return NodeSpec(id=raw["id"], type=raw["type"], config=config,
+                    mark=marks.nearest(prefix), key_marks=marks.under(prefix),
+                    wires=tuple(_wires(raw["id"], raw.get("to"), (*prefix, "to"), marks)))
+
+
+def _wires(source: str, to: Any, path: tuple[str | int, ...], marks: Marks) -> Iterable[Wire]:
+    """`to: [a, b:port]`, `to: a` or `to: {port: [a, b]}` -> wires."""
+    if to is None:
+        return
+    if isinstance(to, dict):
+        for port, targets in to.items():
+            yield from _port_wires(source, port, targets, (*path, port), marks)
+    else:
+        yield from _port_wires(source, DEFAULT_PORT, to, path, marks)
+
+
+def _port_wires(source: str, port: str, targets: Any, path: tuple[str | int, ...],
+                marks: Marks) -> Iterable[Wire]:
+    items = [targets] if isinstance(targets, str) else list(targets or [])
+    for i, target in enumerate(items):
+        mark = marks.nearest((*path, i) if not isinstance(targets, str) else path)
+        node, _, in_port = str(target).partition(":")
+        yield Wire(source, port, node.strip(), in_port.strip() or INPUT_PORT, mark)
+
+
+def _var_specs(raw: Mapping[str, Any], marks: Marks) -> dict[str, VarSpec]:
+    out = {}
+    for name, spec in raw.items():
+        out[name] = VarSpec(name=name, type=spec["type"], description=spec.get("description", ""),
+                            default=spec.get("default"), has_default="default" in spec,
+                            example=spec.get("example"), mark=marks.nearest(("vars", name)))
+    return out
+
+
+def _var_values(specs: Mapping[str, VarSpec], values: Mapping[str, Any],
+                value_marks: Marks | None, value_path: tuple[str | int, ...], marks: Marks,
+                secrets: Secrets, use_examples: bool,
+                errors: list[ConfigError]) -> dict[str, JsonValue]:
+    out: dict[str, JsonValue] = {}
+
+    def where(name: str) -> SourceMark | None:
+        if value_marks is not None:
+            return value_marks.nearest((*value_path, name))
+        return specs[name].mark if name in specs else None
+
+    for name in values:
+        if name not in specs:
+            hint = did_you_mean(name, specs) or (
+                "this flow's vars: " + ", ".join(specs) if specs else "this flow has no vars")
+            errors.append(GraphError(f"unknown var '{name}'", where(name), hint=hint))
+    for name, spec in specs.items():
+        if name in values:
+            value = values[name]
+        elif spec.has_default:
+            value = spec.default
+        elif use_examples and spec.example is not None:
+            value = spec.example
+        else:
+            hint = f"set it under vars: in the site file ({spec.description})" \
+                if spec.description else "set it under vars: in the site file"
+            errors.append(GraphError(f"var '{name}' has no value", where(name) or spec.mark,
+                                     hint=hint))
+            continue
+        if isinstance(value, SecretRef):
+            try:
+                value = secrets.resolve(value)
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
+        problem = _check_var_type(spec, value)
+        if problem:
+            errors.append(SchemaError(f"var '{name}' {problem}", where(name) or spec.mark))
+            continue
+        out[name] = float(value) if spec.type == "number" and type(value) is int else value
+    return out
+
+
+def _check_var_type(spec: VarSpec, value: Any) -> str | None:
+    if value is None:
+        return None
+    if spec.type == "secret":
+        return None if isinstance(value, Secret | str) else "must be a !secret or a text"
+    if isinstance(value, Secret):
+        return "cannot be a !secret (declare the var with type: secret)"
+    json_type = VAR_TYPES[spec.type]
+    if json_type is None:
+        return None
+    errs = list(make_validator({"type": json_type}).iter_errors(value))
+    if errs:
+        return f"must be of type {spec.type}, got {value!r}"
+    return None
+
+
+def _resolve_secrets(value: Any, path: tuple[str | int, ...], marks: Marks, secrets: Secrets,
+                     errors: list[ConfigError]) -> Any:
+    if isinstance(value, SecretRef):
+        try:
+            return secrets.resolve(value)
+        except ConfigError as exc:
+            errors.append(exc)
+            return None
+    if isinstance(value, dict):
+        return {k: _resolve_secrets(v, (*path, k), marks, secrets, errors)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_secrets(v, (*path, i), marks, secrets, errors)
+                for i, v in enumerate(value)]
+    return value
+
+
+@dataclass
+class _Subst:
+    values: Mapping[str, JsonValue]
+    declared: frozenset[str]
+    marks: Marks
+    used: set[str]
+    errors: list[ConfigError]
+
+
+def _substitute(value: Any, path: tuple[str | int, ...], sub: _Subst) -> Any:
+    if isinstance(value, str):
+        return _substitute_text(value, path, sub)
+    if isinstance(value, dict):
+        return {k: _substitute(v, (*path, k), sub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, (*path, i), sub) for i, v in enumerate(value)]
+    return value
+
+
+def _substitute_text(text: str, path: tuple[str | int, ...], sub: _Subst) -> Any:
+    if "${" not in text:
+        return text
+    whole = _VAR_RE.fullmatch(text)
+    if whole and not whole.group(1):
+        name = whole.group(2).strip()
+        if _known(name, path, sub):
+            return sub.values.get(name)
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "${" + match.group(2) + "}"
+        name = match.group(2).strip()
+        if not _known(name, path, sub):
+            return match.group(0)
+        value = sub.values.get(name)
+        if isinstance(value, Secret):
+            sub.errors.append(SchemaError(
+                f"the secret var '{name}' cannot be part of a longer text",
+                sub.marks.nearest(path), hint=f"use it alone: ${{{name}}}"))
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return "" if value is None else str(value)
+
+    return _VAR_RE.sub(replace, text)
+
+
+def _known(name: str, path: tuple[str | int, ...], sub: _Subst) -> bool:
+    if name in sub.declared:
+        sub.used.add(name)
+        return name in sub.values  # a declared var without value was reported already
+    hint = did_you_mean(name, sub.declared) or "declare it under vars:"
+    sub.errors.append(GraphError(f"unknown var '${{{name}}}'", sub.marks.nearest(path),
+                                 hint=hint))
+    return False
+
+
+# -- site -------------------------------------------------------------------------------
+
+@dataclass
+class Site:
+    """A loaded site file: flows to run, connection configs, settings."""
+
+    file: str
+    flows: list[FlowSpec] = field(default_factory=list)
+    connections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connection_marks: dict[tuple[str, str], SourceMark] = field(default_factory=dict)
+    state_dir: str = "/data/es-ESS/state"
+    log_level: str = "INFO"
+    log_file: str | None = None
+    secrets: Secrets | None = None
+
+
+def is_site_file(data: Any) -> bool:
+    return isinstance(data, dict) and "flows" in data and "nodes" not in data
+
+
+def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
+              environ: Mapping[str, str] | None = None) -> Site:
+    """Load a site file and every flow it enables; raises ConfigErrors with all problems."""
+    data, marks = read_yaml(path)
+    errors = schema_errors(_SITE_VALIDATOR, data, marks.get, fallback=marks.root)
+    if errors:
+        raise ConfigErrors(errors)
+    base = Path(path).resolve().parent
+    secrets = Secrets(base / data.get("secrets", "secrets.yaml"), environ)
+    site = Site(file=str(path), state_dir=data.get("state_dir", "/data/es-ESS/state"),
+                secrets=secrets)
+    site.log_level = data.get("log", {}).get("level", "INFO")
+    site.log_file = data.get("log", {}).get("file")
+    shipped = Path(flows_dir or data.get("flows_dir") or default_flows_dir())
+    if not shipped.is_absolute():
+        shipped = base / shipped
+    for kind, named in (data.get("connections") or {}).items():
+        site.connections[kind] = {}
+        for name, conf in named.items():
+            site.connections[kind][name] = _resolve_secrets(
+                conf, ("connections", kind, name), marks, secrets, errors)
+            site.connection_marks[(kind, name)] = marks.nearest(("connections", kind, name))
+    seen: dict[str, SourceMark] = {}
+    for i, entry in enumerate(data["flows"]):
+        if not entry.get("enabled", True):
+            continue
+        entry_mark = marks.nearest(("flows", i))
+        if "use" in entry:
+            file = shipped / f"{entry['use']}.yaml"
+            if not file.exists():
+                known = sorted(p.stem for p in shipped.glob("*.yaml"))
+                errors.append(ConfigError(
+                    f"no shipped flow '{entry['use']}'", marks.nearest(("flows", i, "use")),
+                    hint=did_you_mean(entry["use"], known) or
+                    ("shipped flows: " + ", ".join(known) if known else
+                     f"no flows in {shipped}")))
+                continue
+        else:
+            file = base / entry["file"]
+        try:
+            spec = load_flow(file, values=entry.get("vars") or {}, value_marks=marks,
+                             value_path=("flows", i, "vars"), secrets=secrets,
+                             flow_id=_instance_id(entry, file))
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        except ConfigError as exc:
+            errors.append(exc if exc.mark and exc.mark.line else
+                          ConfigError(f"flow file {file}: {exc.message}", entry_mark))
+            continue
+        if spec.id in seen:
+            errors.append(GraphError(
+                f"flow '{spec.id}' is enabled twice", entry_mark,
+                hint=f"first at line {seen[spec.id].line}; give each an `instance:` name"))
+            continue
+        seen[spec.id] = entry_mark
+        site.flows.append(spec)
+    if errors:
+        raise ConfigErrors(errors)
+    return site
+
+
+def _instance_id(entry: Mapping[str, Any], file: Path) -> str | None:
+    if "id" in entry:
+        return str(entry["id"])
+    if "instance" in entry:
+        base = entry.get("use") or _peek_id(file) or file.stem
+        return f"{base}@{entry['instance']}"
+    return None
+
+
+def _peek_id(file: Path) -> str | None:
+    try:
+        data, _ = read_yaml(file)
+    except (ConfigError, ConfigErrors):
+        return None
+    return _flow_id_of(data)

@@ -1,0 +1,138 @@
+"""Logging: the TRACE and APP_DEBUG levels, one line format, daily rotated files.
+
+Levels, from most to least verbose::
+
+    TRACE      5   every message through every node (guard it on hot paths)
+    DEBUG     10   everything, third-party libraries included
+    APP_DEBUG 15   our DEBUG lines, while third-party libraries stay at INFO
+    INFO      20   state changes: started, connected, recovered
+    WARNING   30   degraded running
+    ERROR     40   someone must act
+    CRITICAL  50
+
+`configure_logging` is called once by the CLI (calling it again replaces what it set up).
+Engine modules log through ``logging.getLogger(__name__)``; a node logs through its
+`NodeLogger`, which puts ``<flow>/<node>: `` before every message.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "APP_DEBUG",
+    "FORMAT",
+    "LEVELS",
+    "PROJECT_LOGGERS",
+    "TRACE",
+    "NodeLogger",
+    "configure_logging",
+    "parse_level",
+    "trace",
+]
+
+TRACE = 5
+APP_DEBUG = 15
+logging.addLevelName(TRACE, "TRACE")
+logging.addLevelName(APP_DEBUG, "APP_DEBUG")
+
+LEVELS: dict[str, int] = {
+    "TRACE": TRACE,
+    "DEBUG": logging.DEBUG,
+    "APP_DEBUG": APP_DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+
+PROJECT_LOGGERS = ("flowengine", "nodes", "esess")
+"""The top-level loggers of this project; APP_DEBUG turns on DEBUG for these only."""
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_HANDLER_NAME = "esess-flows"  # marks the handlers configure_logging installed
+_ROTATE_KEEP_DAYS = 14
+
+
+def parse_level(name: str) -> int:
+    """The number of a level name (any case); ValueError listing the names otherwise."""
+    level = LEVELS.get(name.strip().upper())
+    if level is None:
+        raise ValueError(f"unknown log level {name!r}; use one of {', '.join(LEVELS)}")
+    return level
+
+
+def configure_logging(level: str = "INFO", *, file: str | os.PathLike[str] | None = None,
+                      stream: IO[str] | None = None) -> None:
+    """Log to `stream` (default stdout) and, if given, to `file`, rotated at UTC midnight.
+
+    Calling it again replaces the handlers an earlier call installed; handlers installed
+    by anyone else are left alone.
+    """
+    number = parse_level(level)
+    formatter = _UtcFormatter(FORMAT)
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(sys.stdout if stream is None else stream)]
+    if file is not None:
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.TimedRotatingFileHandler(
+            file, when="midnight", utc=True, backupCount=_ROTATE_KEEP_DAYS, encoding="utf-8"))
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        handler.set_name(_HANDLER_NAME)
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+
+    root.setLevel(logging.INFO if number == APP_DEBUG else number)
+    project_level = logging.DEBUG if number == APP_DEBUG else logging.NOTSET
+    for name in PROJECT_LOGGERS:
+        logging.getLogger(name).setLevel(project_level)
+
+
+class _UtcFormatter(logging.Formatter):
+    """Timestamps in UTC with milliseconds (``2025-06-01 12:00:00.123``), as files rotate."""
+
+    converter = time.gmtime
+    default_msec_format = "%s.%03d"
+
+
+class NodeLogger(logging.LoggerAdapter[logging.Logger]):
+    """The logger of one node: every message starts with ``<flow>/<node>: ``.
+
+    Records also carry `flow_id` and `node_id` attributes, for handlers that want them.
+    """
+
+    def __init__(self, logger: logging.Logger, flow_id: str, node_id: str) -> None:
+        super().__init__(logger, {"flow_id": flow_id, "node_id": node_id})
+        self.flow_id = flow_id
+        self.node_id = node_id
+        self._prefix = f"{flow_id}/{node_id}: "
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
+                ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return f"{self._prefix}{msg}", kwargs
+
+    def trace(self, msg: object, *args: object, **kwargs: Any) -> None:
+        """Log at TRACE, if TRACE is enabled (cheap when it is not)."""
+        if self.isEnabledFor(TRACE):
+            kwargs.setdefault("stacklevel", 2)
+            self.log(TRACE, msg, *args, **kwargs)
+
+
+def trace(logger: logging.Logger | logging.LoggerAdapter[Any], msg: str, *args: object) -> None:
+    """Log at TRACE through `logger`, if TRACE is enabled for it."""
+    if logger.isEnabledFor(TRACE):
+        logger.log(TRACE, msg, *args, stacklevel=2)

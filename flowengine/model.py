@@ -1,0 +1,154 @@
+"""Plain data of the engine: messages, marks, and the specs a flow file loads into.
+
+Everything here is immutable and does no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+__all__ = [
+    "DEFAULT_PORT",
+    "FlowSpec",
+    "JsonValue",
+    "Message",
+    "NodeSpec",
+    "Secret",
+    "SourceMark",
+    "VarSpec",
+    "Wire",
+]
+
+JsonValue: TypeAlias = Any
+"""A value that came from JSON/YAML or goes to it: None, bool, int, float, str, list, dict."""
+
+DEFAULT_PORT = "out"
+"""The output port a plain `to: [ids]` list wires."""
+
+INPUT_PORT = "in"
+"""The input port a `to:` target without `:port` reaches."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMark:
+    """Where something was written: file, 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One value travelling along a wire.
+
+    `value` None means invalid / unknown, as on Venus OS; it is never replaced by 0.
+    `ts` is the monotonic time of the reading, `wall` the wall-clock time (epoch seconds).
+    """
+
+    topic: str
+    value: JsonValue
+    ts: float = field(default_factory=time.monotonic)
+    wall: float = field(default_factory=time.time)
+    meta: Mapping[str, JsonValue] | None = None
+
+    def with_value(self, value: JsonValue, topic: str | None = None) -> Message:
+        """A new message with the same times and meta, another value (and topic)."""
+        return Message(self.topic if topic is None else topic, value, self.ts, self.wall,
+                       self.meta)
+
+    def with_meta(self, **meta: JsonValue) -> Message:
+        merged = dict(self.meta or {})
+        merged.update(meta)
+        return Message(self.topic, self.value, self.ts, self.wall, merged)
+
+
+class Secret:
+    """A password or token from a secrets file or the environment.
+
+    Its repr and str are '***' so that it never reaches a log line or an error
+    message by accident; `reveal()` gives the real text to the one adapter that
+    needs it.
+    """
+
+    __slots__ = ("_value", "name")
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """One connection: output port of `source` to input port of `target`."""
+
+    source: str
+    port: str
+    target: str
+    target_port: str = INPUT_PORT
+    mark: SourceMark | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VarSpec:
+    """A flow variable: the typed replacement of an es-ESS config.ini key."""
+
+    name: str
+    type: str
+    description: str = ""
+    default: JsonValue = None
+    has_default: bool = False
+    example: JsonValue = None
+    mark: SourceMark | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One node of a flow after loading: its typed config is built by the registry."""
+
+    id: str
+    type: str
+    config: Mapping[str, JsonValue]
+    mark: SourceMark
+    wires: tuple[Wire, ...] = ()
+    # where each config key was written, for error messages from nodes
+    key_marks: Mapping[str, SourceMark] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSpec:
+    """A flow instance ready to validate or start: vars already substituted."""
+
+    id: str
+    description: str
+    nodes: tuple[NodeSpec, ...]
+    file: str
+    mark: SourceMark
+    vars: Mapping[str, JsonValue] = field(default_factory=dict)
+    source_id: str = ""  # the flow file's own id; differs from `id` for instances
+
+    def node(self, node_id: str) -> NodeSpec:
+        for spec in self.nodes:
+            if spec.id == node_id:
+                return spec
+        raise KeyError(node_id)

@@ -1,0 +1,179 @@
+"""What a node type is: a config declaration and a class with a small lifecycle.
+
+A node type declares its config once, as a frozen dataclass whose fields are made
+with `option()`; the engine derives JSON Schema, defaults, docs and `list-nodes`
+from it. The class is marked with `@node_type("name", config=...)`, which sets
+class attributes and mutates no global: a `Registry` collects classes from modules.
+
+Lifecycle, driven by the runtime:
+
+- ``__init__(config, spec)``: no I/O; compile what can be compiled, raise
+  `ConfigError` for what `validate` should report.
+- ``start(ctx)``: open what the node needs, start timers through `ctx`.
+- ``on_message(port, msg)``: returning is "done", raising is "failed": the runtime
+  logs it, sets the status, applies the safe state and restarts the node with backoff.
+- ``stop()``: release resources; timers and children are stopped by the runtime.
+- ``safe_state()``: only on nodes that drive the outside world; quick, idempotent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+from flowengine.model import DEFAULT_PORT, INPUT_PORT, JsonValue, Message, NodeSpec, SourceMark
+
+if TYPE_CHECKING:
+    from flowengine.context import NodeContext
+    from flowengine.errors import ConfigError
+
+__all__ = ["REQUIRED", "InputMode", "Node", "UpstreamInfo", "node_type", "option"]
+
+ConfigT = TypeVar("ConfigT")
+NodeT = TypeVar("NodeT", bound="type[Node[Any]]")
+
+InputMode = Literal["telemetry", "event"]
+"""telemetry: queued per topic, the latest value wins; event: every message kept, in order."""
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""Default of an option the user must set."""
+
+
+def option(
+    description: str,
+    *,
+    default: Any = REQUIRED,
+    example: Any = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: float | None = None,
+    pattern: str | None = None,
+    min_items: int | None = None,
+    min_length: int | None = None,
+    schema: Mapping[str, Any] | None = None,
+) -> Any:
+    """Declare one config option: its help text, default, example and limits.
+
+    Mutable defaults (dict, list) are copied for each config instance.
+    """
+    meta: dict[str, Any] = {"description": description}
+    for key, value in (
+        ("example", example),
+        ("minimum", minimum),
+        ("maximum", maximum),
+        ("exclusiveMinimum", exclusive_minimum),
+        ("pattern", pattern),
+        ("minItems", min_items),
+        ("minLength", min_length),
+    ):
+        if value is not None:
+            meta[key] = value
+    if schema:
+        meta["schema"] = dict(schema)
+    if default is REQUIRED:
+        return dataclasses.field(metadata=meta)
+    meta["default"] = default
+    if isinstance(default, dict | list):
+        factory: Callable[[], Any] = (lambda d=default: type(d)(d))
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+class UpstreamInfo:
+    """What a node may learn about its wiring at validate time."""
+
+    def __init__(self, topics: frozenset[str] | None, sources: tuple[str, ...]) -> None:
+        self.topics = topics  # None when some upstream node cannot say what it emits
+        self.sources = sources
+
+
+class Node(Generic[ConfigT]):
+    """Base class of every node type. See the module docstring for the lifecycle."""
+
+    type_name: ClassVar[str] = ""
+    config_class: ClassVar[type[Any]]
+    summary: ClassVar[str] = ""
+    inputs: ClassVar[Mapping[str, InputMode]] = {INPUT_PORT: "telemetry"}
+    outputs: ClassVar[tuple[str, ...]] = (DEFAULT_PORT,)
+    breaks_cycles: ClassVar[bool] = False
+    """True for nodes that delay or pace what they pass on (a loop through them is allowed)."""
+
+    def __init__(self, config: ConfigT, spec: NodeSpec) -> None:
+        self.config = config
+        self.spec = spec
+        self._ctx: NodeContext | None = None
+
+    @property
+    def ctx(self) -> NodeContext:
+        if self._ctx is None:
+            raise RuntimeError(f"node '{self.spec.id}' used before start()")
+        return self._ctx
+
+    # -- validate-time hooks -------------------------------------------------------
+    @classmethod
+    def output_ports(cls, config: Any) -> tuple[str, ...]:
+        """Output ports for this config (most types have a fixed set)."""
+        return cls.outputs
+
+    @classmethod
+    def output_topics(cls, config: Any) -> frozenset[str] | None:
+        """Topics this node emits, if it can tell before running; None when it cannot."""
+        return None
+
+    def check(self, upstream: UpstreamInfo) -> list[ConfigError]:
+        """Cross-node checks (e.g. a formula's names against upstream topics)."""
+        return []
+
+    def mark_of(self, *path: str | int) -> SourceMark:
+        """Where a config key (or a part of it) was written, for error messages."""
+        marks = self.spec.key_marks
+        key: tuple[str | int, ...] = tuple(path)
+        while key:
+            found = marks.get(key)  # type: ignore[call-overload]
+            if found is not None:
+                return found
+            key = key[:-1]
+        return self.spec.mark
+
+    # -- run time --------------------------------------------------------------------
+    async def start(self, ctx: NodeContext) -> None:
+        self._ctx = ctx
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        """Handle one input message. Nodes without inputs never get called."""
+
+    async def stop(self) -> None:
+        """Release what start() opened. Timers and children are stopped by the runtime."""
+
+    async def safe_state(self) -> None:
+        """Put the outside world into its safe state. Override only in nodes that drive it."""
+
+    @classmethod
+    def drives_outside_world(cls) -> bool:
+        return cls.safe_state is not Node.safe_state
+
+    def emit(self, msg: Message | str, value: JsonValue = None, *, port: str = DEFAULT_PORT) -> None:
+        """Shorthand for ctx.emit()."""
+        self.ctx.emit(msg, value, port=port)
+
+
+def node_type(name: str, *, config: type[Any]) -> Callable[[NodeT], NodeT]:
+    """Mark a Node subclass as node type `name` with config dataclass `config`."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"config of node type {name!r} must be a dataclass")
+
+    def mark(cls: NodeT) -> NodeT:
+        cls.type_name = name
+        cls.config_class = config
+        doc = (cls.__doc__ or "").strip()
+        cls.summary = doc.splitlines()[0] if doc else name
+        return cls
+
+    return mark

@@ -1,0 +1,282 @@
+"""One supervised node: its mailbox, its current incarnation, its tasks and children.
+
+Failure path (an exception in on_message, a timer callback or a node task): log it
+once with the traceback, set the status, apply the safe state, stop the node and its
+children, wait a backoff (1 s doubling to 60 s; reset after a minute without failure),
+then start a fresh instance with the same config. Other nodes keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from flowengine.context import NodeContext, NodeStatus
+from flowengine.errors import NodeError
+from flowengine.log import NodeLogger
+from flowengine.mailbox import Mailbox, MailboxClosed
+from flowengine.model import INPUT_PORT, JsonValue, Message, NodeSpec
+
+if TYPE_CHECKING:
+    from flowengine.node import Node
+    from flowengine.runtime import FlowRun
+    from flowengine.state import NodeState
+
+__all__ = ["NodeRunner"]
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 60.0
+STABLE_AFTER_S = 60.0
+START_TIMEOUT_S = 10.0
+SAFE_TIMEOUT_S = 0.8
+STOP_TIMEOUT_S = 1.0
+CHILD_PORT = "child"
+
+
+class NodeRunner:
+    """Runs one node (or one dynamic child) under supervision."""
+
+    def __init__(self, flow: FlowRun, spec: NodeSpec, cls: type[Node[Any]], config: Any,
+                 node: Node[Any] | None = None, *, parent: NodeRunner | None = None,
+                 node_id: str | None = None) -> None:
+        self.flow = flow
+        self.spec = spec
+        self.cls = cls
+        self.config = config
+        self.parent = parent
+        self.flow_id = flow.spec.id
+        self.node_id = node_id or spec.id
+        self.clock = flow.runtime.clock
+        self.connections = flow.runtime.connections
+        self.vars: Mapping[str, JsonValue] = flow.spec.vars
+        inputs = dict(cls.inputs)
+        if CHILD_PORT not in inputs:
+            inputs[CHILD_PORT] = "event"
+        self.mailbox = Mailbox(inputs, flow.runtime.queue_capacity)
+        self.routes: dict[str, list[tuple[NodeRunner, str]]] = {}
+        self.children: dict[str, NodeRunner] = {}
+        self.node: Node[Any] | None = node
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.status = NodeStatus()
+        self.phase = "new"  # new, running, failed, stopping, stopped
+        self.failures = 0
+        self.restarts = 0
+        self.started_at = 0.0
+        self.last_message: Message | None = None
+        self.logger = NodeLogger(logging.getLogger("flowengine.node"), self.flow_id, self.node_id)
+        self._recovery: asyncio.Task[None] | None = None
+
+    # -- the host interface NodeContext uses ---------------------------------------------
+    def route(self, port: str, msg: Message) -> None:
+        self.last_message = msg
+        targets = self.routes.get(port)
+        if targets is None:
+            if self.parent is not None:
+                self.parent.mailbox.put(CHILD_PORT, msg.with_meta(child=self.node_id))
+                return
+            if port not in self.cls.output_ports(self.config):
+                raise NodeError(f"{self.cls.type_name} emitted on undeclared port '{port}'")
+        else:
+            for target, in_port in targets:
+                target.mailbox.put(in_port, msg)
+        tap = self.flow.tap
+        if tap is not None:
+            tap(self, port, msg)
+
+    def set_status(self, status: NodeStatus) -> None:
+        self.status = status
+        self.flow.runtime.status_changed(self, status)
+
+    def get_status(self) -> NodeStatus:
+        return self.status
+
+    def spawn_task(self, coro: Awaitable[None], role: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"{self.flow_id}/{self.node_id}:{role}")
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def node_state(self) -> NodeState:
+        return self.flow.runtime.state.node_state(self.flow_id, self.node_id)
+
+    def event(self, level: int, text: str) -> None:
+        self.flow.runtime.event(self.flow_id, level, f"{self.node_id}: {text}")
+
+    async def spawn_child(self, child_id: str, type_name: str,
+                          config: Mapping[str, JsonValue]) -> None:
+        if child_id in self.children:
+            raise ValueError(f"child '{child_id}' exists already")
+        child = self.flow.make_child(self, child_id, type_name, config)
+        self.children[child_id] = child
+        try:
+            await child.start()
+        except BaseException:
+            del self.children[child_id]
+            raise
+
+    def send_child(self, child_id: str, msg: Message, port: str = INPUT_PORT) -> None:
+        self.children[child_id].mailbox.put(port, msg)
+
+    async def remove_child(self, child_id: str) -> None:
+        child = self.children.pop(child_id, None)
+        if child is not None:
+            await child.stop_now()
+
+    def child_ids(self) -> list[str]:
+        return list(self.children)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the current instance (or a fresh one). Raises what start() raised."""
+        if self.node is None:
+            self.node = self.cls(self.config, self.spec)
+        self.mailbox.reopen()
+        ctx = NodeContext(self, self.logger)
+        self.phase = "running"
+        self.started_at = self.clock.monotonic()
+        async with asyncio.timeout(START_TIMEOUT_S):
+            await self.node.start(ctx)
+        self.spawn_task(self._work(self.node), "inputs")
+
+    async def _work(self, node: Node[Any]) -> None:
+        mailbox = self.mailbox
+        while True:
+            try:
+                port, msg = await mailbox.get()
+            except MailboxClosed:
+                return
+            await node.on_message(port, msg)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.fail(exc, task.get_name())
+
+    def fail(self, exc: BaseException, where: str) -> None:
+        """Take the node down after an error and schedule its restart."""
+        if self.phase != "running":
+            return
+        self.phase = "failed"
+        now = self.clock.monotonic()
+        if now - self.started_at >= STABLE_AFTER_S:
+            self.failures = 0
+        self.failures += 1
+        log.error("%s/%s (%s) failed in %s: %s", self.flow_id, self.node_id,
+                  self.cls.type_name, where, exc, exc_info=exc)
+        self.set_status(NodeStatus("error", f"failed: {_short(exc)}", time.time()))
+        self.flow.runtime.event(self.flow_id, logging.ERROR,
+                                f"node '{self.node_id}' failed: {_short(exc)}")
+        self._recovery = asyncio.ensure_future(self._recover())
+        self._recovery.set_name(f"{self.flow_id}/{self.node_id}:recover")
+
+    async def _recover(self) -> None:
+        await self._take_down(reason="failure")
+        while self.phase == "failed":
+            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures - 1))
+            self.logger.info("restarting in %.0f s (failure %d)", delay, self.failures)
+            await self.clock.sleep_until(self.clock.monotonic() + delay)
+            if self.phase != "failed":
+                return
+            self.node = None
+            self.restarts += 1
+            try:
+                await self.start()
+            except Exception as exc:  # the supervisor: any start error means try again later
+                self.phase = "failed"
+                self.failures += 1
+                log.error("%s/%s restart failed: %s", self.flow_id, self.node_id, exc,
+                          exc_info=exc)
+                self.set_status(NodeStatus("error", f"restart failed: {_short(exc)}",
+                                           time.time()))
+                await self._take_down(reason="failure")
+            else:
+                self.logger.info("restarted")
+                if self.status.level == "error":
+                    self.set_status(NodeStatus("ok", f"restarted ({self.restarts}x)", time.time()))
+                self.flow.runtime.event(self.flow_id, logging.INFO,
+                                        f"node '{self.node_id}' restarted")
+
+    async def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        pending = [t for t in self.tasks if t is not current]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
+
+    async def apply_safe_state(self, reason: str) -> None:
+        """Run safe_state() of this node if it drives the outside world. Never raises."""
+        node = self.node
+        if node is None or not self.cls.drives_outside_world():
+            return
+        try:
+            async with asyncio.timeout(SAFE_TIMEOUT_S):
+                await node.safe_state()
+        except Exception as exc:  # a safe state that fails must not stop the others
+            log.error("%s/%s: safe state on %s failed: %s", self.flow_id, self.node_id,
+                      reason, exc, exc_info=exc)
+            self.flow.runtime.event(self.flow_id, logging.CRITICAL,
+                                    f"node '{self.node_id}': safe state FAILED on {reason}: "
+                                    f"{_short(exc)}")
+        else:
+            self.logger.info("safe state applied (%s)", reason)
+            self.flow.runtime.event(self.flow_id, logging.WARNING,
+                                    f"node '{self.node_id}': safe state applied ({reason})")
+
+    async def _stop_node(self) -> None:
+        node = self.node
+        if node is None:
+            return
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await node.stop()
+        except Exception as exc:  # stop errors are logged; shutdown goes on
+            log.error("%s/%s: stop failed: %s", self.flow_id, self.node_id, exc, exc_info=exc)
+
+    async def _take_down(self, reason: str) -> None:
+        """Cancel tasks, safe state, stop children and the node (after failure or on stop)."""
+        await self._cancel_tasks()
+        await self.apply_safe_state(reason)
+        await asyncio.gather(*(c.stop_now(reason) for c in list(self.children.values())))
+        self.children.clear()
+        await self._stop_node()
+
+    # -- stopping in phases (FlowRun drives these) ------------------------------------------
+    async def halt_inputs(self) -> None:
+        """Stop producing and consuming: cancel timers and the input task."""
+        if self._recovery is not None and self._recovery is not asyncio.current_task():
+            self._recovery.cancel()
+        self.phase = "stopping"
+        await self._cancel_tasks()
+
+    async def stop_now(self, reason: str = "stop") -> None:
+        """Stop completely: inputs closed, safe state, children, node.stop()."""
+        self.phase = "stopping"
+        self.mailbox.close()
+        if self._recovery is not None and self._recovery is not asyncio.current_task():
+            self._recovery.cancel()
+        await self._take_down(reason)
+        self.phase = "stopped"
+        self.set_status(NodeStatus("idle", "stopped", time.time()))
+
+    async def drain(self, deadline: float) -> None:
+        """Let the input task work off what is queued, until `deadline` (monotonic)."""
+        while len(self.mailbox) and time.monotonic() < deadline and self.tasks:
+            await asyncio.sleep(0.005)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    first = text.splitlines()[0]
+    return first if len(first) <= 120 else first[:117] + "..."
+
+

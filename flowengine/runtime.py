@@ -1,0 +1,233 @@
+"""The scheduler: start and stop flows, route messages, supervise, redeploy one flow.
+
+One event loop, no threads. Each node has a bounded mailbox and one input task;
+`emit` puts a message into the mailbox of every wired node without blocking.
+
+Stopping a flow is bounded in time and puts the outside world first:
+
+1. cancel every node's timers and input task (nothing new is produced);
+2. close the inputs of nodes that drive the outside world and run their
+   `safe_state()` together (at most SAFE_TIMEOUT_S);
+3. let the other nodes work off their queues (at most DRAIN_S);
+4. `stop()` every node (at most STOP_TIMEOUT_S each, together), flush state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flowengine.clock import Clock, LoopClock
+from flowengine.connections import Connections
+from flowengine.context import NodeStatus
+from flowengine.errors import FlowEngineError, FlowStartError
+from flowengine.model import FlowSpec, JsonValue, Message
+from flowengine.runner import NodeRunner
+from flowengine.state import StateStore
+
+if TYPE_CHECKING:
+    from flowengine.plan import FlowPlan
+    from flowengine.registry import Registry
+
+__all__ = ["EngineEvent", "FlowRun", "Runtime"]
+
+log = logging.getLogger(__name__)
+
+DRAIN_S = 0.5
+
+Tap = Callable[[NodeRunner, str, Message], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineEvent:
+    """An operational message: flow started/stopped, node failed, safe state applied."""
+
+    flow: str
+    level: int
+    text: str
+    wall: float
+
+
+class FlowRun:
+    """One started flow: its runners and their wiring."""
+
+    def __init__(self, runtime: Runtime, plan: FlowPlan) -> None:
+        self.runtime = runtime
+        self.plan = plan
+        self.spec: FlowSpec = plan.spec
+        self.tap: Tap | None = None
+        self.runners: dict[str, NodeRunner] = {
+            nid: NodeRunner(self, p.spec, p.cls, p.config, p.node)
+            for nid, p in plan.nodes.items()
+        }
+        for nid, planned in plan.nodes.items():
+            runner = self.runners[nid]
+            for port, targets in planned.routes.items():
+                runner.routes[port] = [(self.runners[t], tp) for t, tp in targets]
+        self.started: list[NodeRunner] = []
+
+    def make_child(self, parent: NodeRunner, child_id: str, type_name: str,
+                   config: Mapping[str, JsonValue]) -> NodeRunner:
+        spec, cls, cfg, node = self.plan.child(parent.spec, child_id, type_name, config)
+        return NodeRunner(self, spec, cls, cfg, node, parent=parent,
+                          node_id=f"{parent.node_id}/{child_id}")
+
+    async def start(self) -> None:
+        """Start every node, downstream first; all or nothing."""
+        for nid in self.plan.order:
+            runner = self.runners[nid]
+            try:
+                await runner.start()
+            except Exception as exc:
+                log.error("flow '%s': node '%s' did not start: %s", self.spec.id, nid, exc,
+                          exc_info=exc)
+                self.started.append(runner)
+                await self.stop(reason="failed start")
+                raise FlowStartError(
+                    f"flow '{self.spec.id}': node '{nid}' ({runner.cls.type_name}) did not "
+                    f"start: {exc}") from exc
+            self.started.append(runner)
+
+    async def stop(self, reason: str = "stop") -> None:
+        runners = list(reversed(self.started))
+        self.started = []
+        await asyncio.gather(*(r.halt_inputs() for r in runners))
+        hardware = [r for r in runners if r.cls.drives_outside_world() or r.children]
+        others = [r for r in runners if r not in hardware]
+        await asyncio.gather(*(r.stop_now(reason) for r in hardware))
+        for runner in others:  # restart input tasks briefly so queued values go out
+            if len(runner.mailbox) and runner.node is not None:
+                runner.phase = "running"
+                runner.spawn_task(runner._work(runner.node), "drain")
+        deadline = time.monotonic() + DRAIN_S
+        await asyncio.gather(*(r.drain(deadline) for r in others))
+        await asyncio.gather(*(r.stop_now(reason) for r in others))
+        self.runtime.state.flush(self.spec.id)
+
+    def all_runners(self) -> list[NodeRunner]:
+        out: list[NodeRunner] = []
+        stack = list(self.runners.values())
+        while stack:
+            runner = stack.pop(0)
+            out.append(runner)
+            stack.extend(runner.children.values())
+        return out
+
+
+class Runtime:
+    """Runs flows; owns the clock, the state store and the shared connections."""
+
+    def __init__(self, registry: Registry, *, state: StateStore | None = None,
+                 connections: Connections | None = None, clock: Clock | None = None,
+                 queue_capacity: int = 256) -> None:
+        self.registry = registry
+        self.state = state or StateStore(None)
+        self.connections = connections or Connections(registry.connection_kinds)
+        self.clock = clock or LoopClock()
+        self.queue_capacity = queue_capacity
+        self.flows: dict[str, FlowRun] = {}
+        self._status_listeners: list[Callable[[str, str, NodeStatus], None]] = []
+        self._event_listeners: list[Callable[[EngineEvent], None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- observation -----------------------------------------------------------------------
+    def on_status(self, listener: Callable[[str, str, NodeStatus], None]) -> None:
+        self._status_listeners.append(listener)
+
+    def on_event(self, listener: Callable[[EngineEvent], None]) -> None:
+        self._event_listeners.append(listener)
+
+    def status_changed(self, runner: NodeRunner, status: NodeStatus) -> None:
+        for listener in self._status_listeners:
+            listener(runner.flow_id, runner.node_id, status)
+
+    def event(self, flow: str, level: int, text: str) -> None:
+        log.log(level, "flow '%s': %s", flow, text)
+        item = EngineEvent(flow, level, text, time.time())
+        for listener in self._event_listeners:
+            listener(item)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every flow and node with its status and last value (for `status`)."""
+        flows: dict[str, Any] = {}
+        for fid, run in self.flows.items():
+            nodes = {}
+            for r in run.all_runners():
+                nodes[r.node_id] = {
+                    "type": r.cls.type_name, "status": r.status.level, "text": r.status.text,
+                    "restarts": r.restarts, "dropped": r.mailbox.dropped,
+                    "last": None if r.last_message is None else
+                    {"topic": r.last_message.topic, "value": r.last_message.value},
+                }
+            flows[fid] = {"description": run.spec.description, "nodes": nodes}
+        return flows
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start_flow(self, plan: FlowPlan) -> FlowRun:
+        """Start a validated flow. All or nothing: on failure what started is stopped."""
+        if plan.spec.id in self.flows:
+            raise FlowEngineError(f"flow '{plan.spec.id}' is running already")
+        self._ensure_flusher()
+        run = FlowRun(self, plan)
+        await run.start()
+        self.flows[plan.spec.id] = run
+        self.event(plan.spec.id, logging.INFO, f"started ({len(plan.nodes)} nodes)")
+        return run
+
+    async def stop_flow(self, flow_id: str, reason: str = "stop") -> None:
+        run = self.flows.pop(flow_id, None)
+        if run is None:
+            return
+        await run.stop(reason)
+        self.state.discard(flow_id)
+        self.event(flow_id, logging.INFO, f"stopped ({reason})")
+
+    async def replace_flow(self, plan: FlowPlan) -> FlowRun:
+        """Hot deploy of one flow: stop the running version, start the new one.
+
+        Other flows are untouched. If the new version fails to start, the old one is
+        started again from its plan and FlowStartError is raised.
+        """
+        old = self.flows.get(plan.spec.id)
+        if old is None:
+            return await self.start_flow(plan)
+        await self.stop_flow(plan.spec.id, reason="redeploy")
+        try:
+            return await self.start_flow(plan)
+        except FlowStartError:
+            self.event(plan.spec.id, logging.ERROR, "new version failed to start; rolling back")
+            await self.start_flow(old.plan.fresh())
+            raise
+
+    async def stop(self, reason: str = "stop") -> None:
+        """Stop every flow (together, each bounded), flush state, close connections."""
+        ids = list(self.flows)
+        await asyncio.gather(*(self.stop_flow(fid, reason) for fid in ids))
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        self.state.flush()
+        await self.connections.aclose()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush_loop())
+            self._flusher.set_name("runtime:state-flush")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            due = self.state.next_due_in()
+            wait = 5.0 if due is None else max(due, 0.05)
+            await self.clock.sleep_until(self.clock.monotonic() + wait)
+            self.state.flush_due()

@@ -1,0 +1,309 @@
+"""JSON Schema from config declarations, and validation errors users can act on.
+
+One declaration (a frozen dataclass made with `option()`) gives the JSON Schema
+(draft 2020-12) that `validate` checks, the defaults a node gets, and the text of
+`list-nodes` and the docs. Validation errors become `SchemaError`s with the
+file:line:column of the offending value and a hint how to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any, Literal, Union, get_args, get_origin
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from flowengine.errors import ConfigError, SchemaError
+from flowengine.model import JsonValue, Secret, SourceMark
+
+__all__ = [
+    "DIALECT",
+    "build_config",
+    "config_schema",
+    "did_you_mean",
+    "make_validator",
+    "schema_errors",
+]
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+Path = tuple[str | int, ...]
+MarkLookup = Callable[[Path], SourceMark | None]
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """'did you mean 'x'?' for the closest choice, or None."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+# -- declaration -> schema ---------------------------------------------------------------
+
+def _type_schema(hint: Any) -> dict[str, Any]:
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if hint is Any or hint is JsonValue:
+        return {}
+    if hint is Secret:
+        return {"type": "string", "x-secret": True}
+    if hint is str:
+        return {"type": "string"}
+    if hint is bool:
+        return {"type": "boolean"}
+    if hint is int:
+        return {"type": "integer"}
+    if hint is float:
+        return {"type": "number"}
+    if hint is type(None):
+        return {"type": "null"}
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        nullable = len(members) != len(args)
+        if len(members) == 1:
+            inner = _type_schema(members[0])
+            if not nullable:
+                return inner
+            if "type" in inner and isinstance(inner["type"], str) and len(inner) <= 2:
+                return {**inner, "type": [inner["type"], "null"]}
+            return {"anyOf": [inner, {"type": "null"}]}
+        options = [_type_schema(a) for a in members]
+        if nullable:
+            options.append({"type": "null"})
+        return {"anyOf": options}
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        item = args[0] if args else Any
+        return {"type": "array", "items": _type_schema(item)}
+    if origin in (dict, Mapping) or hint is dict:
+        value = args[1] if len(args) == 2 else Any
+        return {"type": "object", "additionalProperties": _type_schema(value)}
+    if dataclasses.is_dataclass(hint):
+        return _object_schema(typing.cast(type, hint))
+    raise TypeError(f"config option type {hint!r} has no JSON Schema mapping")
+
+
+def _object_schema(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        prop = _type_schema(hints[f.name])
+        extra = meta.pop("schema", None)
+        if extra:
+            prop.update(extra)
+        if "example" in meta:
+            meta["examples"] = [meta.pop("example")]
+        prop.update(meta)
+        props[f.name] = prop
+        if "default" not in meta:
+            required.append(f.name)
+    schema: dict[str, Any] = {"type": "object", "properties": props,
+                              "additionalProperties": False}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+@cache
+def config_schema(cls: type) -> dict[str, Any]:
+    """The JSON Schema of a config dataclass (without the common node keys)."""
+    return _object_schema(cls)
+
+
+# -- validation ---------------------------------------------------------------------------
+
+def _is_string(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, str | Secret)
+
+
+_TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine("string", _is_string)
+_Validator = jsonschema.validators.extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
+
+
+def make_validator(schema: Mapping[str, Any]) -> Any:
+    """A draft 2020-12 validator that also accepts `!secret` values as strings."""
+    return _Validator(schema)
+
+
+_TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a text",
+               "boolean": "true or false", "array": "a list", "object": "a mapping",
+               "null": "empty"}
+
+
+def _describe_type(expected: Any) -> str:
+    names = expected if isinstance(expected, list) else [expected]
+    return " or ".join(_TYPE_WORDS.get(n, n) for n in names)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Secret):
+        return repr(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
+    """(path, message, hint) for one jsonschema error."""
+    path: Path = tuple(error.absolute_path)
+    where = f"option '{'.'.join(str(p) for p in path)}'" if path else "this mapping"
+    validator = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if validator == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in schema.get("properties", {})]
+        name = extras[0] if extras else "?"
+        hint = did_you_mean(str(name), allowed)
+        if hint is None and allowed:
+            hint = "known options: " + ", ".join(allowed)
+        return (*path, name), f"unknown option '{name}'", hint
+    if validator == "required":
+        missing = _missing(error)
+        prop = schema.get("properties", {}).get(missing, {})
+        example = prop.get("examples", [None])[0]
+        desc = prop.get("description")
+        hint = f"add `{missing}: {_yaml_inline(example)}`" if example is not None else \
+            f"add `{missing}:`"
+        if desc:
+            hint += f" ({desc})"
+        return path, f"missing required option '{missing}'", hint
+    if validator == "type":
+        return path, (f"{where} must be {_describe_type(error.validator_value)}, "
+                      f"got {_show(error.instance)}"), None
+    if validator == "enum":
+        choices = [str(c) for c in error.validator_value]
+        hint = did_you_mean(str(error.instance), choices) or ("one of: " + ", ".join(choices))
+        return path, f"{where} has the unknown value {_show(error.instance)}", hint
+    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        words = {"minimum": "at least", "maximum": "at most",
+                 "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
+        return path, (f"{where} must be {words[str(validator)]} {error.validator_value}, "
+                      f"got {_show(error.instance)}"), None
+    if validator == "pattern":
+        return path, f"{where} does not match the pattern {error.validator_value!r}", None
+    if validator == "minItems":
+        return path, f"{where} needs at least {error.validator_value} item(s)", None
+    if validator == "minLength":
+        return path, f"{where} must not be empty", None
+    if validator == "const":
+        return path, f"{where} must be {error.validator_value!r}", None
+    return path, f"{where}: {error.message}", None
+
+
+def _missing(error: ValidationError) -> str:
+    message = error.message
+    if message.startswith("'"):
+        return message.split("'")[1]
+    return message
+
+
+def _yaml_inline(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and value.strip() == value and ":" not in value else repr(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return json.dumps(value)
+
+
+def _deepest(errors: Iterable[ValidationError]) -> list[ValidationError]:
+    """Flatten anyOf/oneOf contexts to the most specific errors."""
+    out: list[ValidationError] = []
+    for error in errors:
+        if error.context and error.validator in ("anyOf", "oneOf"):
+            # report the branch that got furthest
+            best = max(error.context, key=lambda e: len(e.absolute_path))
+            if len(best.absolute_path) > len(error.absolute_path):
+                out.extend(_deepest([best]))
+                continue
+        out.append(error)
+    return out
+
+
+def schema_errors(
+    validator: Any,
+    instance: Any,
+    marks: MarkLookup,
+    *,
+    fallback: SourceMark | None,
+    error_class: type[ConfigError] = SchemaError,
+) -> list[ConfigError]:
+    """Every schema violation of `instance`, as ConfigErrors with marks."""
+    found: list[ConfigError] = []
+    for error in _deepest(validator.iter_errors(instance)):
+        path, message, hint = _friendly(error)
+        mark = _mark_for(path, marks) or fallback
+        found.append(error_class(message, mark=mark, hint=hint))
+    return found
+
+
+def _mark_for(path: Path, marks: MarkLookup) -> SourceMark | None:
+    key = path
+    while True:
+        mark = marks(key)
+        if mark is not None:
+            return mark
+        if not key:
+            return None
+        key = key[:-1]
+
+
+# -- validated dict -> config instance ---------------------------------------------------
+
+def build_config(cls: type, data: Mapping[str, Any]) -> Any:
+    """Make the config dataclass from a dict that passed its schema."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = _convert(hints[f.name], data[f.name], f.name)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, name: str) -> Any:
+    if isinstance(value, Secret) and not _accepts_secret(hint):
+        raise SchemaError(f"option '{name}' cannot take a !secret",
+                          hint="use !secret only for passwords and tokens")
+    if value is None:
+        return None
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if _accepts_secret(hint) and isinstance(value, str):
+        return Secret("inline", value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin in (Union, types.UnionType):
+        for member in args:
+            if member is not type(None) and dataclasses.is_dataclass(member) \
+                    and isinstance(value, Mapping):
+                return build_config(typing.cast(type, member), value)
+            if member is float and isinstance(value, int) and not isinstance(value, bool):
+                return float(value)
+        return value
+    if origin is tuple and isinstance(value, list):
+        return tuple(_convert(args[0], v, name) for v in value) if args else tuple(value)
+    if origin is list and isinstance(value, list):
+        return [_convert(args[0], v, name) for v in value]
+    if origin is dict and isinstance(value, Mapping) and len(args) == 2:
+        return {k: _convert(args[1], v, name) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return build_config(typing.cast(type, hint), value)
+    return value
+
+
+def _accepts_secret(hint: Any) -> bool:
+    if hint is Secret:
+        return True
+    if get_origin(hint) in (Union, types.UnionType):
+        return Secret in get_args(hint)
+    return False

@@ -1,0 +1,77 @@
+"""Node types for engine tests: a source, a recorder, an actuator, and a crasher.
+
+`test.actuator` stands for a node that drives hardware: it writes every value it gets
+to a file (its "device"), and its safe state writes the configured safe value there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowengine.context import NodeContext
+from flowengine.model import JsonValue, Message
+from flowengine.node import Node, node_type, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceConfig:
+    topic: str = option("topic of the counter", default="count")
+    every_ms: float = option("emit period", default=100.0)
+
+
+@node_type("test.source", config=SourceConfig)
+class TestSource(Node[SourceConfig]):
+    """Emit a counter on a timer."""
+
+    inputs = {}
+
+    async def start(self, ctx: NodeContext) -> None:
+        await super().start(ctx)
+        self.n = 0
+        ctx.every(self.config.every_ms, self._tick)
+
+    def _tick(self) -> None:
+        self.n += 1
+        self.emit(self.config.topic, self.n)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActuatorConfig:
+    device: str = option("file standing for the device")
+    safe_value: JsonValue = option("value written in the safe state", default=0)
+    fail_on: JsonValue = option("a value that makes on_message raise", default=None)
+
+
+@node_type("test.actuator", config=ActuatorConfig)
+class TestActuator(Node[ActuatorConfig]):
+    """Write each value to a file; write the safe value on stop and failure."""
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        if self.config.fail_on is not None and msg.value == self.config.fail_on:
+            raise RuntimeError(f"cannot drive value {msg.value}")
+        Path(self.config.device).write_text(f"{msg.value}\n")
+
+    async def safe_state(self) -> None:
+        Path(self.config.device).write_text(f"{self.config.safe_value}\n")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrashConfig:
+    crash_on: JsonValue = option("value that raises", default="boom")
+    fail_start: bool = option("raise in start()", default=False)
+
+
+@node_type("test.crash", config=CrashConfig)
+class TestCrash(Node[CrashConfig]):
+    """Pass values on; raise on one value."""
+
+    async def start(self, ctx: NodeContext) -> None:
+        await super().start(ctx)
+        if self.config.fail_start:
+            raise RuntimeError("start refused")
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        if msg.value == self.config.crash_on:
+            raise ValueError("crash requested")
+        self.emit(msg)
