@@ -104,8 +104,11 @@ def configure_logging(level: str = "INFO", *, file: str | os.PathLike[str] | Non
 class _UtcFormatter(logging.Formatter):
     """Timestamps in UTC with milliseconds (``2025-06-01 12:00:00.123``), as files rotate."""
 
-    converter = time.gmtime
     default_msec_format = "%s.%03d"
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self.converter = time.gmtime
 
 
 class NodeLogger(logging.LoggerAdapter[logging.Logger]):

@@ -26,6 +26,7 @@ collision-free, and no id can climb out of the state directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -311,10 +312,8 @@ def _write_atomically(path: Path, text: str) -> None:
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):  # the write error is what gets reported
             temporary.unlink(missing_ok=True)
-        except OSError:
-            pass  # the write error is what gets reported
         raise
     _fsync_directory(directory)
 
@@ -326,8 +325,7 @@ def _fsync_directory(directory: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a directory; the rename is still atomic
+        with contextlib.suppress(OSError):  # some file systems refuse it; renames stay atomic
+            os.fsync(fd)
     finally:
         os.close(fd)
