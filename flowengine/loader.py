@@ -63,8 +63,6 @@ class Secrets:
         if self.file and Path(self.file).exists():
             try:
                 data, marks = read_yaml(self.file)
-            except ConfigError as exc:
-                self._file_error = exc
             except ConfigErrors as exc:
                 self._file_error = exc.errors[0]
             else:
@@ -368,11 +366,9 @@ def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
                              value_path=("flows", i, "vars"), secrets=secrets,
                              flow_id=_instance_id(entry, file))
         except ConfigErrors as exc:
-            errors.extend(exc.errors)
-            continue
-        except ConfigError as exc:
-            errors.append(exc if exc.mark and exc.mark.line else
-                          ConfigError(f"flow file {file}: {exc.message}", entry_mark))
+            errors.extend(e if e.mark and e.mark.line else
+                          ConfigError(f"flow file {file}: {e.message}", entry_mark)
+                          for e in exc.errors)
             continue
         if spec.id in seen:
             errors.append(GraphError(
@@ -398,6 +394,6 @@ def _instance_id(entry: Mapping[str, Any], file: Path) -> str | None:
 def _peek_id(file: Path) -> str | None:
     try:
         data, _ = read_yaml(file)
-    except (ConfigError, ConfigErrors):
+    except ConfigErrors:
         return None
     return _flow_id_of(data)

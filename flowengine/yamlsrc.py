@@ -118,7 +118,7 @@ class _Builder:
 
 
 def read_yaml_text(text: str, file: str) -> tuple[Any, Marks]:
-    """Parse one YAML document. Raises YamlSyntaxError (or the first of several errors)."""
+    """Parse one YAML document. Raises ConfigErrors (YamlSyntaxError, duplicate keys)."""
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -126,20 +126,22 @@ def read_yaml_text(text: str, file: str) -> tuple[Any, Marks]:
         mark = exc.problem_mark or exc.context_mark
         where = SourceMark(file, mark.line + 1, mark.column + 1) if mark else \
             SourceMark(file, 1, 1)
-        raise YamlSyntaxError(f"not valid YAML: {exc.problem or exc}", where,
-                              hint="check indentation and quoting on this line") from exc
+        raise ConfigErrors([YamlSyntaxError(
+            f"not valid YAML: {exc.problem or exc}", where,
+            hint="check indentation and quoting on this line")]) from exc
     except yaml.YAMLError as exc:
-        raise YamlSyntaxError(f"not valid YAML: {exc}", SourceMark(file, 1, 1)) from exc
+        raise ConfigErrors([YamlSyntaxError(f"not valid YAML: {exc}",
+                                            SourceMark(file, 1, 1))]) from exc
     finally:
         loader.dispose()
     if root is None:
-        raise YamlSyntaxError("the file is empty", SourceMark(file, 1, 1))
+        raise ConfigErrors([YamlSyntaxError("the file is empty", SourceMark(file, 1, 1))])
     marks = Marks(file, _mark(file, root))
     builder = _Builder(file)
     try:
         data = builder.build(root, (), marks)
     except yaml.YAMLError as exc:
-        raise YamlSyntaxError(f"not valid YAML: {exc}", marks.root) from exc
+        raise ConfigErrors([YamlSyntaxError(f"not valid YAML: {exc}", marks.root)]) from exc
     if builder.errors:
         raise ConfigErrors(builder.errors)
     return data, marks
@@ -150,7 +152,8 @@ def read_yaml(path: str | Path) -> tuple[Any, Marks]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError("file not found", SourceMark(file, 0, 0)) from exc
+        raise ConfigErrors([ConfigError("file not found", SourceMark(file, 0, 0))]) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the file: {exc}", SourceMark(file, 0, 0)) from exc
+        raise ConfigErrors([ConfigError(f"cannot read the file: {exc}",
+                                        SourceMark(file, 0, 0))]) from exc
     return read_yaml_text(text, file)

@@ -75,3 +75,61 @@ class TestCrash(Node[CrashConfig]):
         if msg.value == self.config.crash_on:
             raise ValueError("crash requested")
         self.emit(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParentConfig:
+    device_dir: str = option("where children keep their device files")
+
+
+@node_type("test.parent", config=ParentConfig)
+class TestParent(Node[ParentConfig]):
+    """Own one actuator child per consumer; forward what children emit."""
+
+    inputs = {"in": "event"}
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        if port == "child":
+            self.emit(msg)
+            return
+        if msg.topic == "add":
+            await self.ctx.spawn(msg.value, "test.actuator", {
+                "device": f"{self.config.device_dir}/{msg.value}", "safe_value": "off",
+                "fail_on": "bad"})
+        elif msg.topic == "add-echo":
+            await self.ctx.spawn(msg.value, "test.crash", {})
+        elif msg.topic == "remove":
+            await self.ctx.remove(msg.value)
+        else:
+            child, _, topic = msg.topic.partition("/")
+            self.ctx.send(child, msg.with_value(msg.value, topic))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaceConfig:
+    pass
+
+
+@node_type("test.pace", config=PaceConfig)
+class TestPace(Node[PaceConfig]):
+    """Pass on (marked as pacing, so loops through it are allowed)."""
+
+    breaks_cycles = True
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        self.emit(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterConfig:
+    pass
+
+
+@node_type("test.counter", config=CounterConfig)
+class TestCounter(Node[CounterConfig]):
+    """Count messages in persistent state; emit the total."""
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        total = self.ctx.state.get("total", 0) + 1
+        self.ctx.state.set("total", total)
+        self.emit("total", total)

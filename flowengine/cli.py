@@ -1,0 +1,304 @@
+"""esess-flowctl: validate, run, schemas, list-nodes.
+
+The one place that starts the event loop and installs signal handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowengine import __version__
+from flowengine.connections import Connections
+from flowengine.errors import ConfigError, ConfigErrors, FlowStartError, SchemaError
+from flowengine.formats import flow_schema, node_file_schema, site_schema
+from flowengine.loader import Secrets, Site, is_site_file, load_flow, load_site
+from flowengine.log import configure_logging, parse_level
+from flowengine.plan import FlowPlan, plan_flow
+from flowengine.registry import Registry
+from flowengine.runtime import Runtime
+from flowengine.schema import build_config, config_schema, make_validator, schema_errors
+from flowengine.state import StateStore
+from flowengine.yamlsrc import read_yaml
+
+__all__ = ["main"]
+
+log = logging.getLogger("flowengine.cli")
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = REPO / "schemas"
+
+
+# -- loading everything before anything starts -------------------------------------------
+
+class Loaded:
+    """Plans of every flow in the given files, or every error found."""
+
+    def __init__(self) -> None:
+        self.plans: list[FlowPlan] = []
+        self.errors: list[ConfigError] = []
+        self.site: Site | None = None
+
+
+def load_files(files: Sequence[str], registry: Registry, *, variables: dict[str, Any],
+               for_run: bool) -> Loaded:
+    out = Loaded()
+    for file in files:
+        try:
+            data, _ = read_yaml(file)
+        except ConfigErrors as exc:
+            out.errors.extend(exc.errors)
+            continue
+        try:
+            if is_site_file(data):
+                site = load_site(file)
+                out.site = site
+                out.errors.extend(_check_connections(site, registry))
+                specs = site.flows
+            else:
+                specs = [load_flow(file, values=variables, secrets=Secrets(
+                    Path(file).resolve().parent / "secrets.yaml"),
+                    use_examples=not for_run)]
+        except ConfigErrors as exc:
+            out.errors.extend(exc.errors)
+            continue
+        except ConfigError as exc:
+            out.errors.append(exc)
+            continue
+        for spec in specs:
+            try:
+                out.plans.append(plan_flow(spec, registry))
+            except ConfigErrors as exc:
+                out.errors.extend(exc.errors)
+    return out
+
+
+def _check_connections(site: Site, registry: Registry) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    for kind, named in site.connections.items():
+        spec = registry.connection_kinds.get(kind)
+        if spec is None:
+            known = ", ".join(sorted(registry.connection_kinds)) or "none installed"
+            mark = next(iter(m for (k, _), m in site.connection_marks.items() if k == kind),
+                        None)
+            errors.append(SchemaError(f"unknown connection kind '{kind}'", mark,
+                                      hint=f"known kinds: {known}"))
+            continue
+        validator = make_validator(config_schema(spec.config_class))
+        for name, conf in named.items():
+            mark = site.connection_marks[(kind, name)]
+            problems = schema_errors(validator, conf, lambda p: None, fallback=mark)
+            for problem in problems:
+                problem.message = f"connection {kind}.{name}: {problem.message}"
+            errors.extend(problems)
+            if not problems:
+                named[name] = build_config(spec.config_class, conf)
+    return errors
+
+
+def _print_errors(errors: Sequence[ConfigError], as_json: bool) -> None:
+    ordered = sorted(errors, key=ConfigError.sort_key)
+    if as_json:
+        json.dump({"valid": False, "errors": [e.to_json() for e in ordered]}, sys.stdout,
+                  indent=2)
+        print()
+    else:
+        for error in ordered:
+            print(error, file=sys.stderr)
+        print(f"{len(ordered)} error(s)", file=sys.stderr)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    registry = Registry.default()
+    loaded = load_files(args.files, registry, variables=_vars(args.var), for_run=False)
+    if loaded.errors:
+        _print_errors(loaded.errors, args.json)
+        return 1
+    if args.json:
+        json.dump({"valid": True, "flows": [
+            {"id": p.spec.id, "file": p.spec.file, "nodes": len(p.nodes)} for p in loaded.plans
+        ]}, sys.stdout, indent=2)
+        print()
+    else:
+        for plan in loaded.plans:
+            print(f"ok: flow '{plan.spec.id}' ({len(plan.nodes)} nodes) in {plan.spec.file}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    registry = Registry.default()
+    loaded = load_files([args.file], registry, variables=_vars(args.var), for_run=True)
+    if loaded.errors:
+        _print_errors(loaded.errors, False)
+        print("nothing was started", file=sys.stderr)
+        return 1
+    site = loaded.site
+    level = args.log_level or (site.log_level if site else "INFO")
+    configure_logging(level, file=args.log_file or (site.log_file if site else None))
+    state_dir = args.state_dir or (site.state_dir if site else None)
+    connections = Connections(registry.connection_kinds, site.connections if site else {})
+    runtime = Runtime(registry, state=StateStore(state_dir), connections=connections)
+    return asyncio.run(_run(runtime, loaded.plans, args.duration))
+
+
+async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started = 0
+    try:
+        for plan in plans:
+            try:
+                await runtime.start_flow(plan)
+                started += 1
+            except FlowStartError as exc:
+                log.error("%s", exc)
+        log.info("running %d of %d flow(s); Ctrl-C or SIGTERM stops", started, len(plans))
+        if started:
+            try:
+                async with asyncio.timeout(duration):
+                    await stop.wait()
+            except TimeoutError:
+                log.info("duration reached")
+    finally:
+        log.info("stopping: applying safe states")
+        await runtime.stop("shutdown")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
+    return 0 if started == len(plans) else 1
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    registry = Registry.default(plugins=False)
+    out = Path(args.out)
+    files: dict[Path, dict[str, Any]] = {
+        out / "flow.schema.json": flow_schema(registry),
+        out / "site.schema.json": site_schema(registry),
+    }
+    for name, cls in sorted(registry.node_types.items()):
+        files[out / "nodes" / f"{name}.json"] = node_file_schema(cls)
+    texts = {path: json.dumps(schema, indent=2, sort_keys=False) + "\n"
+             for path, schema in files.items()}
+    if args.check:
+        stale = [p for p, t in texts.items()
+                 if not p.exists() or p.read_text(encoding="utf-8") != t]
+        extra = [p for p in (out / "nodes").glob("*.json") if p not in texts]
+        for path in stale:
+            print(f"stale: {path}", file=sys.stderr)
+        for path in extra:
+            print(f"not generated (remove it): {path}", file=sys.stderr)
+        if stale or extra:
+            print("run `esess-flowctl schemas` and commit the result", file=sys.stderr)
+            return 1
+        print(f"schemas up to date ({len(texts)} files)")
+        return 0
+    (out / "nodes").mkdir(parents=True, exist_ok=True)
+    for path, text in texts.items():
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    for path in (out / "nodes").glob("*.json"):
+        if path not in texts:
+            path.unlink()
+            print(f"removed {path}")
+    return 0
+
+
+def cmd_list_nodes(args: argparse.Namespace) -> int:
+    registry = Registry.default()
+    types = sorted(registry.node_types.items())
+    if args.json:
+        json.dump({name: {"summary": cls.summary,
+                          "drives_outside_world": cls.drives_outside_world(),
+                          "schema": config_schema(cls.config_class)} for name, cls in types},
+                  sys.stdout, indent=2)
+        print()
+        return 0
+    width = max((len(n) for n, _ in types), default=0)
+    for name, cls in types:
+        print(f"{name:<{width}}  {cls.summary}")
+    return 0
+
+
+def _vars(pairs: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--var needs NAME=VALUE, got {pair!r}")
+        out[name.strip()] = yaml.safe_load(text) if text else ""
+    return out
+
+
+def _level(text: str) -> str:
+    parse_level(text)  # raises ValueError with the valid names
+    return text.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="esess-flowctl",
+        description="es-ESS flows: check, run and inspect dataflows for Victron Venus OS.")
+    parser.add_argument("--version", action="version", version=f"esess-flowctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check flow and site files; exit 1 with every error",
+                       description="Check flow and site files without starting anything. "
+                                   "Prints every error with file:line:column and exits 1.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="flow or site YAML files")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--var", action="append", metavar="NAME=VALUE",
+                   help="value of a flow var (flow files only)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a site or flow file in the foreground",
+                       description="Validate, then run until Ctrl-C or SIGTERM; every node "
+                                   "that drives hardware is put into its safe state on exit.")
+    p.add_argument("file", metavar="SITE_OR_FLOW")
+    p.add_argument("--var", action="append", metavar="NAME=VALUE",
+                   help="value of a flow var (flow files only)")
+    p.add_argument("--state-dir", help="directory for persistent node state "
+                                       "(default: from the site file; none for a flow file)")
+    p.add_argument("--log-level", type=_level,
+                   help="TRACE, DEBUG, APP_DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    p.add_argument("--log-file", help="also log to this file (rotated daily, 14 kept)")
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop after this many seconds")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("schemas", help="write the JSON Schemas generated from the node types",
+                       description="Generate schemas/flow.schema.json, site.schema.json and "
+                                   "schemas/nodes/<type>.json from the node declarations.")
+    p.add_argument("--out", default=str(SCHEMAS_DIR), help="target directory")
+    p.add_argument("--check", action="store_true",
+                   help="only compare; exit 1 if the files are stale")
+    p.set_defaults(func=cmd_schemas)
+
+    p = sub.add_parser("list-nodes", help="every node type with a one-line description",
+                       description="List every installed node type.")
+    p.add_argument("--json", action="store_true", help="with config schemas, as JSON")
+    p.set_defaults(func=cmd_list_nodes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
