@@ -31,7 +31,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def test_registry() -> Registry:
     import testnodes
 
-    registry = Registry.default(plugins=False)
+    registry = Registry()
     registry.add_module(testnodes)
     return registry
 
