@@ -147,7 +147,7 @@ def test_every_error_is_reported_at_once_sorted_by_line(write, registry) -> None
           - {id: c, type: test.actuator}
     """)
     found = problems(path, registry)
-    assert [t.split(": flow")[0] for t in found] == [f"{path}:3:13", f"{path}:4:34",
+    assert [t.split(": flow")[0] for t in found] == [f"{path}:3:13", f"{path}:4:32",
                                                      f"{path}:5:5"]
 
 
