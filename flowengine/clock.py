@@ -64,7 +64,7 @@ class ManualClock(Clock):
         """Move time forward, waking every sleeper that is due, in deadline order."""
         target = self._now + seconds
         await _settle()
-        while self._sleepers and self._sleepers[0][0] <= target:
+        while self._sleepers and self._sleepers[0][0] <= target + 1e-9:  # float sums
             deadline, _, future = heapq.heappop(self._sleepers)
             self._now = max(self._now, deadline)
             if not future.done():

@@ -60,6 +60,7 @@ class TestActuator(Node[ActuatorConfig]):
 class CrashConfig:
     crash_on: JsonValue = option("value that raises", default="boom")
     fail_start: bool = option("raise in start()", default=False)
+    crash_always: bool = option("raise on every message", default=False)
 
 
 @node_type("test.crash", config=CrashConfig)
@@ -72,7 +73,7 @@ class TestCrash(Node[CrashConfig]):
             raise RuntimeError("start refused")
 
     async def on_message(self, port: str, msg: Message) -> None:
-        if msg.value == self.config.crash_on:
+        if self.config.crash_always or msg.value == self.config.crash_on:
             raise ValueError("crash requested")
         self.emit(msg)
 
