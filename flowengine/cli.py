@@ -19,6 +19,7 @@ import yaml
 
 from flowengine import __version__
 from flowengine.connections import Connections
+from flowengine.docs import render_nodes_md
 from flowengine.errors import ConfigError, ConfigErrors, FlowStartError, SchemaError
 from flowengine.formats import flow_schema, node_file_schema, site_schema
 from flowengine.loader import Secrets, Site, is_site_file, load_flow, load_site
@@ -36,6 +37,7 @@ log = logging.getLogger("flowengine.cli")
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = REPO / "schemas"
+NODES_DOC = REPO / "docs" / "nodes.md"
 
 
 # -- loading everything before anything starts -------------------------------------------
@@ -192,6 +194,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         files[out / "nodes" / f"{name}.json"] = node_file_schema(cls)
     texts = {path: json.dumps(schema, indent=2, sort_keys=False) + "\n"
              for path, schema in files.items()}
+    if args.docs:
+        texts[Path(args.docs)] = render_nodes_md(registry)
     if args.check:
         stale = [p for p, t in texts.items()
                  if not p.exists() or p.read_text(encoding="utf-8") != t]
@@ -283,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate schemas/flow.schema.json, site.schema.json and "
                                    "schemas/nodes/<type>.json from the node declarations.")
     p.add_argument("--out", default=str(SCHEMAS_DIR), help="target directory")
+    p.add_argument("--docs", default=str(NODES_DOC),
+                   help="also write the node reference here ('' for none)")
     p.add_argument("--check", action="store_true",
                    help="only compare; exit 1 if the files are stale")
     p.set_defaults(func=cmd_schemas)

@@ -1,0 +1,172 @@
+"""esess-flowctl as a user runs it: validate, run with SIGTERM, schemas, list-nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from flowengine.cli import main
+
+GOOD = """
+id: good
+nodes:
+  - {id: src, type: test.source, every_ms: 20, to: [act]}
+  - {id: act, type: test.actuator, device: "DEVICE", safe_value: -1}
+"""
+
+
+@pytest.fixture
+def plugin_env(tmp_path: Path) -> dict[str, str]:
+    """An environment where the test node types are installed as an entry point plugin."""
+    site = tmp_path / "site-packages"
+    info = site / "esess_testnodes-0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: esess-testnodes\n"
+                                   "Version: 0.0\n")
+    (info / "entry_points.txt").write_text("[esess.nodes]\ntestnodes = testnodes\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT / "tests" / "plugins"), str(ROOT)])
+    return env
+
+
+def flowctl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "esess-flowctl"), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_validate_exits_0_for_a_good_flow(write, plugin_env) -> None:
+    path = write("good.yaml", GOOD.replace("DEVICE", "/dev/null"))
+    result = flowctl("validate", str(path), env=plugin_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"ok: flow 'good' (2 nodes) in {path}\n"
+
+
+def test_validate_exits_1_with_every_error(write, plugin_env) -> None:
+    path = write("bad.yaml", """
+        id: bad
+        nodes:
+          - {id: src, type: test.sourc, to: [nowhere]}
+          - {id: act, type: test.actuator, device: /dev/null, colour: red}
+    """)
+    result = flowctl("validate", str(path), env=plugin_env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{path}:3:19: flow 'bad', node 'src' (test.sourc): unknown node type 'test.sourc'; "
+        "did you mean 'test.source'?",
+        f"{path}:3:39: flow 'bad', node 'src' (test.sourc): 'to:' names the unknown node "
+        "'nowhere'; known nodes: src, act",
+        f"{path}:4:55: flow 'bad', node 'act' (test.actuator): unknown option 'colour'; "
+        "known options: device, safe_value, fail_on",
+        "3 error(s)",
+    ]
+
+
+def test_validate_json_output_is_machine_readable(write, plugin_env) -> None:
+    path = write("bad.yaml", "id: bad\nnodes:\n  - {id: src, type: nope}\n")
+    result = flowctl("validate", "--json", str(path), env=plugin_env)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    (error,) = report["errors"]
+    assert (error["file"], error["line"], error["column"]) == (str(path), 3, 19)
+    assert (error["flow"], error["node"], error["kind"]) == ("bad", "src", "UnknownNodeType")
+
+
+def test_secret_value_never_appears_in_validate_output(write, plugin_env) -> None:
+    path = write("sec.yaml", """
+        id: sec
+        vars:
+          pw: {type: secret}
+        nodes:
+          - {id: src, type: test.source, every_ms: "${pw}"}
+    """)
+    env = dict(plugin_env, ESESS_SECRET_PW="hunter2-secret")
+    result = flowctl("validate", "--var", "pw=x", str(path), env=env)
+    assert "hunter2" not in result.stdout + result.stderr
+    write("site.yaml", f"flows:\n  - file: {path.name}\n    vars: {{pw: !secret pw}}\n")
+    result = flowctl("validate", str(path.parent / "site.yaml"), env=env)
+    assert result.returncode == 1
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "option 'every_ms' must be a number, got '***'" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_applies_safe_state_on_signal_and_exits_0(write, plugin_env, tmp_path, sig) -> None:
+    device = tmp_path / "device"
+    path = write("good.yaml", GOOD.replace("DEVICE", str(device)))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "esess-flowctl"), "run", str(path)],
+                            env=plugin_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (device.exists() and device.read_text().strip() not in ("", "-1")):
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "the flow never drove the device"
+            time.sleep(0.02)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = proc.stdout.read() if proc.stdout else ""
+    assert code == 0, output
+    assert device.read_text() == "-1\n"
+    assert "safe state applied (shutdown)" in output
+    assert took < 2.0
+
+
+def test_run_refuses_to_start_an_invalid_flow(write, plugin_env, tmp_path) -> None:
+    device = tmp_path / "device"
+    path = write("bad.yaml", GOOD.replace("DEVICE", str(device)).replace("every_ms: 20",
+                                                                          "every_ms: -"))
+    result = flowctl("run", str(path), env=plugin_env)
+    assert result.returncode == 1
+    assert "nothing was started" in result.stderr
+    assert not device.exists()
+
+
+def test_schemas_are_up_to_date() -> None:
+    assert main(["schemas", "--check"]) == 0, "run `esess-flowctl schemas` and commit"
+
+
+def test_stale_schema_is_detected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schemas", "--out", str(tmp_path), "--docs", ""]) == 0
+    node_file = next((tmp_path / "nodes").glob("*.json"))
+    node_file.write_text("{}\n")
+    capsys.readouterr()
+    assert main(["schemas", "--check", "--out", str(tmp_path), "--docs", ""]) == 1
+    assert f"stale: {node_file}" in capsys.readouterr().err
+
+
+def test_list_nodes_describes_every_type(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list-nodes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines]
+    for expected in ("timer", "formula", "join", "filter", "change", "delay", "log"):
+        assert expected in names
+    assert all(len(line.split(None, 1)) == 2 for line in lines)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("esess-flowctl 0.")
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "schemas", "list-nodes"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: esess-flowctl " + command in capsys.readouterr().out
