@@ -152,7 +152,7 @@ class NodeError(FlowEngineError):
     """A node failed while running. The runtime logs it with flow and node id."""
 
 
-class NotConnected(FlowEngineError):  # noqa: N818 - a control signal, not a failure
+class NotConnected(FlowEngineError):
     """An adapter has no link right now; it reconnects on its own."""
 
 

@@ -127,7 +127,7 @@ def load_flow(path: str | Path, *, values: Mapping[str, Any] | None = None,
 
 def _flow_id_of(data: Any) -> str | None:
     if isinstance(data, dict) and isinstance(data.get("id"), str):
-        return data["id"]
+        return str(data["id"])
     return None
 
 

@@ -18,7 +18,7 @@ from flowengine.node import InputMode
 __all__ = ["Mailbox", "MailboxClosed"]
 
 
-class MailboxClosed(Exception):  # noqa: N818 - a control signal
+class MailboxClosed(Exception):
     """The node's inputs were closed (it is stopping)."""
 
 

@@ -134,7 +134,7 @@ class NodeSpec:
     mark: SourceMark
     wires: tuple[Wire, ...] = ()
     # where each config key was written, for error messages from nodes
-    key_marks: Mapping[str, SourceMark] = field(default_factory=dict)
+    key_marks: Mapping[tuple[str | int, ...], SourceMark] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

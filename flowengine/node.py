@@ -81,7 +81,9 @@ def option(
         return dataclasses.field(metadata=meta)
     meta["default"] = default
     if isinstance(default, dict | list):
-        factory: Callable[[], Any] = (lambda d=default: type(d)(d))
+        def factory() -> Any:
+            return type(default)(default)
+
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
@@ -136,7 +138,7 @@ class Node(Generic[ConfigT]):
         marks = self.spec.key_marks
         key: tuple[str | int, ...] = tuple(path)
         while key:
-            found = marks.get(key)  # type: ignore[call-overload]
+            found = marks.get(key)
             if found is not None:
                 return found
             key = key[:-1]
@@ -159,7 +161,8 @@ class Node(Generic[ConfigT]):
     def drives_outside_world(cls) -> bool:
         return cls.safe_state is not Node.safe_state
 
-    def emit(self, msg: Message | str, value: JsonValue = None, *, port: str = DEFAULT_PORT) -> None:
+    def emit(self, msg: Message | str, value: JsonValue = None, *,
+             port: str = DEFAULT_PORT) -> None:
         """Shorthand for ctx.emit()."""
         self.ctx.emit(msg, value, port=port)
 

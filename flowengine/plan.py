@@ -14,11 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowengine.errors import ConfigError, ConfigErrors, GraphError
-from flowengine.model import FlowSpec, JsonValue, NodeSpec
+from flowengine.model import FlowSpec, JsonValue, NodeSpec, SourceMark
 from flowengine.node import Node, UpstreamInfo
 from flowengine.registry import Registry
-from flowengine.schema import build_config, config_schema, did_you_mean, make_validator, \
-    schema_errors
+from flowengine.schema import (
+    build_config,
+    config_schema,
+    did_you_mean,
+    make_validator,
+    schema_errors,
+)
 
 __all__ = ["FlowPlan", "PlannedNode", "plan_flow"]
 
@@ -121,31 +126,32 @@ def _wire(spec: FlowSpec, seen: Mapping[str, NodeSpec],
     for node_spec in seen.values():
         source = nodes.get(node_spec.id)
         for wire in node_spec.wires:
-            where = {"mark": wire.mark, "flow": spec.id, "node": node_spec.id,
-                     "node_type": node_spec.type}
+
+            def error(message: str, hint: str, spec_: NodeSpec = node_spec,
+                      mark: SourceMark | None = wire.mark) -> GraphError:
+                return GraphError(message, mark, spec.id, spec_.id, spec_.type, hint)
+
             if wire.target not in seen:
                 hint = did_you_mean(wire.target, seen) or "known nodes: " + ", ".join(seen)
-                errors.append(GraphError(f"'to:' names the unknown node '{wire.target}'",
-                                         hint=hint, **where))
+                errors.append(error(f"'to:' names the unknown node '{wire.target}'", hint))
                 continue
             target = nodes.get(wire.target)
             if source is None or target is None:
                 continue  # the node itself has errors, reported already
             ports = source.cls.output_ports(source.config)
             if wire.port not in ports:
-                errors.append(GraphError(
+                errors.append(error(
                     f"unknown output port '{wire.port}'",
-                    hint=did_you_mean(wire.port, ports) or
-                    f"{node_spec.type} has the ports: {', '.join(ports)}", **where))
+                    did_you_mean(wire.port, ports) or
+                    f"{node_spec.type} has the ports: {', '.join(ports)}"))
                 continue
             if wire.target_port not in target.cls.inputs:
                 inputs = list(target.cls.inputs)
                 hint = did_you_mean(wire.target_port, inputs) or (
                     f"{target.spec.type} takes: {', '.join(inputs)}" if inputs
                     else f"{target.spec.type} has no inputs")
-                errors.append(GraphError(
-                    f"node '{wire.target}' has no input port '{wire.target_port}'",
-                    hint=hint, **where))
+                errors.append(error(
+                    f"node '{wire.target}' has no input port '{wire.target_port}'", hint))
                 continue
             source.routes.setdefault(wire.port, []).append((wire.target, wire.target_port))
     return errors

@@ -14,7 +14,6 @@ import json
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin
 
 import jsonschema
@@ -114,10 +113,15 @@ def _object_schema(cls: type) -> dict[str, Any]:
     return schema
 
 
-@cache
+_SCHEMAS: dict[type, dict[str, Any]] = {}
+
+
 def config_schema(cls: type) -> dict[str, Any]:
-    """The JSON Schema of a config dataclass (without the common node keys)."""
-    return _object_schema(cls)
+    """The JSON Schema of a config dataclass (without the common node keys); cached."""
+    found = _SCHEMAS.get(cls)
+    if found is None:
+        found = _SCHEMAS[cls] = _object_schema(cls)
+    return found
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -127,7 +131,8 @@ def _is_string(checker: Any, instance: Any) -> bool:
 
 
 _TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine("string", _is_string)
-_Validator = jsonschema.validators.extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, type_checker=_TYPE_CHECKER)
 
 
 def make_validator(schema: Mapping[str, Any]) -> Any:
@@ -142,7 +147,7 @@ _TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a t
 
 def _describe_type(expected: Any) -> str:
     names = expected if isinstance(expected, list) else [expected]
-    return " or ".join(_TYPE_WORDS.get(n, n) for n in names)
+    return " or ".join(_TYPE_WORDS.get(str(n), str(n)) for n in names)
 
 
 def _show(value: Any) -> str:
@@ -156,11 +161,13 @@ def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
     """(path, message, hint) for one jsonschema error."""
     path: Path = tuple(error.absolute_path)
     where = f"option '{'.'.join(str(p) for p in path)}'" if path else "this mapping"
-    validator = error.validator
-    schema = error.schema if isinstance(error.schema, dict) else {}
+    validator: Any = error.validator
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
     if validator == "additionalProperties":
         allowed = list(schema.get("properties", {}))
-        extras = [k for k in error.instance if k not in schema.get("properties", {})]
+        extras = [k for k in instance if k not in schema.get("properties", {})]
         name = extras[0] if extras else "?"
         hint = did_you_mean(str(name), allowed)
         if hint is None and allowed:
@@ -177,25 +184,25 @@ def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
             hint += f" ({desc})"
         return path, f"missing required option '{missing}'", hint
     if validator == "type":
-        return path, (f"{where} must be {_describe_type(error.validator_value)}, "
-                      f"got {_show(error.instance)}"), None
+        return path, (f"{where} must be {_describe_type(value)}, "
+                      f"got {_show(instance)}"), None
     if validator == "enum":
-        choices = [str(c) for c in error.validator_value]
-        hint = did_you_mean(str(error.instance), choices) or ("one of: " + ", ".join(choices))
-        return path, f"{where} has the unknown value {_show(error.instance)}", hint
+        choices = [str(c) for c in value]
+        hint = did_you_mean(str(instance), choices) or ("one of: " + ", ".join(choices))
+        return path, f"{where} has the unknown value {_show(instance)}", hint
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {"minimum": "at least", "maximum": "at most",
                  "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
-        return path, (f"{where} must be {words[str(validator)]} {error.validator_value}, "
-                      f"got {_show(error.instance)}"), None
+        return path, (f"{where} must be {words[str(validator)]} {value}, "
+                      f"got {_show(instance)}"), None
     if validator == "pattern":
-        return path, f"{where} does not match the pattern {error.validator_value!r}", None
+        return path, f"{where} does not match the pattern {value!r}", None
     if validator == "minItems":
-        return path, f"{where} needs at least {error.validator_value} item(s)", None
+        return path, f"{where} needs at least {value} item(s)", None
     if validator == "minLength":
         return path, f"{where} must not be empty", None
     if validator == "const":
-        return path, f"{where} must be {error.validator_value!r}", None
+        return path, f"{where} must be {value!r}", None
     return path, f"{where}: {error.message}", None
 
 

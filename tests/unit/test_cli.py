@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from flowengine.cli import main
 
 GOOD = """

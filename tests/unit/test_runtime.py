@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from conftest import run, test_registry
+
 from flowengine.errors import FlowStartError
 from flowengine.loader import load_flow
 from flowengine.mailbox import Mailbox
@@ -163,7 +163,7 @@ def test_flow_that_fails_to_start_is_rolled_back(write, tmp_path: Path) -> None:
               - {{id: act, type: test.actuator, device: "{device}", safe_value: safe}}
         """)
         runtime = Runtime(test_registry())
-        with pytest.raises(FlowStartError, match="node 'src' .* did not start: start refused"):
+        with pytest.raises(FlowStartError, match=r"node 'src' .* did not start: start refused"):
             await runtime.start_flow(plan)
         assert runtime.flows == {}
         assert device.read_text() == "safe\n"  # the actuator had started: back to safe
