@@ -167,8 +167,10 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
                 started += 1
             except FlowStartError as exc:
                 log.error("%s", exc)
+        if not plans:
+            log.warning("no flows are enabled; add some under flows: in the site file")
         log.info("running %d of %d flow(s); Ctrl-C or SIGTERM stops", started, len(plans))
-        if started:
+        if started or not plans:
             try:
                 async with asyncio.timeout(duration):
                     await stop.wait()
