@@ -6,6 +6,7 @@ to a file (its "device"), and its safe state writes the configured safe value th
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +135,19 @@ class TestCounter(Node[CounterConfig]):
         total = self.ctx.state.get("total", 0) + 1
         self.ctx.state.set("total", total)
         self.emit("total", total)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StuckConfig:
+    pass
+
+
+@node_type("test.stuck", config=StuckConfig)
+class TestStuck(Node[StuckConfig]):
+    """Hang in safe_state() and stop(): shutdown must not wait for it."""
+
+    async def safe_state(self) -> None:
+        await asyncio.sleep(3600)
+
+    async def stop(self) -> None:
+        await asyncio.sleep(3600)

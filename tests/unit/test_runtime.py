@@ -281,3 +281,26 @@ def test_node_state_survives_a_restart_of_the_runtime(tmp_path: Path) -> None:
 
     run(scenario())
     assert StateStore(tmp_path).node_state("counting", "count").get("total") == 4
+
+
+def test_shutdown_is_bounded_when_a_node_hangs(write, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    device = tmp_path / "dev"
+
+    async def scenario() -> float:
+        plan = _plan(write, f"""
+            id: stuck
+            nodes:
+              - {{id: hang, type: test.stuck}}
+              - {{id: act, type: test.actuator, device: "{device}", safe_value: safe}}
+        """)
+        runtime = Runtime(test_registry())
+        await runtime.start_flow(plan)
+        started = asyncio.get_running_loop().time()
+        await runtime.stop()
+        return asyncio.get_running_loop().time() - started
+
+    took = run(scenario())
+    assert took < 2.5
+    assert device.read_text() == "safe\n"  # the other node's safe state was not held up
+    assert "node 'hang': safe state FAILED on stop" in caplog.text

@@ -1,0 +1,80 @@
+"""Docs cannot rot: every example in docs/, examples/, flows/ and in option declarations
+must pass validation."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from flowengine.formats import SITE_SCHEMA
+from flowengine.loader import load_flow
+from flowengine.plan import plan_flow
+from flowengine.registry import Registry
+from flowengine.schema import config_schema, make_validator
+
+REGISTRY = Registry.default(plugins=False)
+
+
+def _yaml_blocks() -> list[tuple[str, str]]:
+    blocks = []
+    for doc in sorted((ROOT / "docs").rglob("*.md")):
+        for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)):
+            blocks.append((f"{doc.relative_to(ROOT)}#{i}", block))
+    return blocks
+
+
+BLOCKS = _yaml_blocks()
+FLOW_FILES = sorted([*(ROOT / "examples").glob("*.yaml"), *(ROOT / "flows").glob("*.yaml")])
+
+
+@pytest.mark.parametrize("name,text", [b for b in BLOCKS if "\nnodes:" in b[1]],
+                         ids=[b[0] for b in BLOCKS if "\nnodes:" in b[1]])
+def test_flow_examples_in_docs_validate(name: str, text: str, tmp_path: Path) -> None:
+    path = tmp_path / "example.yaml"
+    path.write_text(text)
+    plan_flow(load_flow(path, use_examples=True), REGISTRY)
+
+
+@pytest.mark.parametrize("name,text", [b for b in BLOCKS if b[1].lstrip().startswith(
+    ("#", "state_dir", "flows")) and "\nflows:" in "\n" + b[1]],
+    ids=[b[0] for b in BLOCKS if "\nflows:" in "\n" + b[1] and "\nnodes:" not in b[1]])
+def test_site_examples_in_docs_match_the_site_schema(name: str, text: str) -> None:
+    errors = list(make_validator(SITE_SCHEMA).iter_errors(yaml.safe_load(text)))
+    assert errors == []
+
+
+def test_docs_have_flow_and_site_examples() -> None:
+    assert any("\nnodes:" in b for _, b in BLOCKS)
+    assert any("\nflows:" in "\n" + b for _, b in BLOCKS)
+
+
+@pytest.mark.parametrize("path", FLOW_FILES, ids=[p.name for p in FLOW_FILES])
+def test_shipped_and_example_flows_validate(path: Path) -> None:
+    plan_flow(load_flow(path, use_examples=True), REGISTRY)
+
+
+def test_flow_files_point_editors_at_the_schema() -> None:
+    for path in FLOW_FILES:
+        assert "# yaml-language-server: $schema=../schemas/flow.schema.json" in \
+            path.read_text(), path
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY.node_types))
+def test_option_examples_match_their_own_schema(name: str) -> None:
+    cls = REGISTRY.node_types[name]
+    for key, prop in config_schema(cls.config_class)["properties"].items():
+        for example in prop.get("examples", []):
+            errors = list(make_validator(prop).iter_errors(example))
+            assert errors == [], f"{name}.{key}: example {example!r}: {errors[0].message}"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY.node_types))
+def test_every_option_is_described(name: str) -> None:
+    cls = REGISTRY.node_types[name]
+    assert cls.summary and cls.summary != name
+    for key, prop in config_schema(cls.config_class)["properties"].items():
+        assert prop.get("description"), f"{name}.{key} has no description"
