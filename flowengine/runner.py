@@ -59,6 +59,7 @@ class NodeRunner:
             inputs[CHILD_PORT] = "event"
         self.mailbox = Mailbox(inputs, flow.runtime.queue_capacity)
         self.routes: dict[str, list[tuple[NodeRunner, str]]] = {}
+        self._ports = frozenset(cls.output_ports(config))
         self.children: dict[str, NodeRunner] = {}
         self.node: Node[Any] | None = node
         self.tasks: set[asyncio.Task[None]] = set()
@@ -79,7 +80,7 @@ class NodeRunner:
             if self.parent is not None:
                 self.parent.mailbox.put(CHILD_PORT, msg.with_meta(child=self.node_id))
                 return
-            if port not in self.cls.output_ports(self.config):
+            if port not in self._ports:
                 raise NodeError(f"{self.cls.type_name} emitted on undeclared port '{port}'")
         else:
             for target, in_port in targets:
@@ -142,9 +143,10 @@ class NodeRunner:
         self.started_at = self.clock.monotonic()
         async with asyncio.timeout(START_TIMEOUT_S):
             await self.node.start(ctx)
-        self.spawn_task(self._work(self.node), "inputs")
+        self.spawn_task(self.work(self.node), "inputs")
 
-    async def _work(self, node: Node[Any]) -> None:
+    async def work(self, node: Node[Any]) -> None:
+        """Feed queued messages to the node, one at a time, until the inputs close."""
         mailbox = self.mailbox
         while True:
             try:
@@ -163,7 +165,9 @@ class NodeRunner:
 
     def fail(self, exc: BaseException, where: str) -> None:
         """Take the node down after an error and schedule its restart."""
-        if self.phase != "running":
+        if self.phase != "running":  # stopping anyway: log it, no restart
+            log.error("%s/%s (%s) failed in %s while %s: %s", self.flow_id, self.node_id,
+                      self.cls.type_name, where, self.phase, exc, exc_info=exc)
             return
         self.phase = "failed"
         now = self.clock.monotonic()

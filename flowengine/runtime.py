@@ -101,8 +101,7 @@ class FlowRun:
         await asyncio.gather(*(r.stop_now(reason) for r in hardware))
         for runner in others:  # restart input tasks briefly so queued values go out
             if len(runner.mailbox) and runner.node is not None:
-                runner.phase = "running"
-                runner.spawn_task(runner._work(runner.node), "drain")
+                runner.spawn_task(runner.work(runner.node), "drain")
         deadline = time.monotonic() + DRAIN_S
         await asyncio.gather(*(r.drain(deadline) for r in others))
         await asyncio.gather(*(r.stop_now(reason) for r in others))
