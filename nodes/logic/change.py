@@ -1,6 +1,6 @@
 """change: rename the topic, and map, invert, scale, offset or round the value.
 
-The steps run in this order, each only when configured::
+The steps run in this order, each only when configured:
 
     - id: to-kw
       type: change

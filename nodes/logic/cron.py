@@ -1,9 +1,9 @@
 """Cron-like schedules for `timer` (not a node type).
 
-Five fields, "minute hour day-of-month month day-of-week", each ``*``, a number, a
-range ``1-5``, a step ``*/15`` or ``10-50/20``, or a list of those ``0,30``. Day of
+Five fields, "minute hour day-of-month month day-of-week", each `*`, a number, a
+range `1-5`, a step `*/15` or `10-50/20`, or a list of those `0,30`. Day of
 week 0 and 7 are Sunday. As in cron, when both day fields are restricted (neither
-starts with ``*``), a day that matches either of them is due. Times are local, naive
+starts with `*`), a day that matches either of them is due. Times are local, naive
 datetimes: the caller converts to and from wall-clock seconds.
 """
 

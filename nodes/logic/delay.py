@@ -3,7 +3,7 @@
 `mode: delay` (the default) passes every message on `delay_ms` later, in order.
 `mode: rate` passes at most one message per `delay_ms`: a message that comes sooner
 waits, and while it waits a newer message of the same topic replaces it (latest value
-wins); waiting topics go out in the order they first came::
+wins); waiting topics go out in the order they first came:
 
     - id: pace
       type: delay

@@ -1,11 +1,11 @@
 """The restricted expression language of `formula` (not a node type).
 
 An expression is one Python expression made of: numbers, texts, True, False, None,
-names, ``+ - * / // % **``, comparisons, ``and or not``, ``a if cond else b``,
-``x['key']`` and ``x[0]`` with a constant index, and calls of the functions in
+names, `+ - * / // % **`, comparisons, `and or not`, `a if cond else b`,
+`x['key']` and `x[0]` with a constant index, and calls of the functions in
 `FUNCTIONS`. `check_expression` refuses everything else before anything runs
-(attributes, hence ``__class__`` tricks; lambdas; comprehensions; literals of lists,
-dicts, sets and tuples; f-strings; ``:=``; names starting with ``_``). What is left is
+(attributes, hence `__class__` tricks; lambdas; comprehensions; literals of lists,
+dicts, sets and tuples; f-strings; `:=`; names starting with `_`). What is left is
 evaluated by asteval, parsed once; integer powers are bounded before they are
 computed and results beyond `MAX_MAGNITUDE` are errors, so evaluation stays short.
 """

@@ -1,6 +1,6 @@
 """filter: pass on only values that changed enough, not too often, and within range.
 
-Every topic is filtered on its own, against the last value passed on for it::
+Every topic is filtered on its own, against the last value passed on for it:
 
     - id: quiet
       type: filter

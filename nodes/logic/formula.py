@@ -2,9 +2,9 @@
 
 Each input message sets a name: a message with topic `soc` and value 50 makes `soc`
 be 50. A message whose value is a mapping (from `join`) sets one name per key; the
-mapping itself is a name too (its topic), for ``joined['soc']``. After each input the
+mapping itself is a name too (its topic), for `joined['soc']`. After each input the
 expression is evaluated with the latest value of every name and the result goes out
-on the topic `output`::
+on the topic `output`:
 
     - id: charge-limit
       type: formula
@@ -12,11 +12,11 @@ on the topic `output`::
       output: max_charge_w
 
 An expression is a Python expression, restricted to: numbers, texts, True, False,
-None, input names, ``+ - * / // % **``, comparisons, ``and or not``,
-``a if cond else b``, ``x['key']`` and ``x[0]`` on mapping and list inputs, and the
+None, input names, `+ - * / // % **`, comparisons, `and or not`,
+`a if cond else b`, `x['key']` and `x[0]` on mapping and list inputs, and the
 functions min, max, abs, round, clamp(x, lo, hi), floor, ceil and sqrt. Anything else
 (attributes, lambdas, comprehensions, list literals, ...) is refused by `validate`.
-Flow vars are not names: write ``${var}`` and the loader puts its text in.
+Flow vars are not names: write `${var}` and the loader puts its text in.
 
 Invalid stays invalid: while a name the expression uses has no value yet or is
 invalid (None), the result is invalid (None); with `skip_invalid: true` nothing is

@@ -1,7 +1,7 @@
 """join: combine the latest value of several topics into one message.
 
 The emitted value is a mapping topic -> latest value, in the order of `topics`, on
-the topic `output`; a `formula` wired after it can use the topics as names::
+the topic `output`; a `formula` wired after it can use the topics as names:
 
     - id: battery
       type: join

@@ -1,7 +1,7 @@
 """log: write each message to the log.
 
-A sink for looking into a flow; each line starts with ``<flow>/<node>:`` like every
-node's log lines::
+A sink for looking into a flow; each line starts with `<flow>/<node>:` like every
+node's log lines:
 
     - id: show
       type: log
@@ -9,9 +9,9 @@ node's log lines::
       format: "{topic} = {value}"
       min_interval_ms: 10000
 
-`format` may use the fields ``{topic}``, ``{value}`` and ``{node}``, with a format
-spec (``{value:.1f}``). A value the spec does not fit (None, a text) is written as
-``<topic> = <value>``; None means invalid. With `min_interval_ms`, at
+`format` may use the fields `{topic}`, `{value}` and `{node}`, with a format
+spec (`{value:.1f}`). A value the spec does not fit (None, a text) is written as
+`<topic> = <value>`; None means invalid. With `min_interval_ms`, at
 most one line per topic is written in that time, and the next line says how many
 were skipped. Nothing is formatted while the level is not enabled.
 """

@@ -1,7 +1,7 @@
 """timer: emit a tick on an interval or on a cron-like schedule.
 
 Set exactly one of `interval_ms` (a fixed period, without drift) and `cron` (five
-fields, "minute hour day-of-month month day-of-week", in local time)::
+fields, "minute hour day-of-month month day-of-week", in local time):
 
     - id: quarter-hour
       type: timer
