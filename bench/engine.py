@@ -22,12 +22,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flowengine.loader import load_flow  # noqa: E402
-from flowengine.model import Message  # noqa: E402
-from flowengine.plan import plan_flow  # noqa: E402
-from flowengine.registry import Registry  # noqa: E402
-from flowengine.runner import NodeRunner  # noqa: E402
-from flowengine.runtime import Runtime  # noqa: E402
+from flowengine.loader import load_flow
+from flowengine.model import Message
+from flowengine.plan import plan_flow
+from flowengine.registry import Registry
+from flowengine.runner import NodeRunner
+from flowengine.runtime import Runtime
 
 CHAIN = """
 id: bench

@@ -59,9 +59,9 @@ def test_validate_exits_1_with_every_error(write, plugin_env) -> None:
     result = flowctl("validate", str(path), env=plugin_env)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{path}:3:19: flow 'bad', node 'src' (test.sourc): unknown node type 'test.sourc'; "
+        f"{path}:3:15: flow 'bad', node 'src' (test.sourc): unknown node type 'test.sourc'; "
         "did you mean 'test.source'?",
-        f"{path}:3:39: flow 'bad', node 'src' (test.sourc): 'to:' names the unknown node "
+        f"{path}:3:38: flow 'bad', node 'src' (test.sourc): 'to:' names the unknown node "
         "'nowhere'; known nodes: src, act",
         f"{path}:4:55: flow 'bad', node 'act' (test.actuator): unknown option 'colour'; "
         "known options: device, safe_value, fail_on",
@@ -76,7 +76,7 @@ def test_validate_json_output_is_machine_readable(write, plugin_env) -> None:
     report = json.loads(result.stdout)
     assert report["valid"] is False
     (error,) = report["errors"]
-    assert (error["file"], error["line"], error["column"]) == (str(path), 3, 19)
+    assert (error["file"], error["line"], error["column"]) == (str(path), 3, 15)
     assert (error["flow"], error["node"], error["kind"]) == ("bad", "src", "UnknownNodeType")
 
 
@@ -102,23 +102,23 @@ def test_secret_value_never_appears_in_validate_output(write, plugin_env) -> Non
 def test_run_applies_safe_state_on_signal_and_exits_0(write, plugin_env, tmp_path, sig) -> None:
     device = tmp_path / "device"
     path = write("good.yaml", GOOD.replace("DEVICE", str(device)))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "esess-flowctl"), "run", str(path)],
-                            env=plugin_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not (device.exists() and device.read_text().strip() not in ("", "-1")):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the flow never drove the device"
-            time.sleep(0.02)
-        sent = time.monotonic()
-        proc.send_signal(sig)
-        code = proc.wait(timeout=10)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    output = proc.stdout.read() if proc.stdout else ""
+    with subprocess.Popen([sys.executable, str(ROOT / "esess-flowctl"), "run", str(path)],
+                          env=plugin_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        try:
+            deadline = time.monotonic() + 20
+            while not (device.exists() and device.read_text().strip() not in ("", "-1")):
+                assert proc.poll() is None, proc.communicate()[0]
+                assert time.monotonic() < deadline, "the flow never drove the device"
+                time.sleep(0.02)
+            sent = time.monotonic()
+            proc.send_signal(sig)
+            output = proc.communicate(timeout=10)[0]
+            took = time.monotonic() - sent
+            code = proc.returncode
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert code == 0, output
     assert device.read_text() == "-1\n"
     assert "safe state applied (shutdown)" in output

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from flowengine.formats import SITE_SCHEMA
 from flowengine.loader import load_flow
 from flowengine.plan import plan_flow
