@@ -8,6 +8,7 @@ the last one silently).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,19 @@ from flowengine.model import SourceMark
 __all__ = ["Marks", "SecretRef", "read_yaml", "read_yaml_text"]
 
 try:  # the C loader is several times faster; PyYAML without libyaml falls back
-    _Loader: type[Any] = yaml.CSafeLoader
+    _Base: type[Any] = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the platform's PyYAML
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    """Safe loader that also reads 1e3 and 1.5e12 as numbers (YAML 1.1 wants 1.5e+12)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*[eE][-+]?[0-9]+$|^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 Path_ = tuple[str | int, ...]
 

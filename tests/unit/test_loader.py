@@ -223,3 +223,13 @@ def test_site_schema_errors_are_all_reported(write) -> None:
     texts = errors_of(exc)
     assert any("unknown option 'stat_dir'; did you mean 'state_dir'?" in t for t in texts)
     assert len(texts) == 2
+
+
+def test_exponent_numbers_read_as_numbers_not_text(write) -> None:
+    path = write("f.yaml", """
+        id: num
+        nodes:
+          - {id: src, type: test.source, every_ms: 1.5e3, topic: e5}
+    """)
+    config = load_flow(path).nodes[0].config
+    assert config == {"every_ms": 1500.0, "topic": "e5"}
