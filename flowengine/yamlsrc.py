@@ -28,7 +28,7 @@ except AttributeError:  # pragma: no cover - depends on the platform's PyYAML
     _Base = yaml.SafeLoader
 
 
-class _Loader(_Base):  # type: ignore[misc, valid-type]
+class _Loader(_Base):  # type: ignore[misc]
     """Safe loader that also reads 1e3 and 1.5e12 as numbers (YAML 1.1 wants 1.5e+12)."""
 
 
