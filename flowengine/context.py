@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -69,7 +68,7 @@ class StatusHandle:
     def _set(self, level: StatusLevel, text: str) -> None:
         current = self._host.get_status()
         if current.level != level or current.text != text:
-            self._host.set_status(NodeStatus(level, text, time.time()))
+            self._host.set_status(NodeStatus(level, text, self._host.clock.wall()))
 
     def ok(self, text: str = "") -> None:
         self._set("ok", text)

@@ -176,7 +176,7 @@ class NodeRunner:
         self.failures += 1
         log.error("%s/%s (%s) failed in %s: %s", self.flow_id, self.node_id,
                   self.cls.type_name, where, exc, exc_info=exc)
-        self.set_status(NodeStatus("error", f"failed: {_short(exc)}", time.time()))
+        self.set_status(NodeStatus("error", f"failed: {_short(exc)}", self.clock.wall()))
         self.flow.runtime.event(self.flow_id, logging.ERROR,
                                 f"node '{self.node_id}' failed: {_short(exc)}")
         self._recovery = asyncio.ensure_future(self._recover())
@@ -200,12 +200,13 @@ class NodeRunner:
                 log.error("%s/%s restart failed: %s", self.flow_id, self.node_id, exc,
                           exc_info=exc)
                 self.set_status(NodeStatus("error", f"restart failed: {_short(exc)}",
-                                           time.time()))
+                                           self.clock.wall()))
                 await self._take_down(reason="failure")
             else:
                 self.logger.info("restarted")
                 if self.status.level == "error":
-                    self.set_status(NodeStatus("ok", f"restarted ({self.restarts}x)", time.time()))
+                    self.set_status(NodeStatus("ok", f"restarted ({self.restarts}x)",
+                                               self.clock.wall()))
                 self.flow.runtime.event(self.flow_id, logging.INFO,
                                         f"node '{self.node_id}' restarted")
 
@@ -270,7 +271,7 @@ class NodeRunner:
             self._recovery.cancel()
         await self._take_down(reason)
         self.phase = "stopped"
-        self.set_status(NodeStatus("idle", "stopped", time.time()))
+        self.set_status(NodeStatus("idle", "stopped", self.clock.wall()))
 
     async def drain(self, deadline: float) -> None:
         """Let the input task work off what is queued, until `deadline` (monotonic)."""

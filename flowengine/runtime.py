@@ -166,12 +166,16 @@ class Runtime:
         return flows
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start_flow(self, plan: FlowPlan) -> FlowRun:
-        """Start a validated flow. All or nothing: on failure what started is stopped."""
+    async def start_flow(self, plan: FlowPlan, *, tap: Tap | None = None) -> FlowRun:
+        """Start a validated flow. All or nothing: on failure what started is stopped.
+
+        `tap` sees every emitted message from the first one on (tests, the admin API).
+        """
         if plan.spec.id in self.flows:
             raise FlowEngineError(f"flow '{plan.spec.id}' is running already")
         self._ensure_flusher()
         run = FlowRun(self, plan)
+        run.tap = tap
         await run.start()
         self.flows[plan.spec.id] = run
         self.event(plan.spec.id, logging.INFO, f"started ({len(plan.nodes)} nodes)")

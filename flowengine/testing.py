@@ -16,6 +16,7 @@ runtime; only the clock is manual and its outputs are captured.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,28 +46,38 @@ class FlowHarness:
         self._yaml = textwrap.dedent(flow_yaml)
         self._vars = dict(vars or {})
         self._tmp = Path(tmp_dir) if tmp_dir else None
+        self._own_tmp: tempfile.TemporaryDirectory[str] | None = None
         self.runtime = Runtime(self.registry, state=StateStore(state_dir), clock=self.clock)
         self.emitted: list[tuple[str, str, Message]] = []  # node id, port, message
         self.run: FlowRun | None = None
 
     def _write(self) -> Path:
-        import tempfile
-
-        directory = self._tmp or Path(tempfile.mkdtemp(prefix="esess-harness-"))
+        directory = self._tmp
+        if directory is None:
+            self._own_tmp = tempfile.TemporaryDirectory(prefix="esess-harness-")
+            directory = Path(self._own_tmp.name)
         path = directory / "flow.yaml"
         path.write_text(self._yaml, encoding="utf-8")
         return path
 
     async def __aenter__(self) -> FlowHarness:
-        spec = load_flow(self._write(), values=self._vars, secrets=Secrets(None, {}))
-        plan = plan_flow(spec, self.registry)
-        self.run = await self.runtime.start_flow(plan)
-        self.run.tap = self._capture
+        try:
+            spec = load_flow(self._write(), values=self._vars, secrets=Secrets(None, {}))
+            plan = plan_flow(spec, self.registry)
+            self.run = await self.runtime.start_flow(plan, tap=self._capture)
+        except BaseException:
+            await self.__aexit__()
+            raise
         await self.settle()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.runtime.stop()
+        try:
+            await self.runtime.stop()
+        finally:
+            if self._own_tmp is not None:
+                self._own_tmp.cleanup()
+                self._own_tmp = None
 
     def _capture(self, runner: NodeRunner, port: str, msg: Message) -> None:
         self.emitted.append((runner.node_id, port, msg))

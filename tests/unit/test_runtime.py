@@ -304,3 +304,21 @@ def test_shutdown_is_bounded_when_a_node_hangs(write, tmp_path: Path,
     assert took < 2.5
     assert device.read_text() == "safe\n"  # the other node's safe state was not held up
     assert "node 'hang': safe state FAILED on stop" in caplog.text
+
+
+def test_harness_sees_what_a_node_emits_while_starting_and_cleans_up() -> None:
+    async def scenario() -> Path:
+        harness = FlowHarness("""
+            id: early
+            nodes:
+              - {id: tick, type: timer, interval_ms: 60000, at_start: true, value: 1}
+        """)
+        async with harness as h:
+            assert [m.value for m in h.messages("tick")] == [1]
+            assert h.status("tick").since == h.clock.wall()
+            assert h._own_tmp is not None
+            written = Path(h._own_tmp.name)
+            assert (written / "flow.yaml").is_file()
+        return written
+
+    assert not run(scenario()).exists()
