@@ -39,9 +39,15 @@ MarkLookup = Callable[[Path], SourceMark | None]
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """'did you mean 'x'?' for the closest choice, or None."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    """'did you mean 'x'?' for the closest choice, or None. Case and '-'/'_' do not count."""
+    def fold(text: str) -> str:
+        return text.casefold().replace("-", "_")
+
+    by_fold: dict[str, str] = {}
+    for choice in choices:
+        by_fold.setdefault(fold(choice), choice)
+    close = difflib.get_close_matches(fold(word), list(by_fold), n=1, cutoff=0.6)
+    return f"did you mean '{by_fold[close[0]]}'?" if close else None
 
 
 # -- declaration -> schema ---------------------------------------------------------------

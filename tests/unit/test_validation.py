@@ -175,3 +175,11 @@ def test_validation_starts_nothing(write, registry, tmp_path) -> None:
     """)
     plan_flow(load_flow(path), registry)
     assert not device.exists()
+
+
+def test_did_you_mean_ignores_case_and_dashes() -> None:
+    from flowengine.schema import did_you_mean
+
+    assert did_you_mean("Formula", ["formula", "filter"]) == "did you mean 'formula'?"
+    assert did_you_mean("interval-ms", ["interval_ms", "topic"]) == "did you mean 'interval_ms'?"
+    assert did_you_mean("zzz", ["formula"]) is None
