@@ -170,3 +170,16 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
         main([command, "--help"])
     assert exc.value.code == 0
     assert "usage: esess-flowctl " + command in capsys.readouterr().out
+
+
+def test_readme_main_command_runs_from_the_checkout() -> None:
+    """The README's first command: the root script, its bootstrap, the example flow."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ESESS_BOOTSTRAPPED")}
+    boot = subprocess.run([str(ROOT / "scripts" / "bootstrap")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert boot.returncode == 0, boot.stderr
+    done = subprocess.run([str(ROOT / "esess-flowctl"), "run", "examples/heartbeat.yaml",
+                           "--duration", "1.5"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "heartbeat" in done.stdout + done.stderr
