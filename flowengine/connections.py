@@ -13,8 +13,10 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from flowengine.schema import build_config
 
 __all__ = ["ConnectionKind", "Connections"]
 
@@ -29,6 +31,9 @@ class ConnectionKind:
     config_class: type[Any]
     open: Callable[[str, Any], AbstractAsyncContextManager[Any]]
     summary: str = ""
+    # connections that work without a site-file entry, by name: their config (a
+    # mapping checked like a site entry), e.g. {"system": {}} for the system D-Bus
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class Connections:
@@ -43,7 +48,12 @@ class Connections:
         self._stack = contextlib.AsyncExitStack()
 
     def configured(self, kind: str) -> list[str]:
-        return list(self._configs.get(kind, {}))
+        """Names of `kind` that can be opened: the site's, then the kind's defaults."""
+        names = list(self._configs.get(kind, {}))
+        spec = self._kinds.get(kind)
+        if spec is not None:
+            names += [n for n in spec.defaults if n not in names]
+        return names
 
     async def get(self, kind: str, name: str = "default") -> Any:
         """The shared connection `kind`/`name`, opened on first use."""
@@ -58,6 +68,10 @@ class Connections:
             if spec is None:
                 raise LookupError(f"no connection kind '{kind}' is installed")
             config = self._configs.get(kind, {}).get(name)
+            if config is None and name in spec.defaults:
+                config = spec.defaults[name]
+            if isinstance(config, Mapping):  # not yet built (the CLI builds checked ones)
+                config = build_config(spec.config_class, config)
             if config is None:
                 raise LookupError(
                     f"connection '{kind}.{name}' is not configured in the site file "
