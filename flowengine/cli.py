@@ -20,7 +20,13 @@ import yaml
 from flowengine import __version__
 from flowengine.connections import Connections
 from flowengine.docs import render_nodes_md
-from flowengine.errors import ConfigError, ConfigErrors, FlowStartError, SchemaError
+from flowengine.errors import (
+    ConfigError,
+    ConfigErrors,
+    FlowEngineError,
+    FlowStartError,
+    SchemaError,
+)
 from flowengine.formats import flow_schema, node_file_schema, site_schema
 from flowengine.loader import Secrets, Site, is_site_file, load_flow, load_site
 from flowengine.log import configure_logging, parse_level
@@ -104,6 +110,15 @@ def _check_connections(site: Site, registry: Registry) -> list[ConfigError]:
             errors.extend(problems)
             if not problems:
                 named[name] = build_config(spec.config_class, conf)
+    for kind, name, mark in site.observe:
+        spec = registry.connection_kinds.get(kind)
+        if spec is None or spec.observe is None:
+            able = sorted(k for k, s in registry.connection_kinds.items() if s.observe)
+            errors.append(SchemaError(f"observe: connection kind '{kind}' cannot observe", mark,
+                                      hint="kinds that can: " + (", ".join(able) or "none")))
+        elif name not in site.connections.get(kind, {}) and name not in spec.defaults:
+            errors.append(SchemaError(f"observe: no connection '{kind}.{name}'", mark,
+                                      hint=f"add it under connections: {kind}: {name}:"))
     return errors
 
 
@@ -151,16 +166,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or (site.state_dir if site else None)
     connections = Connections(registry.connection_kinds, site.connections if site else {})
     runtime = Runtime(registry, state=StateStore(state_dir), connections=connections)
-    return asyncio.run(_run(runtime, loaded.plans, args.duration))
+    observe = [(kind, name) for kind, name, _ in site.observe] if site else []
+    return asyncio.run(_run(runtime, loaded.plans, args.duration, observe))
 
 
-async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | None) -> int:
+async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | None,
+               observe: Sequence[tuple[str, str]] = ()) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     started = 0
     try:
+        for kind, name in observe:  # before the flows start, so their start is reported
+            attach = runtime.registry.connection_kinds[kind].observe
+            try:
+                connection = await runtime.connections.get(kind, name)
+            except FlowEngineError as exc:
+                log.error("observe: connection %s.%s did not open: %s", kind, name, exc)
+                continue
+            if attach is not None:
+                attach(connection, runtime)
         for plan in plans:
             try:
                 await runtime.start_flow(plan)

@@ -34,6 +34,9 @@ class ConnectionKind:
     # connections that work without a site-file entry, by name: their config (a
     # mapping checked like a site entry), e.g. {"system": {}} for the system D-Bus
     defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # observe(connection, runtime): make an open connection report the runtime's events
+    # and node statuses (the site file's `observe: [kind.name]`); None if it cannot
+    observe: Callable[[Any, Any], None] | None = None
 
 
 class Connections:

@@ -112,6 +112,9 @@ SITE_SCHEMA: dict[str, Any] = {
                         "additionalProperties": {"type": "object",
                                                  "additionalProperties": {"type": "object"}}},
         "flows": {"type": "array", "items": _FLOW_ENTRY},
+        "observe": {"type": "array", "description": "connections (kind.name, e.g. mqtt.main) "
+                    "that publish the runtime's events and node statuses",
+                    "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*\.[A-Za-z0-9_-]+$"}},
         "flows_dir": {"type": "string", "description": "where shipped flows are looked up "
                                                        "(default: the flows/ of this install)"},
         "state_dir": {"type": "string", "default": "/data/es-ESS/state",

@@ -316,6 +316,8 @@ class Site:
     log_level: str = "INFO"
     log_file: str | None = None
     secrets: Secrets | None = None
+    # connections that report the runtime's events and node statuses: (kind, name, mark)
+    observe: list[tuple[str, str, SourceMark]] = field(default_factory=list)
 
 
 def is_site_file(data: Any) -> bool:
@@ -335,6 +337,9 @@ def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
                 secrets=secrets)
     site.log_level = data.get("log", {}).get("level", "INFO")
     site.log_file = data.get("log", {}).get("file")
+    for i, entry in enumerate(data.get("observe") or ()):
+        kind, _, name = entry.partition(".")
+        site.observe.append((kind, name, marks.nearest(("observe", i))))
     shipped = Path(flows_dir or data.get("flows_dir") or default_flows_dir())
     if not shipped.is_absolute():
         shipped = base / shipped

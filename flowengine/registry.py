@@ -35,6 +35,9 @@ BUILTIN_MODULES = (
     "nodes.logic.change",
     "nodes.logic.delay",
     "nodes.logic.log",
+    "nodes.mqtt.broker",
+    "nodes.mqtt.in_",
+    "nodes.mqtt.out",
 )
 
 

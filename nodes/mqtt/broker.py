@@ -1,0 +1,447 @@
+"""MQTT broker connections: one client per broker, shared by every flow.
+
+This is the only module that imports gmqtt; nodes talk to a `Broker`. Two brokers are
+usual: `local` (the GX's own broker, localhost:1883, no site entry needed) and `main`
+(the user's broker, configured in the site file):
+
+    connections:
+      mqtt:
+        main: {host: broker.lan, username: esess, password: !secret mqtt_password, tls: true}
+
+What a broker connection does for every flow that uses it:
+
+- **Reconnects** by itself, with capped, jittered exponential backoff
+  (`reconnect_min_ms` doubling up to `reconnect_max_ms`); gmqtt's own reconnect is
+  switched off. Subscriptions are restored after every reconnect.
+- **Keeps what is published while disconnected**: a bounded outbox holds the latest
+  value of each topic (at most `outbox_size` topics; beyond that the oldest topic is
+  dropped and counted) and sends it after the reconnect.
+- **Announces itself**: `Online` on `status_topic` (retained) after each connect,
+  `Offline` as the retained last will and on a clean shutdown.
+- **TLS is verified by default** against the system's CAs or `ca_file`;
+  `insecure: true` turns the checks off and says so in a warning on every connect.
+  Passwords are `!secret`s and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gmqtt  # type: ignore[import-untyped]
+from gmqtt.mqtt.constants import MQTTv311  # type: ignore[import-untyped]
+from gmqtt.mqtt.handler import MQTTConnectError  # type: ignore[import-untyped]
+
+from flowengine.connections import ConnectionKind
+from flowengine.errors import NotConnected
+from flowengine.model import Secret
+from flowengine.node import option
+
+__all__ = ["CONNECTION_KINDS", "Broker", "MqttBrokerConfig", "Subscription", "backoff_s",
+           "topic_matches"]
+
+log = logging.getLogger(__name__)
+
+_GMQTT_LOG = logging.getLogger("gmqtt.client")
+# gmqtt logs every connect and subscribe at INFO; our own lines say what matters
+_GMQTT_QUIET = logging.WARNING
+
+Payload = bytes | str
+InboundHandler = Callable[[str, bytes, bool], None]
+"""Called with (topic, payload, retained) for each message matching a subscription."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttBrokerConfig:
+    host: str = option("broker host name or address", default="localhost",
+                       example="broker.lan")
+    port: int | None = option("TCP port (default 1883, or 8883 with TLS)", default=None,
+                              minimum=1, maximum=65535, example=1883)
+    username: str | None = option("user name", default=None, example="esess")
+    password: Secret | None = option("password (use !secret)", default=None)
+    client_id: str | None = option(
+        "MQTT client id (default: esess-flows-<connection>-<host name>)", default=None)
+    keepalive_s: int = option("keep-alive interval in seconds", default=60, minimum=5,
+                              maximum=3600)
+    tls: bool = option("connect with TLS (also on when ca_file or insecure is set)",
+                       default=False)
+    ca_file: str | None = option(
+        "CA certificate (PEM) that signed the broker's certificate (default: system CAs)",
+        default=None, example="/data/es-ESS/broker-ca.pem")
+    insecure: bool = option(
+        "TLS without certificate checks (anyone can pose as the broker; warned on connect)",
+        default=False)
+    status_topic: str | None = option(
+        "where Online / Offline (the last will) is published, retained; null for none",
+        default="es-ESS/$SYS/Status")
+    topic_prefix: str = option(
+        "first topic level of service messages and node status (site `observe:`)",
+        default="es-ESS")
+    service_message_count: int = option(
+        "slots in each flow's ring of service messages per type", default=50, minimum=1,
+        maximum=1000)
+    outbox_size: int = option(
+        "while disconnected, keep the latest value of at most this many topics",
+        default=1000, minimum=1)
+    reconnect_min_ms: int = option("first reconnect delay", default=500, minimum=10)
+    reconnect_max_ms: int = option("longest reconnect delay", default=30000, minimum=100)
+    connect_timeout_ms: int = option("give up on one connection attempt after",
+                                     default=5000, minimum=100)
+
+
+def backoff_s(attempt: int, min_ms: int, max_ms: int,
+              rand: Callable[[], float] = random.random) -> float:
+    """Delay before reconnect `attempt` (0-based): doubling from min, capped, 50-100 %."""
+    ceiling: float = min(max_ms, min_ms * 2 ** min(attempt, 30))
+    return ceiling * (0.5 + 0.5 * rand()) / 1000
+
+
+def topic_matches(filter_parts: tuple[str, ...], topic_parts: list[str]) -> bool:
+    """Whether a topic (split at '/') matches a filter (split at '/'), per MQTT 3.1.1."""
+    if topic_parts[0].startswith("$") and filter_parts[0] in ("+", "#"):
+        return False  # wildcards at the first level do not match $SYS-style topics
+    for i, part in enumerate(filter_parts):
+        if part == "#":
+            return True
+        if i >= len(topic_parts):
+            return False
+        if part != "+" and part != topic_parts[i]:
+            return False
+    return len(filter_parts) == len(topic_parts)
+
+
+class Subscription:
+    """One subscriber of one topic filter; `cancel()` ends it."""
+
+    __slots__ = ("_broker", "handler", "topic_filter")
+
+    def __init__(self, broker: Broker, topic_filter: str, handler: InboundHandler) -> None:
+        self._broker = broker
+        self.topic_filter = topic_filter
+        self.handler = handler
+
+    def cancel(self) -> None:
+        self._broker._unsubscribe(self)
+
+
+class _Filter:
+    __slots__ = ("parts", "qos", "subscribers")
+
+    def __init__(self, topic_filter: str, qos: int) -> None:
+        self.parts = tuple(topic_filter.split("/"))
+        self.qos = qos
+        self.subscribers: list[Subscription] = []
+
+
+class _GmqttClient(gmqtt.Client):  # type: ignore[misc]
+    async def reconnect(self, delay: bool = False) -> None:
+        """Switched off: `Broker` owns reconnecting (gmqtt calls this on every loss)."""
+
+
+class Broker:
+    """A shared connection to one MQTT broker. Publishing never blocks."""
+
+    def __init__(self, name: str, config: MqttBrokerConfig) -> None:
+        self.name = name
+        self.config = config
+        self.use_tls = config.tls or config.ca_file is not None or config.insecure
+        self.port = config.port or (8883 if self.use_tls else 1883)
+        self.address = f"{config.host}:{self.port}"
+        self.client_id = config.client_id or f"esess-flows-{name}-{socket.gethostname()}"
+        self.connected = False
+        self.last_error: str | None = None
+        self.dropped = 0  # outbox entries lost because the outbox was full
+        self.published = 0
+        self.connects = 0
+        self._ssl = self._ssl_context() if self.use_tls else None
+        self._client: Any = None
+        self._filters: dict[str, _Filter] = {}
+        self._exact: dict[str, list[Subscription]] = {}
+        self._wild: list[_Filter] = []
+        self._outbox: OrderedDict[str, tuple[Payload, int, bool]] = OrderedDict()
+        self._listeners: list[Callable[[Broker], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()
+        self._closing = False
+
+    # -- public surface ---------------------------------------------------------------
+    def publish(self, topic: str, payload: Payload, *, qos: int = 0,
+                retain: bool = False) -> None:
+        """Send now, or keep the latest value of `topic` until the broker is back."""
+        client = self._client
+        if client is not None and self.connected and client.is_connected:
+            client.publish(topic, payload, qos=qos, retain=retain)
+            self.published += 1
+            return
+        if self._closing:
+            return
+        outbox = self._outbox
+        if topic in outbox:
+            outbox.move_to_end(topic)
+        elif len(outbox) >= self.config.outbox_size:
+            outbox.popitem(last=False)
+            self.dropped += 1
+        outbox[topic] = (payload, qos, retain)
+
+    def subscribe(self, topic_filter: str, handler: InboundHandler, *,
+                  qos: int = 0) -> Subscription:
+        """Call `handler` for every message matching `topic_filter`, across reconnects."""
+        sub = Subscription(self, topic_filter, handler)
+        entry = self._filters.get(topic_filter)
+        new = entry is None
+        if entry is None:
+            entry = self._filters[topic_filter] = _Filter(topic_filter, qos)
+            if "+" in topic_filter or "#" in topic_filter:
+                self._wild.append(entry)
+            else:
+                self._exact[topic_filter] = entry.subscribers
+        raised = qos > entry.qos
+        entry.qos = max(entry.qos, qos)
+        entry.subscribers.append(sub)
+        if (new or raised) and self.connected:
+            self._client.subscribe(topic_filter, qos=entry.qos)
+        return sub
+
+    def on_change(self, listener: Callable[[Broker], None]) -> Callable[[], None]:
+        """Call `listener` whenever the connection comes up or goes down."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners \
+            else None
+
+    @property
+    def queued(self) -> int:
+        """Topics waiting in the outbox for the broker to come back."""
+        return len(self._outbox)
+
+    def describe(self) -> str:
+        """A short state text for node status."""
+        if self.connected:
+            text = f"connected to {self.address}"
+        else:
+            text = f"not connected to {self.address}"
+            if self.last_error:
+                text += f": {self.last_error}"
+            if self._outbox:
+                text += f"; {len(self._outbox)} queued"
+        if self.dropped:
+            text += f"; {self.dropped} dropped"
+        return text
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Return once connected; raise NotConnected (with the last error) after timeout."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._up.wait()
+        except TimeoutError:
+            raise NotConnected(f"mqtt.{self.name}: {self.describe()}") from None
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._maintain(), name=f"mqtt.{self.name}:connect")
+
+    async def close(self) -> None:
+        """Say Offline, disconnect cleanly (so the broker drops the last will)."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        client, self._client = self._client, None
+        if client is not None:
+            if self.connected and self.config.status_topic:
+                client.publish(self.config.status_topic, "Offline", qos=1, retain=True)
+            self.connected = False
+            await self._discard(client)
+        self._up.clear()
+        if self._outbox:
+            log.warning("mqtt.%s: closed with %d unsent topic(s)", self.name, len(self._outbox))
+
+    # -- connecting -------------------------------------------------------------------
+    def _ssl_context(self) -> ssl.SSLContext:
+        try:
+            context = ssl.create_default_context(cafile=self.config.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise NotConnected(f"mqtt.{self.name}: cannot use ca_file "
+                               f"'{self.config.ca_file}': {exc}") from exc
+        if self.config.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def _maintain(self) -> None:
+        attempt = 0
+        while True:
+            lost = asyncio.Event()
+            try:
+                await self._connect(lost)
+            except (OSError, TimeoutError, MQTTConnectError) as exc:
+                self._failed(exc, attempt)
+                await asyncio.sleep(backoff_s(attempt, self.config.reconnect_min_ms,
+                                              self.config.reconnect_max_ms))
+                attempt += 1
+                continue
+            attempt = 0
+            await lost.wait()
+            self._lost()
+            await asyncio.sleep(backoff_s(0, self.config.reconnect_min_ms,
+                                          self.config.reconnect_max_ms))
+
+    async def _connect(self, lost: asyncio.Event) -> None:
+        cfg = self.config
+        will = None
+        if cfg.status_topic:
+            will = gmqtt.Message(cfg.status_topic, "Offline", qos=1, retain=True)
+        client = _GmqttClient(self.client_id, will_message=will, logger=_GMQTT_LOG)
+        client.on_disconnect = lambda _client, _packet, exc=None: lost.set()
+        client.on_message = self._on_message
+        if cfg.username is not None:
+            client.set_auth_credentials(
+                cfg.username, cfg.password.reveal() if cfg.password else None)
+        if cfg.insecure:
+            log.warning("mqtt.%s: TLS certificate checks are off (insecure: true); anyone "
+                        "on the network path can pose as %s", self.name, self.address)
+        try:
+            async with asyncio.timeout(cfg.connect_timeout_ms / 1000):
+                await client.connect(cfg.host, self.port, ssl=self._ssl or False,
+                                     keepalive=cfg.keepalive_s, version=MQTTv311)
+        except BaseException:
+            await self._discard(client)
+            raise
+        self._client = client
+        self.connected = True
+        self.connects += 1
+        if self.last_error is not None or self.connects > 1:
+            log.info("mqtt.%s: connected to %s again", self.name, self.address)
+        else:
+            log.info("mqtt.%s: connected to %s", self.name, self.address)
+        self.last_error = None
+        if cfg.status_topic:
+            client.publish(cfg.status_topic, "Online", qos=1, retain=True)
+        if self._filters:
+            client.subscribe([gmqtt.Subscription(f, qos=e.qos)
+                              for f, e in self._filters.items()])
+        outbox, self._outbox = self._outbox, OrderedDict()
+        for topic, (payload, qos, retain) in outbox.items():
+            client.publish(topic, payload, qos=qos, retain=retain)
+        if outbox:
+            log.info("mqtt.%s: sent %d value(s) kept while disconnected", self.name,
+                     len(outbox))
+        self._up.set()
+        self._notify()
+
+    def _lost(self) -> None:
+        client, self._client = self._client, None
+        self.connected = False
+        self._up.clear()
+        self.last_error = "connection lost"
+        log.warning("mqtt.%s: connection to %s lost; reconnecting", self.name, self.address)
+        if client is not None:
+            self._spawn_discard(client)
+        self._notify()
+
+    def _failed(self, exc: BaseException, attempt: int) -> None:
+        text = self._explain(exc)
+        if text != self.last_error:
+            level = logging.ERROR if isinstance(exc, ssl.SSLError | MQTTConnectError) \
+                else logging.WARNING
+            log.log(level, "mqtt.%s: cannot connect to %s: %s", self.name, self.address, text)
+        else:
+            log.debug("mqtt.%s: attempt %d failed again: %s", self.name, attempt + 1, text)
+        changed = self.last_error != text
+        self.last_error = text
+        if changed:
+            self._notify()
+
+    def _explain(self, exc: BaseException) -> str:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (f"TLS certificate not trusted ({exc.verify_message}); set ca_file to "
+                    "the CA that signed the broker's certificate")
+        if isinstance(exc, ssl.SSLError):
+            return f"TLS failed ({exc.reason or exc}); check tls/port settings"
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.config.connect_timeout_ms} ms"
+        if isinstance(exc, MQTTConnectError):
+            return f"refused by the broker ({exc}); check username and password"
+        return str(exc) or type(exc).__name__
+
+    async def _discard(self, client: Any) -> None:
+        """Close a gmqtt client; errors while closing a dead link do not matter."""
+        with contextlib.suppress(OSError, TimeoutError, RuntimeError, AttributeError):
+            async with asyncio.timeout(1.0):
+                await client.disconnect()
+
+    def _spawn_discard(self, client: Any) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._discard(client), name=f"mqtt.{self.name}:discard")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener(self)
+
+    # -- inbound ----------------------------------------------------------------------
+    def _on_message(self, _client: Any, topic: str, payload: bytes, _qos: int,
+                    properties: dict[str, Any]) -> int:
+        retained = bool(properties.get("retain"))
+        subs = self._exact.get(topic)
+        if subs:
+            for sub in subs:
+                sub.handler(topic, payload, retained)
+        if self._wild:
+            parts = topic.split("/")
+            for entry in self._wild:
+                if topic_matches(entry.parts, parts):
+                    for sub in entry.subscribers:
+                        sub.handler(topic, payload, retained)
+        return 0
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        entry = self._filters.get(sub.topic_filter)
+        if entry is None or sub not in entry.subscribers:
+            return
+        entry.subscribers.remove(sub)
+        if entry.subscribers:
+            return
+        del self._filters[sub.topic_filter]
+        self._exact.pop(sub.topic_filter, None)
+        if entry in self._wild:
+            self._wild.remove(entry)
+        if self.connected and self._client is not None:
+            self._client.unsubscribe(sub.topic_filter)
+
+
+@contextlib.asynccontextmanager
+async def open_broker(name: str, config: MqttBrokerConfig) -> AsyncIterator[Broker]:
+    """Open a broker connection for the runtime; it connects (and reconnects) by itself."""
+    library = logging.getLogger("gmqtt")
+    if library.level == logging.NOTSET:  # unless the user set a level for it
+        library.setLevel(_GMQTT_QUIET)
+    broker = Broker(name, config)
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
+def _observe(broker: Any, runtime: Any) -> None:
+    from nodes.mqtt.observe import Observer
+
+    Observer(broker).attach(runtime)
+
+
+CONNECTION_KINDS = (
+    ConnectionKind(
+        "mqtt", MqttBrokerConfig, open_broker,
+        summary="MQTT brokers: main (yours, from the site file) and local (the GX's own)",
+        defaults={"local": {"host": "localhost", "port": 1883}},
+        observe=_observe),
+)

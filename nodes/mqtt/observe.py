@@ -1,0 +1,76 @@
+"""Publish what the runtime does to an MQTT broker: service messages and node status.
+
+Switched on in the site file with `observe: [mqtt.main]`. Then, on that broker:
+
+- `es-ESS/<flow>/ServiceMessages/<Type>/MessageNN` (retained): the flow's operational
+  messages (started, stopped, node failed, safe state applied). `<Type>` is
+  `Operational`, `Warning`, `Error` or `Critical`; each type of each flow is a ring of
+  `service_message_count` slots (NN from 00), so the newest message overwrites the
+  oldest. The payload is `"<local time YYYY-mm-dd HH:MM:SS> | <text>"`, as in es-ESS.
+- `es-ESS/<flow>/Status/<node>` (retained): the node's status as JSON,
+  `{"level": "ok", "text": "...", "since": "<local time>"}`; level is idle, ok,
+  warning or error.
+
+`es-ESS` is the connection's `topic_prefix`. `es-ESS/$SYS/Status` (Online/Offline) is
+published by the broker connection itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowengine.context import NodeStatus
+    from flowengine.runtime import EngineEvent, Runtime
+    from nodes.mqtt.broker import Broker
+
+__all__ = ["Observer", "message_type"]
+
+
+def message_type(level: int) -> str:
+    """The es-ESS service message type of a log level."""
+    if level >= logging.CRITICAL:
+        return "Critical"
+    if level >= logging.ERROR:
+        return "Error"
+    if level >= logging.WARNING:
+        return "Warning"
+    return "Operational"
+
+
+def local_time(wall: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))
+
+
+class Observer:
+    """Turns runtime events and node status changes into retained MQTT messages."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._prefix = broker.config.topic_prefix
+        self._slots = broker.config.service_message_count
+        self._width = max(2, len(str(self._slots - 1)))
+        self._next: dict[tuple[str, str], int] = {}  # (flow, type) -> next slot
+
+    def attach(self, runtime: Runtime) -> None:
+        runtime.on_event(self.on_event)
+        runtime.on_status(self.on_status)
+
+    def on_event(self, event: EngineEvent) -> None:
+        kind = message_type(event.level)
+        key = (event.flow, kind)
+        slot = self._next.get(key, 0)
+        self._next[key] = (slot + 1) % self._slots
+        topic = (f"{self._prefix}/{event.flow}/ServiceMessages/{kind}/"
+                 f"Message{slot:0{self._width}d}")
+        self._broker.publish(topic, f"{local_time(event.wall)} | {event.text}", qos=1,
+                             retain=True)
+
+    def on_status(self, flow: str, node: str, status: NodeStatus) -> None:
+        payload = json.dumps({"level": status.level, "text": status.text,
+                              "since": local_time(status.since)}, ensure_ascii=False)
+        self._broker.publish(f"{self._prefix}/{flow}/Status/{node}", payload, qos=0,
+                             retain=True)

@@ -1,0 +1,199 @@
+"""MQTT test kit: mosquitto on a free loopback port, a throwaway CA, a test client."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import free_port
+
+from flowengine.connections import Connections
+from flowengine.loader import load_flow
+from flowengine.model import Message
+from flowengine.plan import plan_flow
+from flowengine.registry import Registry
+from flowengine.runner import NodeRunner
+from flowengine.runtime import FlowRun, Runtime
+from nodes.mqtt.broker import Broker, MqttBrokerConfig, open_broker
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
+        None)
+    if found is None:
+        pytest.fail("mosquitto is not installed: run scripts/system-deps, or "
+                    "`sudo apt-get install mosquitto` (Debian/Ubuntu)", pytrace=False)
+    return found
+
+
+class Mosquitto:
+    """One mosquitto process with a generated config; `stop()` and `start()` at will."""
+
+    def __init__(self, directory: Path, *, tls: dict[str, Path] | None = None) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.tls = tls
+        self.config = directory / "mosquitto.conf"
+        self.log = directory / "mosquitto.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+                 "persistence false", f"log_dest file {self.log}", "log_type all"]
+        if tls:
+            lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}",
+                      f"keyfile {tls['key']}"]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"mosquitto exited: {err}\n{self._log_tail()}")
+            with contextlib.suppress(OSError):
+                import socket
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            time.sleep(0.02)  # waiting for a child process to listen, not for a result
+        raise RuntimeError(f"mosquitto did not listen on {self.port}\n{self._log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
+    def _log_tail(self) -> str:
+        return self.log.read_text()[-2000:] if self.log.exists() else ""
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        """Site-file style settings of a connection to this broker."""
+        return {"host": self.host, "port": self.port, **extra}
+
+
+def make_ca(directory: Path, name: str) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for localhost/127.0.0.1 signed by it."""
+    ca_key, ca = directory / f"{name}-ca.key", directory / f"{name}-ca.pem"
+    key, csr, cert = (directory / f"{name}-server.key", directory / f"{name}-server.csr",
+                      directory / f"{name}-server.pem")
+    ext = directory / f"{name}-ext.cnf"
+    ext.write_text(textwrap.dedent("""
+        basicConstraints = CA:FALSE
+        subjectAltName = DNS:localhost, IP:127.0.0.1
+        keyUsage = digitalSignature, keyEncipherment
+        extendedKeyUsage = serverAuth
+    """))
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        f"/CN={name} test CA", "-keyout", str(ca_key), "-out", str(ca))
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", str(key), "-out", str(csr))
+    ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+# -- a test client: our own adapter, used as a plain MQTT client ------------------------
+
+@dataclass
+class Received:
+    topic: str
+    payload: str
+    retained: bool
+
+
+class Listener:
+    """A second client that records what arrives on some topic filters."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.received: list[Received] = []
+
+    def listen(self, topic_filter: str) -> None:
+        self.broker.subscribe(topic_filter, self._record, qos=1)
+
+    def _record(self, topic: str, payload: bytes, retained: bool) -> None:
+        self.received.append(Received(topic, payload.decode(), retained))
+
+    def payloads(self, topic: str) -> list[str]:
+        return [r.payload for r in self.received if r.topic == topic]
+
+    def last(self, topic: str) -> str | None:
+        found = self.payloads(topic)
+        return found[-1] if found else None
+
+
+@contextlib.asynccontextmanager
+async def client(server: Mosquitto, name: str = "test", **options: Any
+                 ) -> AsyncIterator[Listener]:
+    """A connected test client (no status topic, so it does not disturb the tests)."""
+    config = MqttBrokerConfig(**{"host": server.host, "port": server.port,
+                                 "status_topic": None, "client_id": f"test-{name}-{id(server)}",
+                                 "reconnect_min_ms": 50, "reconnect_max_ms": 200, **options})
+    async with open_broker(name, config) as broker:
+        await broker.wait_connected(5)
+        yield Listener(broker)
+
+
+
+
+async def settle(broker: Broker) -> None:
+    """Wait until the broker has handled what `broker` sent so far (its subscriptions).
+
+    A marker published to a topic the same client subscribes to comes back only after
+    the broker has processed every packet sent before it on that connection.
+    """
+    from conftest import eventually
+
+    marker = f"test/settle/{broker.client_id}/{time.monotonic_ns()}"
+    seen: list[bytes] = []
+    sub = broker.subscribe(marker, lambda _t, payload, _r: seen.append(payload), qos=1)
+    broker.publish(marker, "x", qos=1)
+    await eventually(lambda: bool(seen), timeout=5)
+    sub.cancel()
+
+
+Tap = Callable[[NodeRunner, str, Message], None]
+
+
+@contextlib.asynccontextmanager
+async def running(flow_yaml: str, server: Mosquitto, directory: Path, *,
+                  tap: Tap | None = None, **main: Any) -> AsyncIterator[tuple[Runtime, FlowRun]]:
+    """Run one flow in this process with `main` pointing at `server`."""
+    registry = Registry.default(plugins=False)
+    path = directory / "flow.yaml"
+    path.write_text(textwrap.dedent(flow_yaml))
+    plan = plan_flow(load_flow(path), registry)
+    settings = server.settings(client_id=f"runtime-{directory.name}", status_topic=None,
+                               **main)
+    runtime = Runtime(registry, connections=Connections(registry.connection_kinds,
+                                                        {"mqtt": {"main": settings}}))
+    try:
+        run = await runtime.start_flow(plan, tap=tap)
+        broker: Broker = await runtime.connections.get("mqtt", "main")
+        await broker.wait_connected(5)
+        await settle(broker)
+        yield runtime, run
+    finally:
+        await runtime.stop()

@@ -1,0 +1,47 @@
+"""The broker connection against a real mosquitto: dispatch, wildcards, outbox."""
+
+from __future__ import annotations
+
+from conftest import eventually, run
+
+from nodes.mqtt.broker import MqttBrokerConfig, open_broker
+
+from .mqttkit import Mosquitto, client, settle
+
+
+def test_broker_delivers_to_exact_and_wildcard_subscribers_once_each(
+        mosquitto: Mosquitto) -> None:
+    async def scenario() -> None:
+        async with client(mosquitto, "a") as a, client(mosquitto, "b") as b:
+            a.listen("bw/x/+/power")
+            a.listen("bw/#")
+            a.listen("bw/x/1/power")
+            a.listen("bw/y/+")
+            await settle(a.broker)
+            b.broker.publish("bw/x/1/power", "42", qos=1)
+            await eventually(lambda: len(a.received) >= 3, timeout=5)
+            await settle(a.broker)
+            assert [r.payload for r in a.received] == ["42"] * 3
+    run(scenario())
+
+
+def test_broker_keeps_the_latest_value_per_topic_until_it_connects(
+        own_mosquitto: Mosquitto) -> None:
+    async def scenario() -> None:
+        own_mosquitto.stop()
+        config = MqttBrokerConfig(host=own_mosquitto.host, port=own_mosquitto.port,
+                                  status_topic=None, outbox_size=2, client_id="outbox",
+                                  reconnect_min_ms=50, reconnect_max_ms=100)
+        async with open_broker("main", config) as broker:
+            for topic, value in [("ob/a", "1"), ("ob/a", "2"), ("ob/b", "3"), ("ob/c", "4")]:
+                broker.publish(topic, value, retain=True)
+            assert (broker.queued, broker.dropped) == (2, 1)  # ob/a went: the oldest topic
+            assert "2 queued; 1 dropped" in broker.describe()
+            own_mosquitto.start()
+            await broker.wait_connected(5)
+            async with client(own_mosquitto, "reader") as reader:
+                reader.listen("ob/#")
+                await eventually(lambda: len(reader.received) == 2, timeout=5)
+                assert {(r.topic, r.payload) for r in reader.received} == \
+                    {("ob/b", "3"), ("ob/c", "4")}
+    run(scenario())
