@@ -5,6 +5,7 @@
 readings taken from the same model.
 """
 
+from sim.driver import ModelDriver
 from sim.model import EnergyModel, EssSettings, ExtraLoad, ModelParams, Snapshot
 from sim.profiles import LoadProfile, Phases, PvProfile
 
@@ -13,6 +14,7 @@ __all__ = [
     "EssSettings",
     "ExtraLoad",
     "LoadProfile",
+    "ModelDriver",
     "ModelParams",
     "Phases",
     "PvProfile",

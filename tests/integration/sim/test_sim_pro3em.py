@@ -162,3 +162,17 @@ def test_without_a_password_rpc_is_open(model: EnergyModel) -> None:
             _, info = await get_json(f"{meter.url}/shelly")
             assert info["auth_en"] is False
     run(scenario())
+
+
+def test_a_poller_keeps_one_session_and_follows_the_model(model: EnergyModel) -> None:
+    async def scenario() -> None:
+        async with ShellyPro3EM(model, password=PASSWORD) as meter, aiohttp.ClientSession(
+                middlewares=(aiohttp.DigestAuthMiddleware("admin", PASSWORD),)) as session:
+            readings = []
+            for _ in range(4):
+                async with session.get(f"{meter.url}/rpc/EM.GetStatus?id=0") as resp:
+                    assert resp.status == 200
+                    readings.append((await resp.json())["total_act_power"])
+                model.step(30)
+            assert len(set(readings)) == 4
+    run(scenario())
