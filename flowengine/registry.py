@@ -35,6 +35,8 @@ BUILTIN_MODULES = (
     "nodes.logic.change",
     "nodes.logic.delay",
     "nodes.logic.log",
+    "nodes.dbus.link",
+    "nodes.dbus.service",
     "nodes.mqtt.broker",
     "nodes.mqtt.in_",
     "nodes.mqtt.out",

@@ -1,0 +1,338 @@
+"""dbus.service: publish a Venus OS service that VRM and the GUI take for a Victron one.
+
+    - id: garden
+      type: dbus.service
+      preset: temperature
+      name: esess_garden                 # -> com.victronenergy.temperature.esess_garden
+      device_instance: 1000
+      custom_name: Garden
+      topics: {temp: /Temperature}       # input topic -> path (paths work as topics too)
+
+The service has a bus connection of its own and owns one name,
+`com.victronenergy.<type>.<name>`. It answers Victron's `com.victronenergy.BusItem`
+interface on every path and on `/` exactly as velib_python does: GetValue, GetText,
+SetValue and GetDescription on a path, GetItems, GetValue and GetText (every item) on
+`/` and on every branch (`/Ac`). Invalid values (None) go out as an empty int array
+and show as `---`; numbers show with their unit (`123.4W`, `51.2V`, `85%`).
+
+Every input message sets one path (its topic is the path or a key of `topics`);
+with `batch_topic`, a message on that topic carries a mapping of many. A value that
+really changed is signalled; all changes of one event-loop turn go out together:
+one change as `PropertiesChanged` on its path, several as one `ItemsChanged` on `/`
+(as velib does inside a service context).
+
+The mandatory paths (`/Mgmt/...`, `/DeviceInstance`, `/ProductId`, `/ProductName`,
+`/FirmwareVersion`, `/HardwareVersion`, `/Connected`, `/CustomName`, `/Serial`) are
+filled from the options. The `preset` lists the paths of its type; a flow that feeds
+a path the preset does not know is refused by `validate`. `generic` takes any path.
+
+Writable paths (the preset's, e.g. an EV charger's `/Mode`, `/StartStop` and
+`/SetCurrent`, `/CustomName`, and those under `writable`) accept SetValue from VRM
+or the GUI: a wrong type gets 1, a value out of range 2, a good one 0, and the new
+value goes out of this node as a message (topic: the path or its `topics` key).
+
+With `register_instance`, when com.victronenergy.settings is on the bus, the service
+registers `/Settings/Devices/esess_<type>_<name>/ClassAndVrmInstance` (`<type>:<instance>`)
+and uses the instance stored there, as Victron's drivers do, so a user can change it
+in the GUI. The name is requested only after every path exists, and released when
+the node stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
+
+from flowengine.context import NodeContext
+from flowengine.errors import ConfigError
+from flowengine.model import JsonValue, Message, NodeSpec
+from flowengine.node import Node, UpstreamInfo, node_type, option
+from flowengine.schema import did_you_mean
+from nodes.dbus.bus import BusCallError, BusConnection
+from nodes.dbus.link import DbusLink
+from nodes.dbus.presets import PRESETS, Preset, Writable
+from nodes.dbus.text import UNITS, render
+
+__all__ = ["DbusService", "DbusServiceConfig", "WritableConfig"]
+
+SETTINGS = "com.victronenergy.settings"
+REGISTER_TIMEOUT_S = 2.0
+_JSON_TYPES = (type(None), bool, int, float, str, list, dict)
+
+try:
+    PROCESS_VERSION = version("esess-flows")
+except PackageNotFoundError:  # running from a source tree
+    PROCESS_VERSION = "0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WritableConfig:
+    kind: Literal["number", "integer", "text", "any"] = option(
+        "what a write must be", default="number")
+    minimum: float | None = option("lowest value accepted", default=None)
+    maximum: float | None = option("highest value accepted", default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DbusServiceConfig:
+    preset: Literal["battery", "grid", "pvinverter", "temperature", "evcharger", "generic"] = \
+        option("service type and its documented paths; generic allows any path",
+               example="temperature")
+    name: str = option("last part of the bus name com.victronenergy.<type>.<name>",
+                       pattern=r"^[A-Za-z0-9_]+$", example="esess_garden")
+    service_type: str | None = option(
+        "with preset generic: the type part of the bus name", default=None,
+        pattern=r"^[a-z0-9_]+$", example="heatpump")
+    device_instance: int = option("VRM device instance (/DeviceInstance)", minimum=0,
+                                  maximum=65535, example=1000)
+    product_name: str | None = option("/ProductName; default: the preset's", default=None)
+    product_id: int = option("/ProductId (0xFFFF: none)", default=0xFFFF, minimum=0)
+    custom_name: str | None = option("/CustomName (users can change it)", default=None,
+                                     example="Garden")
+    firmware_version: JsonValue = option("/FirmwareVersion", default=PROCESS_VERSION)
+    hardware_version: JsonValue = option("/HardwareVersion", default=0)
+    serial: str | None = option("/Serial", default=None)
+    mgmt_connection: str = option("/Mgmt/Connection: how the data arrives",
+                                  default="es-ESS flows", example="MQTT")
+    values: dict[str, JsonValue] = option("paths set at start (fixed values)", default={},
+                                          example={"/TemperatureType": 4})
+    topics: dict[str, str] = option("input topic -> path, for topics that are not paths",
+                                    default={}, example={"temp": "/Temperature"})
+    batch_topic: str | None = option(
+        "messages on this topic carry a mapping of paths (or topics) to values",
+        default=None, example="values")
+    writable: dict[str, WritableConfig] = option(
+        "more paths users may change, with the write they accept", default={},
+        example={"/Setpoint": {"kind": "number", "minimum": 0, "maximum": 100}})
+    units: dict[str, str] = option("text unit of paths the preset does not know",
+                                   default={}, example={"/Power": "W"})
+    register_instance: bool = option(
+        "register ClassAndVrmInstance in com.victronenergy.settings when it exists",
+        default=True)
+    connection: str = option("name of the dbus connection", default="system")
+
+
+@node_type("dbus.service", config=DbusServiceConfig)
+class DbusService(Node[DbusServiceConfig]):
+    """Publish a Victron D-Bus service (BusItem interface, mandatory paths, presets)."""
+
+    def __init__(self, config: DbusServiceConfig, spec: NodeSpec) -> None:
+        super().__init__(config, spec)
+        self.preset: Preset = PRESETS[config.preset]
+        service_type = config.service_type or self.preset.service_type
+        if config.preset == "generic" and not service_type:
+            raise ConfigError("preset generic needs service_type", mark=self.mark_of("preset"),
+                              hint="add service_type: <the type part of the bus name>")
+        if config.preset != "generic" and config.service_type not in (None, service_type):
+            raise ConfigError(f"preset {config.preset} publishes a {service_type} service",
+                              mark=self.mark_of("service_type"),
+                              hint="drop service_type, or use preset: generic")
+        self.service_type = service_type
+        self.bus_name = f"com.victronenergy.{service_type}.{config.name}"
+        for key in ("values", "writable", "units"):
+            for path in getattr(config, key):
+                self._check_path(path, key, path)
+        for topic, path in config.topics.items():
+            self._check_path(path, "topics", topic)
+        for path, unit in config.units.items():
+            if unit not in UNITS:
+                raise ConfigError(f"unknown unit '{unit}' for {path}", mark=self.mark_of(
+                    "units", path), hint="known units: " + ", ".join(u for u in UNITS if u))
+        self._topic_of = {path: topic for topic, path in config.topics.items()}
+        self._writable: dict[str, Writable] = {
+            path: spec.writable for path, spec in self.preset.paths.items() if spec.writable}
+        for path, w in config.writable.items():
+            self._writable[path] = Writable(w.kind, w.minimum, w.maximum)
+        self._values: dict[str, JsonValue] = {}
+        self._texts: dict[str, str] = {}
+        self._units: dict[str, str] = {}
+        self._pending: dict[str, None] = {}
+        self._flush_scheduled = False
+        self._bus: BusConnection | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._warned: set[str] = set()
+
+    def _check_path(self, path: str, key: str, where: str) -> None:
+        if not path.startswith("/"):
+            raise ConfigError(f"'{path}' is not a D-Bus path", mark=self.mark_of(key, where),
+                              hint="paths start with '/', e.g. /Ac/Power")
+        if not self.preset.knows(path):
+            raise ConfigError(
+                f"preset {self.preset.name} has no path {path}", mark=self.mark_of(key, where),
+                hint=did_you_mean(path, self.preset.paths) or
+                "use preset: generic for paths of your own")
+
+    # -- validate ----------------------------------------------------------------------------
+    def check(self, upstream: UpstreamInfo) -> list[ConfigError]:
+        if upstream.topics is None:
+            return []
+        errors = []
+        for topic in sorted(upstream.topics):
+            if topic == self.config.batch_topic or self._path_of(topic) is not None:
+                continue
+            choices = [*self.config.topics, *self.preset.paths]
+            errors.append(ConfigError(
+                f"input topic '{topic}' is no path of preset {self.preset.name}",
+                mark=self.spec.mark, hint=did_you_mean(topic, choices) or
+                "map it to a path under topics:, or use preset: generic"))
+        return errors
+
+    def _path_of(self, topic: str) -> str | None:
+        path = self.config.topics.get(topic, topic)
+        return path if path.startswith("/") and self.preset.knows(path) else None
+
+    # -- run ------------------------------------------------------------------------------------
+    async def start(self, ctx: NodeContext) -> None:
+        await super().start(ctx)
+        link: DbusLink = await ctx.connections.get("dbus", self.config.connection)
+        try:
+            bus = await self._stack.enter_async_context(link.private())
+            instance = await self._register_instance(bus)
+            self._fill(instance)
+            bus.serve(self)
+            await bus.request_name(self.bus_name)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._bus = bus
+        ctx.status.ok(f"{self.bus_name} (instance {instance})")
+        ctx.log.info("published %s with %d paths", self.bus_name, len(self._values))
+
+    async def stop(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            with contextlib.suppress(BusCallError, TimeoutError, OSError):
+                await bus.release_name(self.bus_name)
+        await self._stack.aclose()
+
+    def _fill(self, instance: int) -> None:
+        cfg, preset = self.config, self.preset
+        mandatory: dict[str, JsonValue] = {
+            "/Mgmt/ProcessName": "esess-flows", "/Mgmt/ProcessVersion": PROCESS_VERSION,
+            "/Mgmt/Connection": cfg.mgmt_connection, "/DeviceInstance": instance,
+            "/ProductId": cfg.product_id,
+            "/ProductName": cfg.product_name or preset.product_name,
+            "/FirmwareVersion": cfg.firmware_version, "/HardwareVersion": cfg.hardware_version,
+            "/Connected": 1, "/CustomName": cfg.custom_name or "", "/Serial": cfg.serial or "",
+        }
+        for path, spec in preset.paths.items():
+            if not path.endswith("/*"):
+                self._store(path, None, spec.unit)
+        for values in (mandatory, preset.defaults, cfg.values):
+            for path, value in values.items():
+                self._store(path, value, self._unit(path))
+        self._pending.clear()
+
+    def _unit(self, path: str) -> str:
+        unit = self.config.units.get(path)
+        if unit is None:
+            spec = self.preset.spec(path)
+            unit = spec.unit if spec is not None else ""
+        return unit
+
+    def _store(self, path: str, value: JsonValue, unit: str) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        if path in self._values and self._values[path] == value and \
+                type(self._values[path]) is type(value):
+            return False
+        self._values[path] = value
+        self._units[path] = unit
+        self._texts[path] = render(value, unit, path=path)
+        self._pending[path] = None
+        return True
+
+    async def _register_instance(self, bus: BusConnection) -> int:
+        instance = self.config.device_instance
+        if not self.config.register_instance or await bus.name_owner(SETTINGS) is None:
+            return instance
+        unique = f"esess_{self.service_type}_{self.config.name}"
+        path = f"/Settings/Devices/{unique}/ClassAndVrmInstance"
+        try:
+            await bus.add_setting(f"Devices/{unique}", "ClassAndVrmInstance",
+                                  f"{self.service_type}:{instance}",
+                                  timeout_s=REGISTER_TIMEOUT_S)
+            stored = await bus.get_value(SETTINGS, path, timeout_s=REGISTER_TIMEOUT_S)
+        except (BusCallError, TimeoutError) as exc:
+            self.ctx.log.warning("could not register %s: %s; using instance %d", path, exc,
+                                 instance)
+            return instance
+        kind, _, number = str(stored).partition(":")
+        if kind == self.service_type and number.isdigit():
+            if int(number) != instance:
+                self.ctx.log.info("instance %s from %s (configured: %d)", number, path,
+                                  instance)
+            return int(number)
+        return instance
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        batch = self.config.batch_topic
+        if batch is not None and msg.topic == batch and isinstance(msg.value, dict):
+            for topic, value in msg.value.items():
+                self._from_flow(str(topic), value)
+        else:
+            self._from_flow(msg.topic, msg.value)
+
+    def _from_flow(self, topic: str, value: JsonValue) -> None:
+        path = self._path_of(topic)
+        if path is None or not isinstance(value, _JSON_TYPES):
+            problem = f"ignored topic '{topic}': no path of preset {self.preset.name}" \
+                if path is None else f"ignored a {type(value).__name__} for {path}"
+            if problem not in self._warned and len(self._warned) < 100:
+                self._warned.add(problem)
+                self.ctx.log.warning("%s", problem)
+                self.ctx.status.warning(problem)
+            return
+        if self._store(path, value, self._units.get(path) or self._unit(path)):
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Signal every change of this loop turn: one PropertiesChanged, or one ItemsChanged."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        bus = self._bus
+        if bus is None or not pending:
+            return
+        if len(pending) == 1:
+            (path,) = pending
+            bus.emit_properties_changed(path, self._values[path], self._texts[path])
+        else:
+            bus.emit_items_changed({p: (self._values[p], self._texts[p]) for p in pending})
+
+    # -- ItemTree: what the bus adapter answers calls from ----------------------------------
+    def item(self, path: str) -> tuple[JsonValue, str] | None:
+        if path in self._values:
+            return self._values[path], self._texts[path]
+        return None
+
+    def subtree(self, path: str) -> dict[str, tuple[JsonValue, str]]:
+        prefix = path.rstrip("/") + "/"
+        cut = len(prefix)
+        return {p[cut:]: (v, self._texts[p]) for p, v in self._values.items()
+                if p.startswith(prefix)}
+
+    def description(self, path: str) -> str:
+        return ""
+
+    def set_value(self, path: str, value: JsonValue) -> int:
+        rule = self._writable.get(path)
+        if rule is None:
+            return 1
+        code, accepted = rule.check(value)
+        if code:
+            self.ctx.log.info("refused SetValue %r on %s (%d)", value, path, code)
+            return code
+        if self._store(path, accepted, self._units.get(path, "")):
+            self._schedule_flush()
+            self.ctx.emit(self.ctx.message(self._topic_of.get(path, path), accepted,
+                                           {"service": self.bus_name, "source": "dbus"}))
+        return 0

@@ -1,0 +1,183 @@
+"""Stand-ins for Victron's side of the bus, written straight on dbus-fast.
+
+`Consumer` behaves like systemcalc, the GUI and the MQTT bridge: it scans a service
+with GetItems, reads with GetValue/GetText, writes with SetValue, and records the
+ItemsChanged and PropertiesChanged signals it receives. `VeService` is a minimal
+velib-like service (e.g. com.victronenergy.settings or .system) whose values the
+test sets; it can leave the bus and come back. Neither uses our adapter, so the
+tests check our nodes against the wire, not against our own codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dbus_fast import Message, MessageType, NameFlag, Variant
+from dbus_fast.aio import MessageBus
+
+BUSITEM = "com.victronenergy.BusItem"
+INVALID = Variant("ai", [])
+
+
+def plain(value: Any) -> Any:
+    """A received variant as a plain value; an empty `ai` as None."""
+    if isinstance(value, Variant):
+        if value.signature == "ai" and value.value == []:
+            return None
+        return plain(value.value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def variant(value: Any) -> Variant:
+    if value is None:
+        return INVALID
+    if isinstance(value, bool):
+        return Variant("b", value)
+    if isinstance(value, int):
+        return Variant("i", value)
+    if isinstance(value, float):
+        return Variant("d", value)
+    return Variant("s", str(value))
+
+
+class Consumer:
+    """A Victron-style client on its own connection."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.bus = MessageBus(bus_address=address)
+        self.signals: list[Message] = []
+
+    async def __aenter__(self) -> Consumer:
+        await self.bus.connect()
+        self.bus.add_message_handler(self._record)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.bus.disconnect()
+
+    def _record(self, msg: Message) -> None:
+        if msg.message_type is MessageType.SIGNAL and msg.interface == BUSITEM:
+            self.signals.append(msg)
+
+    async def follow(self, service: str) -> None:
+        await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "AddMatch", "s",
+                        [f"type='signal',sender='{service}',interface='{BUSITEM}'"],
+                        interface="org.freedesktop.DBus")
+
+    async def call(self, service: str, path: str, member: str, signature: str = "",
+                   body: Iterable[Any] = (), *, interface: str | None = BUSITEM) -> Message:
+        reply = await self.bus.call(Message(destination=service, path=path, interface=interface,
+                                            member=member, signature=signature,
+                                            body=list(body)))
+        assert reply is not None
+        return reply
+
+    async def get_items(self, service: str) -> Message:
+        return await self.call(service, "/", "GetItems")
+
+    async def get_value(self, service: str, path: str) -> Message:
+        return await self.call(service, path, "GetValue")
+
+    async def get_text(self, service: str, path: str) -> Message:
+        return await self.call(service, path, "GetText")
+
+    async def set_value(self, service: str, path: str, value: Variant) -> int:
+        reply = await self.call(service, path, "SetValue", "v", [value])
+        assert reply.message_type is MessageType.METHOD_RETURN, reply.body
+        assert reply.signature == "i"
+        return int(reply.body[0])
+
+    async def has_owner(self, name: str) -> bool:
+        reply = await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                "NameHasOwner", "s", [name], interface="org.freedesktop.DBus")
+        return bool(reply.body[0])
+
+    def of(self, member: str) -> list[Message]:
+        return [m for m in self.signals if m.member == member]
+
+
+class VeService:
+    """A minimal velib-like service: values set by the test, optional writes."""
+
+    def __init__(self, address: str, name: str, values: Mapping[str, Any], *,
+                 writable: Mapping[str, int] | None = None) -> None:
+        self.address = address
+        self.name = name
+        self.values: dict[str, Any] = dict(values)
+        self.writable = dict(writable or {})  # path -> return code for writes (0 accepts)
+        self.writes: list[tuple[str, Any]] = []
+        self.settings: dict[str, Any] = {}
+        self.bus: MessageBus | None = None
+
+    async def start(self) -> VeService:
+        self.bus = await MessageBus(bus_address=self.address).connect()
+        self.bus.add_message_handler(self._handle)
+        await self.bus.request_name(self.name, NameFlag.DO_NOT_QUEUE)
+        return self
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            self.bus.disconnect()
+            await self.bus.wait_for_disconnect()
+            self.bus = None
+
+    async def __aenter__(self) -> VeService:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def set(self, changes: Mapping[str, Any]) -> None:
+        """Change values and signal them as velib does (one path: PropertiesChanged)."""
+        self.values.update(changes)
+        assert self.bus is not None
+        if len(changes) == 1:
+            ((path, value),) = changes.items()
+            self.bus.send(Message.new_signal(path, BUSITEM, "PropertiesChanged", "a{sv}", [
+                {"Value": variant(value), "Text": Variant("s", str(value))}]))
+        else:
+            self.bus.send(Message.new_signal("/", BUSITEM, "ItemsChanged", "a{sa{sv}}", [
+                {p: {"Value": variant(v), "Text": Variant("s", str(v))}
+                 for p, v in changes.items()}]))
+
+    def _handle(self, msg: Message) -> Message | None:
+        if msg.message_type is not MessageType.METHOD_CALL:
+            return None
+        path, member = msg.path, msg.member
+        if msg.interface != BUSITEM and (msg.interface, member) != (
+                "com.victronenergy.Settings", "AddSetting"):
+            return None
+        if member == "GetItems" and path == "/":
+            return Message.new_method_return(msg, "a{sa{sv}}", [
+                {p: {"Value": variant(v), "Text": Variant("s", str(v))}
+                 for p, v in self.values.items()}])
+        if member == "AddSetting" and path == "/":
+            group, name, default = msg.body[0], msg.body[1], msg.body[2].value
+            key = f"/Settings/{group}/{name}"
+            self.values.setdefault(key, default)
+            self.settings[key] = default
+            return Message.new_method_return(msg, "i", [0])
+        if path not in self.values:
+            return Message.new_error(msg, "org.freedesktop.DBus.Error.UnknownObject", path)
+        if member == "GetValue":
+            return Message.new_method_return(msg, "v", [variant(self.values[path])])
+        if member == "SetValue":
+            code = self.writable.get(path, 1)
+            value = plain(msg.body[0])
+            self.writes.append((path, value))
+            if code == 0:
+                self.values[path] = value
+            return Message.new_method_return(msg, "i", [code])
+        return None
+
+
+async def settle(times: int = 3) -> None:
+    for _ in range(times):
+        await asyncio.sleep(0)
