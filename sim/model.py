@@ -12,9 +12,11 @@ Each step the Multiplus regulates the grid to the ESS setpoint:
 
 `charge_cap` is 0 once the battery is full (surplus PV is fed in), `discharge_cap` is
 0 at the minimum SoC, and both are cut so that one step lands exactly on 100 % or on
-the limit. There are no conversion losses, so `grid + pv == load + battery` at every
-step, and the per-phase values add up to the totals. AC PV and the load are per
-phase; the Multiplus spreads its AC power evenly over the three phases.
+the limit. Below the limit (when it is raised) the battery only stops discharging; it
+is not recharged from the grid. There are no conversion losses, so
+`grid + pv == load + battery` at every step, and the per-phase values add up to the
+totals. AC PV and the load are per phase; the Multiplus spreads its AC power evenly
+over the three phases.
 
 All randomness comes from `sim.profiles`, keyed on the seed and the simulated time:
 the same parameters and the same calls to `step` give the same series.
@@ -29,7 +31,10 @@ from typing import Literal
 
 from sim.profiles import DAY_S, LoadProfile, Phases, PvProfile, smooth_noise
 
-__all__ = ["EnergyModel", "EssSettings", "ExtraLoad", "ModelParams", "Snapshot"]
+__all__ = [
+    "EnergyModel", "EssSettings", "ExtraLoad", "ModelParams", "Snapshot", "ac_current",
+    "power_factor",
+]
 
 _ZERO: Phases = (0.0, 0.0, 0.0)
 
@@ -151,6 +156,11 @@ class Snapshot:
     battery_charged_kwh: float
     battery_discharged_kwh: float
     load_kwh: float
+
+    def pv_on(self, position: str) -> Phases:
+        """AC PV per phase at one position ("grid", "output", "genset"), as systemcalc's
+        /Ac/PvOnGrid, /Ac/PvOnOutput and /Ac/PvOnGenset show it; zeros elsewhere."""
+        return self.pv_ac_l if position == self.pv_ac_position else _ZERO
 
 
 def _phases(values: Iterable[float]) -> Phases:

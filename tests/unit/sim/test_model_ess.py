@@ -143,3 +143,9 @@ def test_impossible_parameters_are_refused() -> None:
         PvProfile(peak_w=1000, sunrise_h=20, sunset_h=6)
     with pytest.raises(ValueError, match="step"):
         EnergyModel().step(-1)
+
+
+def test_ac_pv_shows_at_its_position_only() -> None:
+    snap = EnergyModel(ModelParams(start_hour=12.0, pv_ac_position="output")).snapshot
+    assert snap.pv_on("output") == snap.pv_ac_l and snap.pv_ac_w > 0
+    assert snap.pv_on("grid") == snap.pv_on("genset") == (0.0, 0.0, 0.0)
