@@ -37,6 +37,7 @@ BUILTIN_MODULES = (
     "nodes.logic.log",
     "nodes.dbus.link",
     "nodes.dbus.service",
+    "nodes.dbus.source",
     "nodes.mqtt.broker",
     "nodes.mqtt.in_",
     "nodes.mqtt.out",

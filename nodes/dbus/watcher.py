@@ -56,8 +56,12 @@ class Watch:
     device_instance: int | None = None
     services: set[str] = field(default_factory=set)  # names it currently receives from
 
+    @property
+    def is_pattern(self) -> bool:
+        return any(c in self.pattern for c in "*?[")
+
     def matches(self, name: str) -> bool:
-        if any(c in self.pattern for c in "*?["):
+        if self.is_pattern:
             return fnmatch.fnmatchcase(name, self.pattern)
         return name == self.pattern
 
@@ -119,8 +123,8 @@ class Watcher:
         watch = Watch(pattern, frozenset(paths), subscriber, device_instance)
         self._watches.append(watch)
         await self._bus.add_match(watch.owner_rule)
-        names = [pattern] if watch.matches(pattern) else \
-            [n for n in await self._bus.list_names() if watch.matches(n)]
+        names = [n for n in await self._bus.list_names() if watch.matches(n)] \
+            if watch.is_pattern else [pattern]
         for name in names:
             await self._attach(watch, name)
         return watch
@@ -159,7 +163,8 @@ class Watcher:
             owner = await self._bus.name_owner(name)
             if owner:
                 self._set_owner(service, owner)
-                await self._read(service, service.generation)
+                reader = self._start_reading(service, add_rule=False)
+                await asyncio.wait([reader], timeout=READ_TIMEOUT_S)  # it retries on its own
             else:
                 self._announce_absent(service, [watch])
             return
@@ -286,7 +291,7 @@ class Watcher:
                 watch.subscriber.values_changed(service.name, dict.fromkeys(watch.paths))
             watch.subscriber.presence_changed(service.name, False)
 
-    def _start_reading(self, service: _Service, *, add_rule: bool) -> None:
+    def _start_reading(self, service: _Service, *, add_rule: bool) -> asyncio.Task[None]:
         generation = service.generation
 
         async def read() -> None:
@@ -298,6 +303,7 @@ class Watcher:
         task.set_name(f"dbus-watcher:{service.name}")
         service.reader = task
         task.add_done_callback(_log_failure)
+        return task
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
