@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import shutil
 import subprocess
 import textwrap
@@ -46,7 +47,9 @@ class Mosquitto:
         self.config = directory / "mosquitto.conf"
         self.log = directory / "mosquitto.log"
         self.process: subprocess.Popen[bytes] | None = None
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+        # as root, mosquitto would switch to the user "mosquitto", who cannot read our files
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1",
+                 "allow_anonymous true",
                  "persistence false", f"log_dest file {self.log}", "log_type all"]
         if tls:
             lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}",
@@ -185,8 +188,8 @@ async def running(flow_yaml: str, server: Mosquitto, directory: Path, *,
     path = directory / "flow.yaml"
     path.write_text(textwrap.dedent(flow_yaml))
     plan = plan_flow(load_flow(path), registry)
-    settings = server.settings(client_id=f"runtime-{directory.name}", status_topic=None,
-                               **main)
+    settings = server.settings(**{"client_id": f"runtime-{directory.name}",
+                                  "status_topic": None, **main})
     runtime = Runtime(registry, connections=Connections(registry.connection_kinds,
                                                         {"mqtt": {"main": settings}}))
     try:

@@ -1,0 +1,77 @@
+"""mqtt.in decoding, mqtt.out encoding, topic matching and backoff: pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowengine.model import Message
+from nodes.mqtt.broker import backoff_s, topic_matches
+from nodes.mqtt.in_ import DecodeError, make_decoder, parse_path
+from nodes.mqtt.out import encode_value, exporter_topic
+
+
+@pytest.mark.parametrize(("kind", "raw", "value"), [
+    ("auto", b"21.5", 21.5), ("auto", b"on", "on"), ("auto", b'{"a": 1}', {"a": 1}),
+    ("number", b" 42 ", 42), ("number", b"-1.5e3", -1500.0), ("string", b"42", "42"),
+    ("boolean", b"ON", True), ("boolean", b"0", False), ("json", b"null", None),
+])
+def test_payload_kinds_decode(kind: str, raw: bytes, value: object) -> None:
+    assert make_decoder(kind)(raw) == value
+
+
+@pytest.mark.parametrize(("kind", "raw"), [
+    ("number", b"warm"), ("number", b"nan"), ("boolean", b"maybe"), ("json", b"{"),
+    ("string", b"\xff"),
+])
+def test_undecodable_payloads_raise_decode_error(kind: str, raw: bytes) -> None:
+    with pytest.raises(DecodeError):
+        make_decoder(kind)(raw)
+
+
+def test_json_paths_in_both_spellings() -> None:
+    doc = b'{"StatusSNS": {"ENERGY": {"Power": [5, 7]}}, "a/b": 1}'
+    assert make_decoder("auto", "StatusSNS.ENERGY.Power[1]")(doc) == 7
+    assert make_decoder("auto", "/StatusSNS/ENERGY/Power/0")(doc) == 5
+    assert make_decoder("auto", "/a~1b")(doc) == 1
+    assert parse_path("a.b[2].c") == ("a", "b", 2, "c")
+    with pytest.raises(DecodeError, match="no 'Voltage'"):
+        make_decoder("auto", "StatusSNS.ENERGY.Voltage")(doc)
+
+
+def test_regex_with_a_group_extracts_and_without_one_matches() -> None:
+    power = make_decoder("number", regex=r'"apower":([^,]+),')
+    assert power(b'{"id":0,"apower":1234.5,"voltage":230.1}') == 1234.5
+    with pytest.raises(DecodeError, match="no match"):
+        power(b'{"id":0}')
+    is_on = make_decoder("auto", regex=r'"ison":\s*true')
+    assert (is_on(b'{"ison": true}'), is_on(b'{"ison": false}')) == (True, False)
+    with pytest.raises(Exception, match="2 capture groups"):
+        make_decoder("auto", regex="(a)(b)")
+
+
+def test_plain_payloads_are_texts_or_json() -> None:
+    assert [encode_value(v) for v in ("on", 21.5, 3, True, None, [1, 2])] == \
+        ["on", "21.5", "3", "true", "null", "[1,2]"]
+
+
+def test_exporter_star_appends_the_path_without_its_slash() -> None:
+    assert exporter_topic("Grid/", Message("/Ac/L1/Power", 1)) == "Grid/Ac/L1/Power"
+    assert exporter_topic("Grid/", Message("l1", 1, meta={"path": "/Ac/L1/Power"})) == \
+        "Grid/Ac/L1/Power"
+
+
+@pytest.mark.parametrize(("topic_filter", "topic", "expected"), [
+    ("a/+/c", "a/b/c", True), ("a/+/c", "a/b/d", False), ("a/#", "a", True),
+    ("a/#", "a/b/c", True), ("+/b", "a/b/c", False), ("#", "$SYS/x", False),
+    ("$SYS/#", "$SYS/x", True), ("a/b", "a/b", True), ("a/+", "a", False),
+])
+def test_topic_filters_match_as_mqtt_defines(topic_filter: str, topic: str,
+                                             expected: bool) -> None:
+    assert topic_matches(tuple(topic_filter.split("/")), topic.split("/")) is expected
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    low = [backoff_s(n, 500, 30000, rand=lambda: 0.0) for n in range(8)]
+    high = [backoff_s(n, 500, 30000, rand=lambda: 1.0) for n in range(8)]
+    assert low == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0]
+    assert high == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
