@@ -38,6 +38,7 @@ BUILTIN_MODULES = (
     "nodes.dbus.link",
     "nodes.dbus.service",
     "nodes.dbus.source",
+    "nodes.dbus.write",
     "nodes.mqtt.broker",
     "nodes.mqtt.in_",
     "nodes.mqtt.out",

@@ -1,0 +1,164 @@
+"""dbus.write: set a path of another D-Bus service, with limits and a safe value.
+
+    - id: setpoint
+      type: dbus.write
+      service: com.victronenergy.settings
+      path: /Settings/CGwacs/AcPowerSetPoint
+      minimum: -5000
+      maximum: 5000
+      min_interval_ms: 5000     # at most one write per 5 s
+      safe_value: 0             # written on stop, SIGTERM and failure
+
+Every input value (whatever its topic) is a number to write with SetValue. It is
+clamped to `minimum`..`maximum` and written only when it differs from the last value
+written; a value that comes sooner than `min_interval_ms` after the last write waits,
+and the latest one waiting goes out when the time is up. An invalid value (None)
+writes the safe value (`on_invalid: safe`) or is ignored (`on_invalid: ignore`).
+
+When the service refuses a write (a non-zero answer) or is not on the bus, the
+status turns to an error and the next value tries again. The safe value is written
+when the flow stops, when the runtime gets SIGTERM and when this node fails; with
+`safe_value: null` nothing is written then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from flowengine.context import NodeContext, Timer
+from flowengine.errors import ConfigError, NotConnected
+from flowengine.model import Message, NodeSpec
+from flowengine.node import Node, node_type, option
+from nodes.dbus.bus import BusCallError, ServiceAbsent
+from nodes.dbus.link import DbusLink
+
+__all__ = ["DbusWrite", "DbusWriteConfig"]
+
+SAFE_TIMEOUT_MS = 500.0  # the runtime gives every safe state 800 ms in all
+Number = int | float
+
+
+@dataclass(frozen=True, kw_only=True)
+class DbusWriteConfig:
+    service: str = option("bus name of the service to write to",
+                          pattern=r"^[A-Za-z0-9_.-]+$", example="com.victronenergy.settings")
+    path: str = option("path to set", pattern=r"^/", example="/Settings/CGwacs/AcPowerSetPoint")
+    safe_value: float | None = option(
+        "written on stop, SIGTERM and failure (null: write nothing then)", example=0)
+    minimum: float | None = option("lowest value written (lower ones are clamped)",
+                                   default=None, example=-5000)
+    maximum: float | None = option("highest value written (higher ones are clamped)",
+                                   default=None, example=5000)
+    min_interval_ms: float = option("at least this long between two writes", default=1000,
+                                    minimum=0)
+    integer: bool = option("write whole numbers (rounded), for integer settings",
+                           default=False)
+    on_invalid: Literal["safe", "ignore"] = option(
+        "an invalid input (None): write the safe value, or ignore it", default="safe")
+    timeout_ms: float = option("give up on one SetValue after", default=1000, minimum=10)
+    connection: str = option("name of the dbus connection", default="system")
+
+
+@node_type("dbus.write", config=DbusWriteConfig)
+class DbusWrite(Node[DbusWriteConfig]):
+    """Set a path of another D-Bus service (clamped, on change, paced); safe value on stop."""
+
+    outputs = ()
+
+    def __init__(self, config: DbusWriteConfig, spec: NodeSpec) -> None:
+        super().__init__(config, spec)
+        low, high = config.minimum, config.maximum
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"minimum {low:g} is above maximum {high:g}",
+                              mark=self.mark_of("minimum"), hint="swap them")
+        self._link: DbusLink | None = None
+        self._written: Number | None = None  # last value the service accepted
+        self._written_at = -1e18
+        self._held: Number | None = None
+        self._release: Timer | None = None
+
+    async def start(self, ctx: NodeContext) -> None:
+        await super().start(ctx)
+        self._link = await ctx.connections.get("dbus", self.config.connection)
+        ctx.status.clear()
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        value = msg.value
+        if value is None:
+            if self.config.on_invalid == "ignore" or self.config.safe_value is None:
+                return
+            value = self.config.safe_value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.ctx.status.error(f"not a number: {value!r}")
+            return
+        target = self._limit(value)
+        if target == self._written:
+            self._held = None
+            return
+        wait_s = self._written_at + self.config.min_interval_ms / 1000 - self.ctx.now()
+        if wait_s > 0:
+            self._held = target
+            if self._release is None or not self._release.active:
+                self._release = self.ctx.after(wait_s * 1000, self._write_held, name="paced")
+            return
+        await self._write(target)
+
+    def _limit(self, value: Number) -> Number:
+        cfg = self.config
+        if cfg.minimum is not None and value < cfg.minimum:
+            value = cfg.minimum
+        if cfg.maximum is not None and value > cfg.maximum:
+            value = cfg.maximum
+        return round(value) if cfg.integer else value
+
+    async def _write_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and held != self._written:
+            await self._write(held)
+
+    async def _write(self, value: Number, *, timeout_ms: float | None = None) -> bool:
+        """SetValue; True when the service accepted it. Sets the status either way."""
+        cfg, ctx = self.config, self.ctx
+        if self._link is None:
+            return False
+        self._written_at = ctx.now()
+        where = f"{cfg.service} {cfg.path}"
+        try:
+            code = await self._link.bus.set_value(
+                cfg.service, cfg.path, value,
+                timeout_s=(timeout_ms or cfg.timeout_ms) / 1000)
+        except ServiceAbsent:
+            self._failed(f"{cfg.service} is not on the bus")
+            return False
+        except (BusCallError, NotConnected) as exc:
+            self._failed(f"writing {where} failed: {exc}")
+            return False
+        except TimeoutError:
+            self._failed(f"{cfg.service} did not answer within {cfg.timeout_ms:g} ms")
+            return False
+        if code != 0:
+            self._failed(f"{where} refused {value:g} (code {code})")
+            return False
+        if ctx.status.current.level == "error":
+            ctx.log.info("writing %s works again", where)
+        self._written = value
+        ctx.status.ok(f"{cfg.path} = {value:g}")
+        return True
+
+    def _failed(self, text: str) -> None:
+        self._written = None  # unknown now: the next value is written whatever it is
+        if self.ctx.status.current.text != text:
+            self.ctx.log.warning("%s", text)
+        self.ctx.status.error(text)
+
+    async def safe_state(self) -> None:
+        """Write the safe value now (no pacing, no retry)."""
+        safe = self.config.safe_value
+        if safe is None or self._link is None:
+            return
+        if self._release is not None:
+            self._release.cancel()
+        self._held = None
+        if not await self._write(self._limit(safe), timeout_ms=SAFE_TIMEOUT_MS):
+            raise RuntimeError(self.ctx.status.current.text)

@@ -1,0 +1,126 @@
+"""dbus.write against a velib-like settings service: limits, pacing, errors, safe value."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from conftest import ROOT, eventually, run
+
+from flowengine.testing import NodeHarness
+
+from .victron import VeService
+
+SETTINGS = "com.victronenergy.settings"
+SETPOINT = "/Settings/CGwacs/AcPowerSetPoint"
+WRITE = """
+id: setpoint
+type: dbus.write
+service: com.victronenergy.settings
+path: /Settings/CGwacs/AcPowerSetPoint
+minimum: -5000
+maximum: 5000
+min_interval_ms: 1000
+safe_value: 0
+"""
+
+
+def settings(address: str, code: int = 0) -> VeService:
+    return VeService(address, SETTINGS, {SETPOINT: 50}, writable={SETPOINT: code})
+
+
+def test_writes_clamped_values_on_change_at_most_once_per_interval(bus_address: str) -> None:
+    async def scenario() -> None:
+        async with settings(bus_address) as svc:
+            async with NodeHarness(WRITE) as h:
+                await h.send("grid", 100)
+                await eventually(lambda: svc.writes == [(SETPOINT, 100)])
+                await h.advance(2000)
+                await h.send("grid", 100)  # unchanged: not written
+                await h.send("grid", 9000)  # clamped to 5000
+                await eventually(lambda: len(svc.writes) == 2)
+                await h.send("grid", 200)  # too soon: waits ...
+                await h.send("grid", 300)  # ... and the latest wins
+                await h.advance(500)
+                assert len(svc.writes) == 2
+                await h.advance(600)
+                await eventually(lambda: len(svc.writes) == 3)
+                assert h.node_status.text == f"{SETPOINT} = 300"
+            assert svc.writes == [(SETPOINT, 100), (SETPOINT, 5000.0), (SETPOINT, 300),
+                                  (SETPOINT, 0.0)]  # the safe value on stop
+            assert svc.values[SETPOINT] == 0.0
+
+    run(scenario())
+
+
+def test_a_refused_write_and_an_absent_service_are_errors(bus_address: str) -> None:
+    async def scenario() -> None:
+        async with NodeHarness(WRITE) as h:
+            await h.send("grid", 100)
+            await eventually(lambda: h.node_status.level == "error")
+            assert h.node_status.text == f"{SETTINGS} is not on the bus"
+            async with settings(bus_address, code=2) as svc:
+                await h.advance(1000)
+                await h.send("grid", 101)
+                await eventually(lambda: "refused" in h.node_status.text)
+                assert h.node_status.text == f"{SETTINGS} {SETPOINT} refused 101 (code 2)"
+                assert svc.writes == [(SETPOINT, 101)]
+                svc.writable[SETPOINT] = 0
+                await h.advance(1000)
+                await h.send("grid", 101)  # after an error the same value is tried again
+                await eventually(lambda: h.node_status.level == "ok")
+                assert svc.values[SETPOINT] == 101
+
+    run(scenario())
+
+
+def test_a_failing_node_applies_its_safe_value(bus_address: str) -> None:
+    async def scenario() -> None:
+        async with settings(bus_address) as svc, NodeHarness(WRITE) as h:
+            await h.send("grid", -700)
+            await eventually(lambda: svc.writes == [(SETPOINT, -700)])
+            h.runner("setpoint").fail(RuntimeError("broken"), "test")  # the supervisor's path
+            await eventually(lambda: len(svc.writes) == 2)
+            assert svc.writes[-1] == (SETPOINT, 0.0)
+
+    run(scenario())
+
+
+FLOW = """
+id: sigterm
+nodes:
+  - {id: tick, type: timer, interval_ms: 50, value: 1234, at_start: true, to: [setpoint]}
+  - id: setpoint
+    type: dbus.write
+    service: com.victronenergy.settings
+    path: /Settings/CGwacs/AcPowerSetPoint
+    min_interval_ms: 0
+    safe_value: -1
+"""
+
+
+def test_sigterm_writes_the_safe_value_before_exit(bus_address: str, tmp_path) -> None:
+    async def scenario() -> None:
+        flow = tmp_path / "flow.yaml"
+        flow.write_text(FLOW)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        async with settings(bus_address) as svc:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "esess-flowctl"), "run", str(flow), env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            try:
+                await eventually(lambda: (SETPOINT, 1234.0) in svc.writes, timeout=20)
+                proc.send_signal(signal.SIGTERM)
+                output, _ = await asyncio.wait_for(proc.communicate(), 10)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert proc.returncode == 0, output.decode()
+            assert svc.writes[-1] == (SETPOINT, -1.0)
+            assert svc.values[SETPOINT] == -1.0
+            assert "safe state applied (shutdown)" in output.decode()
+
+    run(scenario())
