@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ __all__ = [
     "BusCallError",
     "BusConnection",
     "ItemTree",
+    "MethodHandler",
     "NameTaken",
     "OwnerChanged",
     "ServiceAbsent",
@@ -60,6 +62,7 @@ _CALL = MessageType.METHOD_CALL
 _PLAIN = frozenset("ybnqiuxtdsog")
 
 CALL_TIMEOUT_S = 2.0
+SEND_BUFFER_BYTES = 4 * 1024 * 1024  # the kernel caps it at net.core.wmem_max
 
 
 class BusCallError(DeviceError):
@@ -158,6 +161,10 @@ class OwnerChanged:
 BusEvent = ValuesChanged | OwnerChanged
 
 
+MethodHandler = Callable[[str, list[JsonValue]], int]
+"""A method beside BusItem (e.g. settings' AddSetting): (object path, decoded args) -> int."""
+
+
 class ItemTree(Protocol):
     """What a published service answers BusItem calls from."""
 
@@ -190,6 +197,7 @@ class BusConnection:
         self._listeners: list[Callable[[BusEvent], None]] = []
         self._matches: dict[str, int] = {}
         self._tree: ItemTree | None = None
+        self._methods: dict[tuple[str, str], MethodHandler] = {}
         bus.add_message_handler(self._on_message)
 
     @property
@@ -306,13 +314,16 @@ class BusConnection:
                         listener(event)
             return None
         if kind is _CALL and self._tree is not None:
-            return _answer(self._tree, msg)
+            return _answer(self._tree, msg, self._methods)
         return None
 
     # -- the server side ------------------------------------------------------------------
-    def serve(self, tree: ItemTree) -> None:
-        """Answer BusItem calls (and Introspect) on every path from `tree`."""
+    def serve(self, tree: ItemTree, *,
+              methods: Mapping[tuple[str, str], MethodHandler] | None = None) -> None:
+        """Answer BusItem calls (and Introspect) on every path from `tree`; `methods`
+        adds (interface, member) -> handler for calls beyond BusItem, answered with `i`."""
         self._tree = tree
+        self._methods = dict(methods or {})
 
     async def request_name(self, name: str) -> None:
         """Own `name` now (never queue behind another owner); NameTaken when it is owned."""
@@ -366,11 +377,16 @@ def _items_body(items: Mapping[str, tuple[JsonValue, str]]) -> dict[str, dict[st
             for path, (value, text) in items.items()}
 
 
-def _answer(tree: ItemTree, msg: Message) -> Message | bool | None:
+def _answer(tree: ItemTree, msg: Message,
+            methods: Mapping[tuple[str, str], MethodHandler]) -> Message | bool | None:
     """The reply to one method call on a published service (None: not ours)."""
     interface, member, path = msg.interface, msg.member, msg.path or "/"
-    if interface == _INTROSPECTABLE and member == "Introspect":
-        reply: Message = Message.new_method_return(msg, "s", [_introspect(tree, path)])
+    handler = methods.get((interface or "", member or "")) if methods else None
+    if handler is not None:
+        reply: Message = Message.new_method_return(
+            msg, "i", [handler(path, [decode(arg) for arg in msg.body])])
+    elif interface == _INTROSPECTABLE and member == "Introspect":
+        reply = Message.new_method_return(msg, "s", [_introspect(tree, path)])
     elif interface not in (BUSITEM, None):
         return None
     else:
@@ -443,6 +459,15 @@ def _introspect(tree: ItemTree, path: str) -> str:
     return "".join(parts)
 
 
+def _widen_send_buffer(bus: MessageBus) -> None:
+    """Best effort: dbus-fast 5.2 drops the connection when a write meets a full socket
+    (EAGAIN is not retried), so give bursts of signals more room in the kernel."""
+    sock = getattr(bus, "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+
 @contextlib.asynccontextmanager
 async def open_bus(address: str | None = None, *,
                    timeout_s: float = CALL_TIMEOUT_S) -> AsyncIterator[BusConnection]:
@@ -455,6 +480,7 @@ async def open_bus(address: str | None = None, *,
     except (OSError, TimeoutError) as exc:
         raise NotConnected(f"cannot connect to D-Bus at {where or 'the system bus'}: "
                            f"{exc or type(exc).__name__}") from exc
+    _widen_send_buffer(bus)
     connection = BusConnection(bus, where)
     try:
         yield connection

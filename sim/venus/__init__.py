@@ -1,0 +1,129 @@
+"""A simulated Venus OS on a D-Bus: systemcalc, a battery monitor, a Multiplus, settings, hub4.
+
+    async with PrivateBus() as address, SimVenus(model, address=address) as venus:
+        ...  # com.victronenergy.system etc. follow the model; venus.settings takes writes
+
+| bus name | what it stands for |
+| --- | --- |
+| com.victronenergy.settings | localsettings: ESS settings the model honours, AddSetting |
+| com.victronenergy.system | systemcalc: battery, AC consumption, PV, grid, relays |
+| com.victronenergy.battery.ttyS7 | a battery monitor (instance 512) |
+| com.victronenergy.vebus.ttyS4 | the Multiplus (instance 276) |
+| com.victronenergy.hub4 | hub4control (ESS state) |
+
+Each service has a bus connection of its own and owns its name, as the real
+processes do; settings comes first, as on a GX. Every model step (and every
+`refresh` after a setting or load change) updates all services; the changes of one
+step go out as one ItemsChanged per service. `/Relay/<n>/State` on system is
+writable (0 or 1), as on a GX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from flowengine.model import JsonValue
+from nodes.dbus.presets import Writable
+from sim.model import EnergyModel, Snapshot
+from sim.venus.paths import (
+    BATTERY_INSTANCE,
+    BATTERY_UNITS,
+    SYSTEM_UNITS,
+    VEBUS_INSTANCE,
+    VEBUS_UNITS,
+    battery_values,
+    hub4_values,
+    mandatory,
+    system_values,
+    vebus_values,
+)
+from sim.venus.settings import SETTINGS, SETTINGS_INTERFACE, settings_service
+from sim.venus.tree import SimService
+
+__all__ = ["SETTINGS", "SETTINGS_INTERFACE", "SimService", "SimVenus"]
+
+SYSTEM = "com.victronenergy.system"
+HUB4 = "com.victronenergy.hub4"
+
+
+class SimVenus:
+    """The simulated Venus OS services for one model on one bus; see the module docstring."""
+
+    def __init__(self, model: EnergyModel, *, address: str, relays: int = 2,
+                 battery_name: str = "com.victronenergy.battery.ttyS7",
+                 vebus_name: str = "com.victronenergy.vebus.ttyS4") -> None:
+        self.model = model
+        self.address = address
+        self.relays: dict[int, int] = dict.fromkeys(range(relays), 0)
+        battery_service = f"com.victronenergy.battery/{BATTERY_INSTANCE}"
+        self._battery_service = battery_service
+        self.settings = settings_service(model)
+        self.system = SimService(
+            SYSTEM, units=SYSTEM_UNITS, on_write=self._relay_written,
+            writable={f"/Relay/{n}/State": Writable("integer", 0, 1) for n in self.relays})
+        self.battery = SimService(battery_name, units=BATTERY_UNITS)
+        self.vebus = SimService(vebus_name, units=VEBUS_UNITS, writable={
+            "/Mode": Writable("integer", 1, 4),
+            "/Hub4/L1/AcPowerSetpoint": Writable("number", -100_000, 100_000),
+            "/Hub4/DisableCharge": Writable("integer", 0, 1),
+            "/Hub4/DisableFeedIn": Writable("integer", 0, 1)})
+        self.hub4 = SimService(HUB4)
+        self.system.update(mandatory(process="dbus-systemcalc-py", instance=0, product_id=0,
+                                     product_name="System", connection="data from other "
+                                     "dbus processes"))
+        self.battery.update(mandatory(process="sim-battery", instance=BATTERY_INSTANCE,
+                                      product_id=0xA389, product_name="SmartShunt 500A/50mV",
+                                      connection="VE.Direct port 1"))
+        self.vebus.update(mandatory(process="mk2-dbus", instance=VEBUS_INSTANCE,
+                                    product_id=0x2623, product_name="MultiPlus 48/5000/70-50",
+                                    connection="VE.Bus"))
+        self.vebus.update({"/Hub4/L1/AcPowerSetpoint": 0.0, "/Hub4/DisableCharge": 0,
+                           "/Hub4/DisableFeedIn": 0})
+        self.hub4.update(mandatory(process="dbus-hub4control", instance=0, product_id=0,
+                                   product_name="Hub-4 control", connection="local"))
+        self._stop_following: Callable[[], None] | None = None
+        self._started: list[SimService] = []
+        self._follow(model.snapshot)
+
+    @property
+    def services(self) -> list[SimService]:
+        """Every service, in start order."""
+        return [self.settings, self.system, self.battery, self.vebus, self.hub4]
+
+    def _relay_written(self, path: str, value: JsonValue) -> int:
+        number = int(path.split("/")[2])
+        self.relays[number] = int(value) if isinstance(value, int | float) else 0
+        return 0
+
+    def _follow(self, s: Snapshot) -> None:
+        self.system.update(system_values(s, self.relays, battery_service=self._battery_service))
+        self.battery.update(battery_values(self.model, s))
+        self.vebus.update(vebus_values(s))
+        self.hub4.update(hub4_values(s))
+
+    async def start(self) -> None:
+        try:
+            for service in self.services:
+                await service.start(self.address)
+                self._started.append(service)
+        except BaseException:
+            await self.close()
+            raise
+        self._stop_following = self.model.subscribe(self._follow)
+
+    async def close(self) -> None:
+        stop, self._stop_following = self._stop_following, None
+        if stop is not None:
+            stop()
+        while self._started:
+            await self._started.pop().close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()

@@ -1,0 +1,188 @@
+"""What each simulated Venus OS service shows, computed from one model `Snapshot`.
+
+Names, paths and units follow Victron's own services (shared reference
+venus-dbus.md): systemcalc's `com.victronenergy.system`, a battery monitor, a
+Multiplus on VE.Bus and hub4control. Signs as on Venus OS: grid + = import,
+battery + = charging. Powers are rounded to 0.1 W, voltages to 0.01 V.
+
+The house load sits on the Multiplus's AC output; AC PV sits where
+`ModelParams.pv_ac_position` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flowengine.model import JsonValue
+from sim.model import EnergyModel, Snapshot
+
+__all__ = [
+    "BATTERY_UNITS", "SYSTEM_UNITS", "VEBUS_UNITS", "battery_values", "hub4_values",
+    "mandatory", "system_values", "vebus_values",
+]
+
+PHASES = (1, 2, 3)
+BATTERY_INSTANCE = 512
+VEBUS_INSTANCE = 276
+PROCESS_VERSION = "sim"
+
+
+def _w(value: float) -> float:
+    return round(value, 1)
+
+
+def mandatory(*, process: str, instance: int, product_id: int, product_name: str,
+              connection: str) -> dict[str, JsonValue]:
+    return {
+        "/Mgmt/ProcessName": process, "/Mgmt/ProcessVersion": PROCESS_VERSION,
+        "/Mgmt/Connection": connection, "/DeviceInstance": instance,
+        "/ProductId": product_id, "/ProductName": product_name,
+        "/FirmwareVersion": "sim", "/HardwareVersion": "sim", "/Connected": 1,
+        "/CustomName": "", "/Serial": "HQ0000SIM",
+    }
+
+
+def _phase_units(template: str, unit: str) -> dict[str, str]:
+    return {template.format(n): unit for n in PHASES}
+
+
+# -- com.victronenergy.system ------------------------------------------------------------
+
+SYSTEM_UNITS: dict[str, str] = {
+    "/Dc/Battery/Soc": "%", "/Dc/Battery/Power": "W", "/Dc/Battery/Current": "A",
+    "/Dc/Battery/Voltage": "V", "/Dc/Battery/TimeToGo": "s",
+    "/Control/ActiveSocLimit": "%", "/Dc/Pv/Power": "W", "/Dc/System/Power": "W",
+    **_phase_units("/Ac/Consumption/L{}/Power", "W"),
+    **_phase_units("/Ac/ConsumptionOnOutput/L{}/Power", "W"),
+    **_phase_units("/Ac/ConsumptionOnInput/L{}/Power", "W"),
+    **_phase_units("/Ac/Grid/L{}/Power", "W"),
+    **_phase_units("/Ac/PvOnGrid/L{}/Power", "W"),
+    **_phase_units("/Ac/PvOnOutput/L{}/Power", "W"),
+    **_phase_units("/Ac/PvOnGenset/L{}/Power", "W"),
+    "/Dc/Vebus/Power": "W",
+}
+
+
+def system_values(s: Snapshot, relays: Mapping[int, int], *,
+                  battery_service: str) -> dict[str, JsonValue]:
+    """systemcalc's view: battery from the battery monitor, AC from the meters."""
+    out: dict[str, JsonValue] = {
+        "/Dc/Battery/Soc": round(s.soc, 1),
+        "/Dc/Battery/Power": _w(s.battery_w),
+        "/Dc/Battery/Current": round(s.battery_a, 2),
+        "/Dc/Battery/Voltage": round(s.battery_v, 2),
+        "/Dc/Battery/TimeToGo": None,
+        "/Dc/Battery/State": 1 if s.battery_w > 1 else 2 if s.battery_w < -1 else 0,
+        "/Control/ActiveSocLimit": round(s.min_soc, 1),
+        "/Dc/Pv/Power": _w(s.pv_dc_w),
+        "/Dc/Vebus/Power": _w(s.inverter_w),
+        "/Dc/System/Power": 0.0,
+        "/Ac/ActiveIn/NumberOfPhases": 3,
+        "/Ac/ActiveIn/Source": 1,
+        "/Ac/Consumption/NumberOfPhases": 3,
+        "/Ac/Grid/NumberOfPhases": 3,
+        "/ActiveBatteryService": battery_service,
+        "/Hub": 4,
+        "/SystemType": "ESS",
+    }
+    pv = {"PvOnGrid": s.pv_on("grid"), "PvOnOutput": s.pv_on("output"),
+          "PvOnGenset": s.pv_on("genset")}
+    for i, n in enumerate(PHASES):
+        out[f"/Ac/Consumption/L{n}/Power"] = _w(s.load_l[i])
+        out[f"/Ac/ConsumptionOnOutput/L{n}/Power"] = _w(s.load_l[i])
+        out[f"/Ac/ConsumptionOnInput/L{n}/Power"] = 0.0
+        out[f"/Ac/Grid/L{n}/Power"] = _w(s.grid_l[i])
+        for key, phases in pv.items():
+            out[f"/Ac/{key}/L{n}/Power"] = _w(phases[i])
+    for key in pv:
+        out[f"/Ac/{key}/NumberOfPhases"] = 3 if s.pv_ac_position == key[4:].lower() else None
+    for number, state in relays.items():
+        out[f"/Relay/{number}/State"] = state
+    return out
+
+
+# -- com.victronenergy.battery.* ---------------------------------------------------------
+
+BATTERY_UNITS: dict[str, str] = {
+    "/Soc": "%", "/Dc/0/Voltage": "V", "/Dc/0/Current": "A", "/Dc/0/Power": "W",
+    "/Dc/0/Temperature": "°C", "/ConsumedAmphours": "Ah", "/TimeToGo": "s",
+    "/Capacity": "Ah", "/InstalledCapacity": "Ah", "/Info/MaxChargeCurrent": "A",
+    "/Info/MaxDischargeCurrent": "A", "/Info/MaxChargeVoltage": "V",
+    "/Info/BatteryLowVoltage": "V",
+}
+
+
+def battery_values(model: EnergyModel, s: Snapshot) -> dict[str, JsonValue]:
+    """A BMS that gives no time to go (the reason es-ESS computes one)."""
+    p = model.params
+    nominal_v = (p.battery_empty_v + p.battery_full_v) / 2.0
+    capacity_ah = p.capacity_wh / nominal_v
+    return {
+        "/Soc": round(s.soc, 1),
+        "/Dc/0/Voltage": round(s.battery_v, 2),
+        "/Dc/0/Current": round(s.battery_a, 2),
+        "/Dc/0/Power": _w(s.battery_w),
+        "/Dc/0/Temperature": 21.0,
+        "/ConsumedAmphours": round(-(100.0 - s.soc) / 100.0 * capacity_ah, 1),
+        "/TimeToGo": None,
+        "/Capacity": round(s.soc / 100.0 * capacity_ah, 1),
+        "/InstalledCapacity": round(capacity_ah, 1),
+        "/Info/MaxChargeCurrent": round(p.battery_max_charge_w / nominal_v, 1),
+        "/Info/MaxDischargeCurrent": round(p.battery_max_discharge_w / nominal_v, 1),
+        "/Info/MaxChargeVoltage": p.battery_full_v + 0.8,
+        "/Info/BatteryLowVoltage": p.battery_empty_v - 2.0,
+        "/Alarms/LowVoltage": 0, "/Alarms/HighVoltage": 0, "/Alarms/LowSoc": 0,
+    }
+
+
+# -- com.victronenergy.vebus.* -----------------------------------------------------------
+
+VEBUS_UNITS: dict[str, str] = {
+    **_phase_units("/Ac/ActiveIn/L{}/P", "W"), **_phase_units("/Ac/Out/L{}/P", "W"),
+    **_phase_units("/Ac/ActiveIn/L{}/V", "V"), **_phase_units("/Ac/Out/L{}/V", "V"),
+    **_phase_units("/Ac/ActiveIn/L{}/F", "Hz"),
+    "/Ac/ActiveIn/P": "W", "/Ac/Out/P": "W", "/Dc/0/Voltage": "V", "/Dc/0/Current": "A",
+    "/Dc/0/Power": "W", "/Soc": "%", "/Hub4/L1/AcPowerSetpoint": "W",
+}
+
+
+def vebus_values(s: Snapshot) -> dict[str, JsonValue]:
+    """The Multiplus: AC-in = what it takes from its input, AC-out = the house."""
+    pv_in, pv_out = s.pv_on("grid"), s.pv_on("output")
+    out: dict[str, JsonValue] = {
+        "/Ac/NumberOfPhases": 3, "/Ac/ActiveIn/ActiveInput": 0, "/Ac/ActiveIn/Connected": 1,
+        "/Dc/0/Voltage": round(s.battery_v, 2),
+        "/Dc/0/Current": round(s.inverter_w / s.battery_v, 2) if s.battery_v else None,
+        "/Dc/0/Power": _w(s.inverter_w),
+        "/Soc": round(s.soc, 1),
+        "/State": 3 if s.inverter_w > 1 else 9 if s.inverter_w < -1 else 1,
+        "/Mode": 3,
+    }
+    total_in = total_out = 0.0
+    for i, n in enumerate(PHASES):
+        into = s.grid_l[i] + pv_in[i]
+        house = s.load_l[i] - pv_out[i]
+        total_in += into
+        total_out += house
+        out[f"/Ac/ActiveIn/L{n}/P"] = _w(into)
+        out[f"/Ac/Out/L{n}/P"] = _w(house)
+        out[f"/Ac/ActiveIn/L{n}/V"] = round(s.voltage_l[i], 2)
+        out[f"/Ac/Out/L{n}/V"] = round(s.voltage_l[i], 2)
+        out[f"/Ac/ActiveIn/L{n}/F"] = round(s.frequency_hz, 2)
+    out["/Ac/ActiveIn/P"] = _w(total_in)
+    out["/Ac/Out/P"] = _w(total_out)
+    return out
+
+
+# -- com.victronenergy.hub4 --------------------------------------------------------------
+
+def hub4_values(s: Snapshot) -> dict[str, JsonValue]:
+    """hub4control: whether ESS holds the battery back."""
+    return {
+        "/PvPowerLimiterActive": 0,
+        "/Overrides/FeedInExcess": 0,
+        "/Overrides/ForceCharge": 0,
+        "/Overrides/Setpoint": None,
+        "/MaxChargePower": None,
+        "/State": 1 if s.soc > s.min_soc else 3,
+    }
