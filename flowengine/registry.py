@@ -42,6 +42,10 @@ BUILTIN_MODULES = (
     "nodes.mqtt.broker",
     "nodes.mqtt.in_",
     "nodes.mqtt.out",
+    "nodes.http.session",
+    "nodes.http.poll",
+    "nodes.devices.shelly",
+    "nodes.energy.counter",
 )
 
 

@@ -1,0 +1,183 @@
+"""energy.counter: integrate power into import and export energy (kWh), kept across restarts.
+
+    - id: energy
+      type: energy.counter
+      phases: [L1/power, L2/power, L3/power]   # input topics, W, + = import, - = export
+      metering: net                            # or gross
+
+Each input sets the power of one phase; the powers hold until the next reading, and
+energy += power x time between readings.
+
+- **gross**: every phase is counted on its own, so a phase exporting adds to the export
+  counter while another importing adds to the import counter. Meters and Shelly count so.
+- **net** (saldierend): the phases' powers are summed first, and only the sum is counted as
+  import or export, as German, Austrian and Swiss utility meters do.
+
+Outputs (every `emit_every_ms` while they change): `energy_forward` and `energy_reverse`
+(kWh, by the chosen metering) and, with more than one phase, `<phase>/energy_forward` and
+`<phase>/energy_reverse` per phase (always gross: a single phase has nothing to net);
+`<phase>` is the input topic without a trailing `/power`.
+
+Gaps are not invented: when a phase is unknown (None), or readings are more than
+`max_gap_s` apart (device offline, runtime stopped), that stretch is not counted, and
+the gap is logged once. Totals are saved in the node's state every `persist_every_s` and
+when the flow stops, and restored at start, so a crash loses at most that much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from flowengine.context import NodeContext
+from flowengine.errors import ConfigError
+from flowengine.model import Message, NodeSpec
+from flowengine.node import Node, node_type, option
+
+__all__ = ["EnergyCounter", "EnergyCounterConfig"]
+
+WS_PER_KWH = 3_600_000.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyCounterConfig:
+    phases: list[str] = option("input topics carrying each phase's power in W",
+                               default=["L1/power", "L2/power", "L3/power"], min_items=1,
+                               example=["L1/power", "L2/power", "L3/power"])
+    metering: Literal["gross", "net"] = option(
+        "gross: each phase on its own; net: phases summed first (saldierend)",
+        default="gross")
+    max_gap_s: float = option("readings further apart than this are a gap, not counted",
+                              default=10.0, exclusive_minimum=0)
+    emit_every_ms: float = option("how often changed totals are sent", default=1000,
+                                  minimum=10)
+    persist_every_s: float = option("how often the totals are saved", default=300, minimum=1)
+
+
+def _label(topic: str) -> str:
+    return topic[: -len("/power")] if topic.endswith("/power") else topic
+
+
+@node_type("energy.counter", config=EnergyCounterConfig)
+class EnergyCounter(Node[EnergyCounterConfig]):
+    """Integrate power into import/export kWh, gross or net metering, persisted."""
+
+    def __init__(self, config: EnergyCounterConfig, spec: NodeSpec) -> None:
+        super().__init__(config, spec)
+        if len(set(config.phases)) != len(config.phases):
+            raise ConfigError("a phase topic is listed twice", mark=self.mark_of("phases"),
+                              hint="list each input topic once")
+        self._index = {topic: i for i, topic in enumerate(config.phases)}
+        self._labels = [_label(t) for t in config.phases]
+        n = len(config.phases)
+        self._power: list[float | None] = [None] * n
+        self._last_t: float | None = None
+        self._forward = [0.0] * n  # kWh per phase, gross
+        self._reverse = [0.0] * n
+        self._net_forward = 0.0
+        self._net_reverse = 0.0
+        self._in_gap = False
+        self._sent: dict[str, float] = {}
+
+    @classmethod
+    def output_topics(cls, config: EnergyCounterConfig) -> frozenset[str]:
+        topics = {"energy_forward", "energy_reverse"}
+        if len(config.phases) > 1:
+            topics |= {f"{_label(t)}/energy_{d}" for t in config.phases
+                       for d in ("forward", "reverse")}
+        return frozenset(topics)
+
+    async def start(self, ctx: NodeContext) -> None:
+        await super().start(ctx)
+        self._restore()
+        ctx.every(self.config.emit_every_ms, self._emit, name="emit", first_ms=0)
+        ctx.every(self.config.persist_every_s * 1000, self._persist, name="persist")
+        ctx.status.ok(f"{self.config.metering} metering")
+
+    async def stop(self) -> None:
+        self._persist()
+
+    async def on_message(self, port: str, msg: Message) -> None:
+        index = self._index.get(msg.topic)
+        if index is None:
+            return
+        self._integrate(msg.ts)
+        value = msg.value
+        known = isinstance(value, int | float) and not isinstance(value, bool)
+        self._power[index] = float(value) if known else None
+
+    # -- counting ----------------------------------------------------------------------
+    def _integrate(self, now: float) -> None:
+        last, self._last_t = self._last_t, now
+        if last is None:
+            return
+        dt = now - last
+        if dt < 0:  # an older reading: keep counting from the newest
+            self._last_t = last
+            return
+        if dt > self.config.max_gap_s:
+            if not self._in_gap:
+                self.ctx.log.info("no readings for %.0f s: that time is not counted", dt)
+            self._in_gap = True
+            return
+        self._in_gap = False
+        for i, power in enumerate(self._power):
+            if power is not None:
+                self._add_phase(i, power * dt / WS_PER_KWH)
+        if None not in self._power:
+            total = sum(p for p in self._power if p is not None) * dt / WS_PER_KWH
+            if total >= 0:
+                self._net_forward += total
+            else:
+                self._net_reverse -= total
+
+    def _add_phase(self, index: int, kwh: float) -> None:
+        if kwh >= 0:
+            self._forward[index] += kwh
+        else:
+            self._reverse[index] -= kwh
+
+    def totals(self) -> dict[str, float]:
+        """Every output topic with its current value."""
+        if self.config.metering == "net":
+            out = {"energy_forward": self._net_forward, "energy_reverse": self._net_reverse}
+        else:
+            out = {"energy_forward": sum(self._forward), "energy_reverse": sum(self._reverse)}
+        if len(self._labels) > 1:
+            for label, fwd, rev in zip(self._labels, self._forward, self._reverse, strict=True):
+                out[f"{label}/energy_forward"] = fwd
+                out[f"{label}/energy_reverse"] = rev
+        return out
+
+    def _emit(self) -> None:
+        ctx = self.ctx
+        for topic, value in self.totals().items():
+            if self._sent.get(topic) != value:
+                self._sent[topic] = value
+                ctx.emit(ctx.message(topic, round(value, 6)))
+
+    # -- persistence -------------------------------------------------------------------
+    def _persist(self) -> None:
+        self.ctx.state.update({
+            "forward": dict(zip(self.config.phases, self._forward, strict=True)),
+            "reverse": dict(zip(self.config.phases, self._reverse, strict=True)),
+            "net_forward": self._net_forward,
+            "net_reverse": self._net_reverse,
+        })
+
+    def _restore(self) -> None:
+        state = self.ctx.state
+        forward, reverse = state.get("forward"), state.get("reverse")
+        if not isinstance(forward, dict) or not isinstance(reverse, dict):
+            return
+        for i, topic in enumerate(self.config.phases):
+            self._forward[i] = _kwh(forward.get(topic))
+            self._reverse[i] = _kwh(reverse.get(topic))
+        self._net_forward = _kwh(state.get("net_forward"))
+        self._net_reverse = _kwh(state.get("net_reverse"))
+        self.ctx.log.info("restored totals: %s", ", ".join(
+            f"{k} {v:.3f} kWh" for k, v in self.totals().items() if "/" not in k))
+
+
+def _kwh(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and value >= 0 else 0.0

@@ -1,0 +1,133 @@
+"""The HTTP client: the only module that imports aiohttp's client side.
+
+One `aiohttp.ClientSession` serves every poller of the runtime (connection kind
+`http`, name `default`; it needs no site-file entry). A node asks the session for a
+`JsonClient` bound to one device's credentials and polls through it:
+
+    session = await ctx.connections.get("http")
+    device = session.client(HttpAuth("digest", "admin", password))
+    reply = await device.get_json("http://192.168.1.50/rpc/EM.GetStatus?id=0", timeout_s=0.8)
+
+Digest authentication (Shelly Gen2+, SHA-256) uses aiohttp's own middleware, one per
+client, so the device's nonce is reused between polls instead of costing a 401 each
+time. Basic authentication (Shelly Gen1) is a precomputed header. Every failure —
+timeout, refused connection, HTTP error status, a body that is not JSON — raises
+`DeviceUnreachable` with a short text that never contains the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+
+from flowengine.connections import ConnectionKind
+from flowengine.errors import DeviceError
+from flowengine.model import Secret
+from flowengine.node import option
+
+__all__ = ["CONNECTION_KINDS", "DeviceUnreachable", "HttpAuth", "HttpSession",
+           "HttpSessionConfig", "JsonClient"]
+
+AuthKind = Literal["none", "basic", "digest"]
+MAX_BODY_BYTES = 1 << 20  # a device reply larger than this is not a status document
+
+
+class DeviceUnreachable(DeviceError):
+    """A device did not answer, or answered something that is not its JSON status."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAuth:
+    """How to authenticate at one device."""
+
+    kind: AuthKind = "none"
+    username: str = "admin"
+    password: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind != "none" and self.password is None:
+            raise ValueError(f"{self.kind} authentication needs a password")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpSessionConfig:
+    max_connections: int = option("open connections at most, over all devices", default=16,
+                                  minimum=1)
+
+
+class JsonClient:
+    """GET JSON from one device with its credentials."""
+
+    def __init__(self, session: aiohttp.ClientSession, auth: HttpAuth) -> None:
+        self._session = session
+        self._headers: dict[str, str] = {}
+        self._middlewares: tuple[aiohttp.DigestAuthMiddleware, ...] = ()
+        if auth.kind == "basic" and auth.password is not None:
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(
+                auth.username, auth.password.reveal())
+        elif auth.kind == "digest" and auth.password is not None:
+            self._middlewares = (aiohttp.DigestAuthMiddleware(
+                auth.username, auth.password.reveal(), preemptive=True),)
+
+    async def get_json(self, url: str, *, timeout_s: float) -> Any:
+        """The decoded JSON body of `GET url`; DeviceUnreachable on any failure."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self._session.get(url, headers=self._headers,
+                                             middlewares=self._middlewares,
+                                             allow_redirects=False) as reply:
+                    if reply.status != 200:
+                        reason = "wrong credentials" if reply.status == 401 else reply.reason
+                        raise DeviceUnreachable(f"HTTP {reply.status} ({reason})")
+                    body = await reply.content.read(MAX_BODY_BYTES + 1)
+        except TimeoutError:
+            raise DeviceUnreachable(f"no answer within {timeout_s * 1000:.0f} ms") from None
+        except aiohttp.ClientError as exc:
+            raise DeviceUnreachable(_short(exc)) from None
+        except OSError as exc:
+            raise DeviceUnreachable(exc.strerror or type(exc).__name__) from None
+        if len(body) > MAX_BODY_BYTES:
+            raise DeviceUnreachable(f"reply larger than {MAX_BODY_BYTES} bytes")
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DeviceUnreachable(f"reply is not JSON ({exc.__class__.__name__})") from None
+
+
+class HttpSession:
+    """The runtime's one HTTP session; hands out per-device clients."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    def client(self, auth: HttpAuth | None = None) -> JsonClient:
+        return JsonClient(self._session, auth or HttpAuth())
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the device closed the connection"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:160] if text else type(exc).__name__
+
+
+@contextlib.asynccontextmanager
+async def open_session(name: str, config: HttpSessionConfig) -> AsyncIterator[HttpSession]:
+    connector = aiohttp.TCPConnector(limit=config.max_connections, ttl_dns_cache=300)
+    async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+        yield HttpSession(session)
+
+
+CONNECTION_KINDS = (
+    ConnectionKind("http", HttpSessionConfig, open_session,
+                   summary="the HTTP client session every poller shares",
+                   defaults={"default": {}}),
+)

@@ -1,0 +1,122 @@
+"""energy.counter: gross and net metering, gaps, invalid phases, persistence across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run
+
+from flowengine.errors import ConfigErrors
+from flowengine.testing import NodeHarness
+
+COUNTER = """
+    id: energy
+    type: energy.counter
+    metering: {metering}
+    emit_every_ms: 60000
+    persist_every_s: 300
+"""
+
+
+async def feed_hour(h: NodeHarness, powers: tuple[float, float, float], *,
+                    every_s: float = 5.0, hours: float = 1.0) -> None:
+    """Readings of all three phases every `every_s` seconds for `hours`."""
+    steps = round(hours * 3600 / every_s)
+    for step in range(steps + 1):
+        for phase, power in zip(("L1", "L2", "L3"), powers, strict=True):
+            await h.send(f"{phase}/power", power)
+        if step < steps:
+            await h.advance(every_s * 1000)
+
+
+def totals(h: NodeHarness) -> dict[str, float]:
+    return h.node.totals()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("metering", "forward", "reverse"),
+                         [("gross", 1.346, 0.830), ("net", 0.516, 0.0)])
+def test_one_hour_of_mixed_phases_counts_as_the_reference_says(
+        metering: str, forward: float, reverse: float) -> None:
+    # L1 +1250 W, L2 -830 W, L3 +96 W for one hour (the worked example of devices.md)
+    async def scenario() -> None:
+        async with NodeHarness(COUNTER.format(metering=metering)) as h:
+            await feed_hour(h, (1250.0, -830.0, 96.0))
+            got = totals(h)
+            assert got["energy_forward"] == pytest.approx(forward, abs=1e-9)
+            assert got["energy_reverse"] == pytest.approx(reverse, abs=1e-9)
+            # per phase is always gross: the phase's own import and export
+            assert got["L1/energy_forward"] == pytest.approx(1.25)
+            assert got["L2/energy_reverse"] == pytest.approx(0.83)
+            await h.advance(60000)
+            sent = {m.topic: m.value for m in h.messages()}
+            assert sent["energy_forward"] == pytest.approx(forward, abs=1e-6)
+
+    run(scenario())
+
+
+def test_a_gap_longer_than_max_gap_is_not_counted() -> None:
+    async def scenario() -> None:
+        async with NodeHarness(COUNTER.format(metering="gross")) as h:
+            await feed_hour(h, (1000.0, 0.0, 0.0), hours=0.5)
+            await h.advance(20 * 60 * 1000)  # offline for 20 minutes: no readings
+            await feed_hour(h, (1000.0, 0.0, 0.0), hours=0.5)
+            assert totals(h)["energy_forward"] == pytest.approx(1.0, abs=1e-9)
+
+    run(scenario())
+
+
+def test_an_unknown_phase_is_not_counted_and_stops_net_counting() -> None:
+    async def scenario() -> None:
+        async with NodeHarness(COUNTER.format(metering="net")) as h:
+            await feed_hour(h, (1000.0, None, 500.0))  # type: ignore[arg-type]
+            got = totals(h)
+            assert got["L1/energy_forward"] == pytest.approx(1.0)
+            assert got["L2/energy_forward"] == 0.0
+            assert got["energy_forward"] == 0.0  # the sum is unknown, so net counts nothing
+
+    run(scenario())
+
+
+def test_totals_survive_a_restart_and_are_sent_at_start(tmp_path: Path) -> None:
+    async def first() -> None:
+        async with NodeHarness(COUNTER.format(metering="gross"), state_dir=tmp_path) as h:
+            await feed_hour(h, (2000.0, -1000.0, 0.0))
+
+    async def second() -> None:
+        async with NodeHarness(COUNTER.format(metering="gross"), state_dir=tmp_path) as h:
+            sent = {m.topic: m.value for m in h.messages()}
+            assert sent["energy_forward"] == pytest.approx(2.0)
+            assert sent["energy_reverse"] == pytest.approx(1.0)
+            await feed_hour(h, (2000.0, -1000.0, 0.0))
+            assert totals(h)["energy_forward"] == pytest.approx(4.0)
+
+    run(first())
+    saved = list(tmp_path.rglob("energy.json"))
+    assert len(saved) == 1
+    run(second())
+
+
+def test_totals_are_saved_every_persist_interval_not_on_every_reading(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with NodeHarness(COUNTER.format(metering="gross"), state_dir=tmp_path) as h:
+            await feed_hour(h, (1000.0, 0.0, 0.0), hours=0.05)  # 3 minutes
+            assert "forward" not in h.runner("energy").node_state()
+            await feed_hour(h, (1000.0, 0.0, 0.0), hours=0.05)  # past 5 minutes
+            saved = h.runner("energy").node_state()["forward"]
+            assert saved["L1/power"] == pytest.approx(0.1, abs=0.02)
+
+    run(scenario())
+
+
+def test_a_phase_listed_twice_is_refused_at_load_time() -> None:
+    async def scenario() -> None:
+        async with NodeHarness("""
+            id: energy
+            type: energy.counter
+            phases: [L1/power, L1/power]
+        """):
+            pass
+
+    with pytest.raises(ConfigErrors, match="a phase topic is listed twice"):
+        run(scenario())
