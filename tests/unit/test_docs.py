@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from flowengine.formats import SITE_SCHEMA
+from flowengine.formats import SITE_SCHEMA, site_schema
 from flowengine.loader import load_flow
 from flowengine.plan import plan_flow
 from flowengine.registry import Registry
@@ -45,6 +45,16 @@ def test_flow_examples_in_docs_validate(name: str, text: str, tmp_path: Path) ->
 def test_site_examples_in_docs_match_the_site_schema(name: str, text: str) -> None:
     errors = list(make_validator(SITE_SCHEMA).iter_errors(yaml.safe_load(text)))
     assert errors == []
+
+
+CONNECTION_BLOCKS = [b for b in BLOCKS if b[1].lstrip().startswith("connections:")]
+
+
+@pytest.mark.parametrize("name,text", CONNECTION_BLOCKS, ids=[b[0] for b in CONNECTION_BLOCKS])
+def test_connection_examples_in_docs_match_the_site_schema(name: str, text: str) -> None:
+    plain = re.sub(r"!secret (\w+)", r"'\1'", text)  # a secret is a string to the schema
+    errors = list(make_validator(site_schema(REGISTRY)).iter_errors(yaml.safe_load(plain)))
+    assert [e.message for e in errors] == []
 
 
 def test_docs_have_flow_and_site_examples() -> None:
