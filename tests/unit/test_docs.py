@@ -39,9 +39,11 @@ def test_flow_examples_in_docs_validate(name: str, text: str, tmp_path: Path) ->
     plan_flow(load_flow(path, use_examples=True), REGISTRY)
 
 
-@pytest.mark.parametrize("name,text", [b for b in BLOCKS if b[1].lstrip().startswith(
-    ("#", "state_dir", "flows")) and "\nflows:" in "\n" + b[1]],
-    ids=[b[0] for b in BLOCKS if "\nflows:" in "\n" + b[1] and "\nnodes:" not in b[1]])
+SITE_BLOCKS = [b for b in BLOCKS if b[1].lstrip().startswith(("#", "state_dir", "flows"))
+               and "\nflows:" in "\n" + b[1] and "\nnodes:" not in b[1]]
+
+
+@pytest.mark.parametrize("name,text", SITE_BLOCKS, ids=[b[0] for b in SITE_BLOCKS])
 def test_site_examples_in_docs_match_the_site_schema(name: str, text: str) -> None:
     errors = list(make_validator(SITE_SCHEMA).iter_errors(yaml.safe_load(text)))
     assert errors == []
