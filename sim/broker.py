@@ -129,6 +129,7 @@ class MqttBroker:
         self.received = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._anonymous = itertools.count(1)
 
     @property
@@ -147,11 +148,15 @@ class MqttBroker:
             server.close()
         for session in list(self.sessions.values()):
             session.closed = True
-            session.writer.transport.abort()
+            session.will = None
+        for writer in list(self._writers):
+            writer.transport.abort()  # each client's task ends on its own
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=1.0)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
 
@@ -168,6 +173,7 @@ class MqttBroker:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         session: _Session | None = None
         try:
             kind, _flags, body = await self._read(reader, 10.0)
@@ -189,6 +195,7 @@ class MqttBroker:
                 log.debug("client %s gone: %s", session.client_id, exc or type(exc).__name__)
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             if session is not None:
                 self._drop(session)
             writer.close()
