@@ -17,17 +17,19 @@ one set of topics, whatever the model:
 | PM Mini (Gen2+/Gen3)           | `PM1.GetStatus`                        | digest |
 | Plus 1PM, Pro 2PM, Plug (Gen2+) | `Switch.GetStatus`                    | digest |
 
-Topics: `power` (W, negative = export), `energy_forward` and `energy_reverse` (kWh, the
-device's own counters), and for three-phase meters `L1/power`, `L1/voltage`,
-`L1/current`, `L1/energy_forward`, `L1/energy_reverse` (likewise L2, L3);
-single-phase meters give `voltage` and `current` without a prefix, and switches `on`.
-A phase the device marks invalid gives None. Offline handling is the one of
+Topics: `connected` (1 while the device answers, 0 when offline), `power` (W, negative
+= export), `energy_forward` and `energy_reverse` (kWh, the device's own counters; off
+with `energy: false`), and with `phases: 3` `L1/power`, `L1/voltage`, `L1/current`,
+`L1/energy_forward`, `L1/energy_reverse` (likewise L2, L3); with `phases: 1` `voltage`
+and `current` without a prefix; with `switch_state: true` a switch's `on`. A phase the
+device marks invalid gives None; a device with the other number of phases is reported
+in the status. Offline handling is the one of
 `http.poll`: after `offline_after` failed polls every value becomes None.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,6 +55,11 @@ class ShellyMeterConfig:
     model: Model = option("the model's mapping; auto asks the device", default="auto")
     channel: int = option("meter or switch channel on multi-channel devices", default=0,
                           minimum=0)
+    phases: Literal[1, 3] = option("3 for a three-phase meter (3EM, Pro 3EM), 1 for one "
+                                   "phase (PM, 1PM, Plus 1PM)", default=3)
+    energy: bool = option("also send the device's own energy counters", default=True)
+    switch_state: bool = option("also send `on`, the switch state (switches only)",
+                                default=False)
     interval_ms: float = option("time from the end of one poll to the start of the next",
                                 default=1000, minimum=100)
     timeout_ms: float = option("give up on one request after this long", default=800,
@@ -195,6 +202,22 @@ def detect_model(info: Any) -> str:
     return "switch"
 
 
+def _topics(config: ShellyMeterConfig) -> list[str]:
+    names = ["power", "voltage", "current"]
+    if config.energy:
+        names += ["energy_forward", "energy_reverse"]
+    topics = ["connected", "power"]
+    if config.energy:
+        topics += ["energy_forward", "energy_reverse"]
+    if config.phases == 3:
+        topics += [f"{p}/{n}" for p in PHASES for n in names]
+    else:
+        topics += ["voltage", "current"]
+    if config.switch_state:
+        topics.append("on")
+    return topics
+
+
 @node_type("shelly.meter", config=ShellyMeterConfig)
 class ShellyMeter(Poller[ShellyMeterConfig]):
     """Poll a Shelly meter (Gen1, Gen2+, Gen3); emit per-phase power, voltage, energy."""
@@ -209,13 +232,13 @@ class ShellyMeter(Poller[ShellyMeterConfig]):
 
     @classmethod
     def output_topics(cls, config: ShellyMeterConfig) -> frozenset[str]:
-        per_phase = {f"{p}/{n}" for p in PHASES for n in
-                     ("power", "voltage", "current", "energy_forward", "energy_reverse")}
-        return frozenset({"power", "voltage", "current", "energy_forward", "energy_reverse",
-                          "on"} | per_phase)
+        return frozenset(_topics(config))
 
     def describe(self) -> str:
         return f"online ({self.model})"
+
+    def offline_topics(self) -> Iterable[str]:
+        return [topic for topic in _topics(self.config) if topic != "connected"]
 
     def _base(self) -> str:
         return f"http://{self.config.host}"
@@ -231,7 +254,17 @@ class ShellyMeter(Poller[ShellyMeterConfig]):
             self._device = self.session.client(self._auth(mapping.generation))
         replies = [await self._device.get_json(self._base() + call, timeout_s=timeout)
                    for call in mapping.calls(self.config.channel)]
-        return mapping.values(replies, self.config.channel)
+        values = mapping.values(replies, self.config.channel)
+        if ("L1/power" in values) != (self.config.phases == 3):
+            kind = "three-phase" if self.config.phases == 1 else "single-phase"
+            raise DeviceUnreachable(f"a {kind} device ({self.model}); set phases: "
+                                    f"{3 if self.config.phases == 1 else 1}")
+        wanted = self._wanted
+        return {topic: value for topic, value in values.items() if topic in wanted}
+
+    @property
+    def _wanted(self) -> frozenset[str]:
+        return frozenset(_topics(self.config))
 
     def _auth(self, generation: int) -> HttpAuth:
         if self.config.password is None:

@@ -85,7 +85,7 @@ class HttpPoll(Poller[HttpPollConfig]):
 
     @classmethod
     def output_topics(cls, config: HttpPollConfig) -> frozenset[str]:
-        return frozenset(config.values)
+        return frozenset({*config.values, "connected"})
 
     def auth(self) -> HttpAuth:
         return HttpAuth(self.config.auth, self.config.username, self.config.password)

@@ -3,8 +3,8 @@
 A poll starts `interval_ms` after the previous one *ended*, so requests never pile up
 on a slow device. After `offline_after` failed polls in a row the device counts as
 offline: every value it delivers becomes None (invalid, never 0), the status says
-"offline", and one warning is logged; the first good answer brings it back with one
-info line. Failures before that are only logged at DEBUG.
+"offline", `connected` goes to 0 and one warning is logged; the first good answer
+brings it back (`connected` 1) with one info line. Earlier failures are logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class Poller(Node[ConfigT]):
         self.polls += 1
         if self._failures >= self.offline_after:
             ctx.log.info("back online after %d failed polls", self._failures)
+        if self._failures >= self.offline_after or not self._emitted:
+            ctx.emit(ctx.message("connected", 1))
         self._failures = 0
         for topic, value in values.items():
             if topic not in self._emitted:
@@ -92,4 +94,5 @@ class Poller(Node[ConfigT]):
             ctx.log.warning("offline after %d failed polls: %s", self._failures, reason)
             for topic in self.offline_topics():
                 ctx.emit(ctx.message(topic, None))
+            ctx.emit(ctx.message("connected", 0))
         ctx.status.error(f"offline: {reason}")

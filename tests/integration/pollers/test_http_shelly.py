@@ -118,11 +118,12 @@ def test_pm_mini_reads_one_phase(tmp_path: Path) -> None:
     async def scenario() -> None:
         m = model()
         async with ShellyPMMiniGen3(m, password=PASSWORD) as device, \
-                running(meter_flow(device.url), tmp_path) as (_, seen):
+                running(meter_flow(device.url, phases=1), tmp_path) as (_, seen):
             await eventually(lambda: seen.latest("power") != "never seen", 3)
             assert seen.latest("power") == pytest.approx(m.snapshot.pv_ac_l[0], abs=0.1)
             assert seen.latest("voltage") is not None
             assert "L1/power" not in {msg.topic for _, msg in seen.items}
+            assert seen.values("connected") == [1]
 
     run(scenario())
 
@@ -151,11 +152,13 @@ def test_shelly_offline_after_three_timeouts_and_back(tmp_path: Path,
             await eventually(lambda: runner.status.level == "error", 3)
             assert "offline" in runner.status.text
             assert seen.latest("L1/power") is None and seen.latest("power") is None
+            assert seen.values("connected") == [1, 0]
             polls = runner.node.polls  # type: ignore[union-attr]
             await eventually(lambda: runner.node.polls >= polls + 3, 3)  # type: ignore[union-attr]
             device.faults.clear()
             await eventually(lambda: runner.status.level == "ok", 3)
             assert isinstance(seen.latest("L1/power"), float)
+            assert seen.values("connected") == [1, 0, 1]
 
     with caplog.at_level(logging.INFO):
         run(scenario())
@@ -168,7 +171,8 @@ def test_next_poll_waits_for_the_slow_answer(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with ShellyPMMiniGen3(model()) as device:
             device.faults.slow(0.3)
-            async with running(meter_flow(device.url, timeout_ms=2000), tmp_path) as (_, seen):
+            async with running(meter_flow(device.url, timeout_ms=2000, phases=1),
+                               tmp_path) as (_, seen):
                 await eventually(lambda: len(seen.times("power")) >= 3, 5)
                 times = seen.times("power")
                 gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -181,7 +185,7 @@ def test_next_poll_waits_for_the_slow_answer(tmp_path: Path) -> None:
 def test_garbage_answer_counts_as_a_failed_poll(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with ShellyPMMiniGen3(model()) as device, \
-                running(meter_flow(device.url), tmp_path) as (run_, seen):
+                running(meter_flow(device.url, phases=1), tmp_path) as (run_, seen):
             runner = run_.runners["shelly"]
             await eventually(lambda: runner.status.level == "ok", 3)
             device.faults.garbage()
@@ -222,7 +226,8 @@ def test_a_plus_1pm_is_a_switch_and_gives_its_state(tmp_path: Path) -> None:
         m = model()
         load = m.add_load("heater", 2000.0, on=True)
         async with ShellyPlus1PM(m, load=load) as device, \
-                running(meter_flow(device.url), tmp_path) as (_, seen):
+                running(meter_flow(device.url, phases=1, switch_state="true"),
+                        tmp_path) as (_, seen):
             await eventually(lambda: seen.latest("on") is True, 3)
             assert seen.latest("power") == pytest.approx(2000.0, rel=0.01)
 
@@ -235,3 +240,15 @@ def test_detect_model_from_shelly_answers() -> None:
     assert detect_model({"gen": 2, "app": "Pro3EM"}) == "pro3em"
     assert detect_model({"gen": 3, "app": "MiniPMG3"}) == "pm1"
     assert detect_model({"gen": 2, "app": "Plus1PM"}) == "switch"
+
+
+def test_a_single_phase_device_configured_as_three_phase_says_what_to_set(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with ShellyPMMiniGen3(model()) as device, \
+                running(meter_flow(device.url, offline_after=1), tmp_path) as (run_, _):
+            runner = run_.runners["shelly"]
+            await eventually(lambda: runner.status.level == "error", 3)
+            assert "set phases: 1" in runner.status.text
+
+    run(scenario())
