@@ -18,8 +18,8 @@ one set of topics, whatever the model:
 | Plus 1PM, Pro 2PM, Plug (Gen2+) | `Switch.GetStatus`                    | digest |
 
 Topics: `connected` (1 while the device answers, 0 when offline), `power` (W, negative
-= export), `energy_forward` and `energy_reverse` (kWh, the device's own counters; off
-with `energy: false`), and with `phases: 3` `L1/power`, `L1/voltage`, `L1/current`,
+= export), `energy_forward` and `energy_reverse` (kWh, the device's own counters; only
+forward with `energy: forward`, none with `energy: none`), and with `phases: 3` `L1/power`, `L1/voltage`, `L1/current`,
 `L1/energy_forward`, `L1/energy_reverse` (likewise L2, L3); with `phases: 1` `voltage`
 and `current` without a prefix; with `switch_state: true` a switch's `on`. A phase the
 device marks invalid gives None; a device with the other number of phases is reported
@@ -57,7 +57,8 @@ class ShellyMeterConfig:
                           minimum=0)
     phases: Literal[1, 3] = option("3 for a three-phase meter (3EM, Pro 3EM), 1 for one "
                                    "phase (PM, 1PM, Plus 1PM)", default=3)
-    energy: bool = option("also send the device's own energy counters", default=True)
+    energy: Literal["both", "forward", "none"] = option(
+        "which of the device's own energy counters to send", default="both")
     switch_state: bool = option("also send `on`, the switch state (switches only)",
                                 default=False)
     interval_ms: float = option("time from the end of one poll to the start of the next",
@@ -203,12 +204,10 @@ def detect_model(info: Any) -> str:
 
 
 def _topics(config: ShellyMeterConfig) -> list[str]:
-    names = ["power", "voltage", "current"]
-    if config.energy:
-        names += ["energy_forward", "energy_reverse"]
-    topics = ["connected", "power"]
-    if config.energy:
-        topics += ["energy_forward", "energy_reverse"]
+    energy = {"both": ["energy_forward", "energy_reverse"], "forward": ["energy_forward"],
+              "none": []}[config.energy]
+    names = ["power", "voltage", "current", *energy]
+    topics = ["connected", "power", *energy]
     if config.phases == 3:
         topics += [f"{p}/{n}" for p in PHASES for n in names]
     else:

@@ -1,0 +1,185 @@
+"""Shipped flows shelly3em-grid and shellypm-inverter, end to end: `esess-flowctl run` on a
+site file, a private dbus-daemon, simulated Shellys over HTTP, and a Victron-style client
+reading the services as VRM would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, run
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from nodes.dbus.daemon import PrivateBus
+from sim import EnergyModel, LoadProfile, ModelParams
+from sim.devices import Shelly3EMGen1, ShellyPMMiniGen3, pv_inverter
+
+PASSWORD = "grid-pass"
+
+
+def noon() -> EnergyModel:
+    """Full battery at noon, an oven on L1: L1 imports while L2 and L3 export."""
+    params = ModelParams(seed=3, start_hour=12.5, initial_soc=100.0,
+                         load=LoadProfile(phase_shares=(0.8, 0.15, 0.05)))
+    model = EnergyModel(params)
+    model.add_load("oven", 3500.0, phases=(1,), on=True)
+    model.step(60)
+    return model
+
+
+async def value(bus: MessageBus, service: str, path: str) -> Any:
+    """GetValue as a Victron client does; None for invalid, "absent" without the service."""
+    reply = await bus.call(Message(destination=service, path=path,
+                                   interface="com.victronenergy.BusItem", member="GetValue"))
+    if reply is None or reply.message_type is MessageType.ERROR:
+        return "absent"
+    got = reply.body[0]
+    if isinstance(got, Variant):
+        if got.signature == "ai" and got.value == []:
+            return None
+        return got.value
+    return got
+
+
+async def wait_for(bus: MessageBus, service: str, path: str, ok: Any, timeout: float = 10) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await value(bus, service, path)
+        if ok(got):
+            return got
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{service} {path}: last value {got!r}")
+        await asyncio.sleep(0.1)
+
+
+class Runner:
+    """`esess-flowctl run site.yaml` in a subprocess on the private bus."""
+
+    def __init__(self, site: Path, address: str) -> None:
+        self.site, self.address = site, address
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address,
+                   ESESS_SECRET_SHELLY=PASSWORD, PYTHONPATH=str(ROOT))
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "esess-flowctl"), "run", str(self.site), env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    async def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        assert self.proc is not None and self.proc.stdout is not None
+        self.proc.send_signal(sig)
+        out = await asyncio.wait_for(self.proc.stdout.read(), 15)
+        return await asyncio.wait_for(self.proc.wait(), 15), out.decode()
+
+
+def site(tmp: Path, text: str) -> Path:
+    path = tmp / "site.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_grid_meter_gross_and_net_offline_and_totals_across_a_restart(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        model = noon()
+        grid = model.snapshot.grid_l
+        assert grid[0] > 0 and grid[1] < 0  # phases disagree: gross and net must differ
+        net_sign = 1 if sum(grid) > 0 else -1
+        async with Shelly3EMGen1(model, password=PASSWORD) as shelly:
+            host = shelly.url.removeprefix("http://")
+            path = site(tmp_path, f"""
+                state_dir: {tmp_path / 'state'}
+                flows:
+                  - use: shelly3em-grid
+                    instance: gross
+                    vars: {{host: "{host}", password: !secret shelly, poll_ms: 100,
+                            service_name: gross, vrm_instance: 40}}
+                  - use: shelly3em-grid
+                    instance: net
+                    vars: {{host: "{host}", password: !secret shelly, poll_ms: 100,
+                            metering: net, service_name: net, vrm_instance: 41}}
+            """)
+            with PrivateBus() as address:
+                bus = await MessageBus(bus_address=address).connect()
+                runner = Runner(path, address)
+                await runner.start()
+                gross, net = "com.victronenergy.grid.gross", "com.victronenergy.grid.net"
+                l1 = await wait_for(bus, gross, "/Ac/L1/Power", lambda v: v not in ("absent", None))
+                assert l1 == pytest.approx(grid[0], abs=0.1)
+                assert await value(bus, gross, "/ProductId") == 45069
+                assert await value(bus, gross, "/Connected") == 1
+                assert await value(bus, net, "/DeviceInstance") == 41
+                await wait_for(bus, gross, "/Ac/Energy/Reverse", lambda v: (v or 0) > 0.0005)
+                await wait_for(bus, net, "/Ac/Energy/Forward" if net_sign > 0 else
+                               "/Ac/Energy/Reverse", lambda v: (v or 0) > 0.0002)
+                # gross counts both ways at once; net only the sum's direction
+                assert (await value(bus, gross, "/Ac/Energy/Forward")) > 0
+                assert await value(bus, net, "/Ac/Energy/Reverse" if net_sign > 0 else
+                                   "/Ac/Energy/Forward") == 0
+
+                shelly.faults.hang()
+                await wait_for(bus, gross, "/Connected", lambda v: v == 0)
+                assert await value(bus, gross, "/Ac/L1/Power") is None
+                assert await value(bus, gross, "/Ac/Power") is None
+                shelly.faults.clear()
+                await wait_for(bus, gross, "/Connected", lambda v: v == 1)
+                before = await value(bus, gross, "/Ac/Energy/Reverse")
+
+                code, out = await runner.stop()
+                assert code == 0, out
+                assert await value(bus, gross, "/Connected") == "absent"
+                assert PASSWORD not in out
+
+                again = Runner(path, address)
+                await again.start()
+                restored = await wait_for(bus, gross, "/Ac/Energy/Reverse",
+                                          lambda v: v not in ("absent", None))
+                assert restored >= before  # kept across the restart, not started from 0
+                code, out = await again.stop()
+                assert code == 0, out
+                bus.disconnect()
+
+    run(scenario())
+
+
+def test_pm_inverter_on_phase_two_at_the_ac_output(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        model = noon()
+        async with ShellyPMMiniGen3(model, meter=pv_inverter(1), password=PASSWORD) as pm:
+            host = pm.url.removeprefix("http://")
+            path = site(tmp_path, f"""
+                state_dir: {tmp_path / 'state'}
+                flows:
+                  - use: shellypm-inverter
+                    instance: garage
+                    vars: {{host: "{host}", password: !secret shelly, phase: 2, position: 1,
+                            poll_ms: 100, service_name: garage, vrm_instance: 61,
+                            custom_name: Garage roof}}
+            """)
+            with PrivateBus() as address:
+                bus = await MessageBus(bus_address=address).connect()
+                runner = Runner(path, address)
+                await runner.start()
+                service = "com.victronenergy.pvinverter.garage"
+                power = await wait_for(bus, service, "/Ac/L2/Power",
+                                       lambda v: v not in ("absent", None))
+                assert power == pytest.approx(model.snapshot.pv_ac_l[0], abs=0.1)
+                assert await value(bus, service, "/Ac/Power") == pytest.approx(power)
+                assert await value(bus, service, "/Ac/L1/Power") in (None, "absent")
+                assert await value(bus, service, "/Position") == 1
+                assert await value(bus, service, "/CustomName") == "Garage roof"
+                assert await value(bus, service, "/ProductId") == 0xA144
+                assert (await value(bus, service, "/Ac/Energy/Forward")) > 0
+                code, out = await runner.stop()
+                assert code == 0, out
+                bus.disconnect()
+
+    run(scenario())
