@@ -19,12 +19,12 @@ one set of topics, whatever the model:
 
 Topics: `connected` (1 while the device answers, 0 when offline), `power` (W, negative
 = export), `energy_forward` and `energy_reverse` (kWh, the device's own counters; only
-forward with `energy: forward`, none with `energy: none`), and with `phases: 3` `L1/power`, `L1/voltage`, `L1/current`,
-`L1/energy_forward`, `L1/energy_reverse` (likewise L2, L3); with `phases: 1` `voltage`
-and `current` without a prefix; with `switch_state: true` a switch's `on`. A phase the
-device marks invalid gives None; a device with the other number of phases is reported
-in the status. Offline handling is the one of
-`http.poll`: after `offline_after` failed polls every value becomes None.
+forward with `energy: forward`, none with `energy: none`); with `phases: 3` also
+`L1/power`, `L1/voltage`, `L1/current`, `L1/energy_forward`, `L1/energy_reverse`
+(likewise L2, L3); with `phases: 1` `voltage` and `current` without a prefix; with
+`switch_state: true` a switch's `on`. A phase the device marks invalid gives None; a
+device with the other number of phases is reported in the status. Offline handling is
+the one of `http.poll`: after `offline_after` failed polls every value becomes None.
 """
 
 from __future__ import annotations
