@@ -1,4 +1,4 @@
-"""esess-flowctl: validate, run, schemas, list-nodes.
+"""esess-flowctl: validate, run, schemas, list-nodes, demo, sim.
 
 The one place that starts the event loop and installs signal handlers.
 """
@@ -325,7 +325,38 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List every installed node type.")
     p.add_argument("--json", action="store_true", help="with config schemas, as JSON")
     p.set_defaults(func=cmd_list_nodes)
+
+    for name, text in (
+            ("demo", "run every shipped flow against a simulated site on this machine"),
+            ("sim", "start only the simulated site, for `run` in another shell")):
+        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("--speed", type=float, default=60.0 if name == "demo" else 1.0,
+                       metavar="N", help="simulated time runs N times faster "
+                                         "(default: %(default)g)")
+        p.add_argument("--seed", type=int, default=1, help="seed of the simulation")
+        p.add_argument("--start-hour", type=float, default=9.0, metavar="H",
+                       help="simulated time of day at the start (default: 9)")
+        p.add_argument("--broker", metavar="HOST:PORT",
+                       help="use this MQTT broker instead of the embedded one")
+        p.add_argument("--duration", type=float, metavar="SECONDS",
+                       help="stop after this many seconds")
+        if name == "demo":
+            p.add_argument("--log-level", type=_level, default="WARNING",
+                           help="log level of the runtime (default: WARNING)")
+        p.set_defaults(func=cmd_demo if name == "demo" else cmd_sim)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sim.demo import run_demo  # the simulation is imported only when asked for
+
+    return run_demo(args)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from sim.demo import run_sim
+
+    return run_sim(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

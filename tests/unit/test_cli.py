@@ -173,13 +173,13 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
 
 
 def test_readme_main_command_runs_from_the_checkout() -> None:
-    """The README's first command: the root script, its bootstrap, the example flow."""
+    """The README's first command: the root script, its bootstrap, the demo."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ESESS_BOOTSTRAPPED")}
     boot = subprocess.run([str(ROOT / "scripts" / "bootstrap")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert boot.returncode == 0, boot.stderr
-    done = subprocess.run([str(ROOT / "esess-flowctl"), "run", "examples/heartbeat.yaml",
-                           "--duration", "1.5"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "heartbeat" in done.stdout + done.stderr
+    done = subprocess.run([str(ROOT / "esess-flowctl"), "demo", "--duration", "3"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mosquitto_sub -h 127.0.0.1 -p " in done.stdout
+    assert "[demo] " in done.stdout

@@ -1,0 +1,257 @@
+"""`esess-flowctl demo` and `esess-flowctl sim`: the whole system on any Linux machine.
+
+demo: a private dbus-daemon, an MQTT broker (embedded, or `--broker host:port`), the
+simulated Venus OS and devices (`sim.site`), and the runtime with every shipped flow
+(flows/*.yaml) and examples/demo.yaml enabled against them. It says what runs and
+where to watch, then prints one line per flow at most once a second. Ctrl-C,
+SIGTERM or `--duration` stop it: the flows first (safe states applied), then the
+devices, the simulated Venus OS, the broker and the dbus-daemon.
+
+sim: only the simulated site, for developing a flow with `esess-flowctl run` in
+another shell; it prints the addresses to use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from flowengine.cli import load_files
+from flowengine.connections import Connections
+from flowengine.log import configure_logging
+from flowengine.plan import FlowPlan
+from flowengine.registry import Registry
+from flowengine.runtime import Runtime
+from flowengine.state import StateStore
+from nodes.dbus.daemon import DaemonMissing
+from sim.site import SimSite, SiteOptions, parse_broker
+
+__all__ = ["demo_files", "run_demo", "run_sim"]
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_FLOW = REPO / "examples" / "demo.yaml"
+OUTPUT_TYPES = ("mqtt.out", "dbus.write", "dbus.service", "http.request")
+
+log = logging.getLogger("sim.demo")
+
+
+def _options(args: argparse.Namespace) -> SiteOptions:
+    if args.speed <= 0:
+        raise SystemExit("--speed must be > 0")
+    try:
+        broker = parse_broker(args.broker) if args.broker else None
+    except ValueError as exc:
+        raise SystemExit(f"--broker: {exc}") from None
+    return SiteOptions(speed=args.speed, seed=args.seed, start_hour=args.start_hour,
+                       broker=broker)
+
+
+def demo_files(repo: Path = REPO) -> list[Path]:
+    """Every shipped flow, then the demo's own flow."""
+    return [*sorted((repo / "flows").glob("*.yaml")), repo / "examples" / "demo.yaml"]
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _wait(stop: asyncio.Event, duration: float | None) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(duration):
+            await stop.wait()
+
+
+def _say(out: TextIO, text: str = "") -> None:
+    print(text, file=out, flush=True)
+
+
+# -- sim --------------------------------------------------------------------------------------
+
+def run_sim(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    try:
+        return asyncio.run(_sim(_options(args), args.duration, out))
+    except DaemonMissing as exc:
+        print(f"esess-flowctl sim: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _sim(options: SiteOptions, duration: float | None, out: TextIO) -> int:
+    stop = asyncio.Event()
+    with _stop_on_signals(stop):
+        async with SimSite(options) as site:
+            _say(out, "es-ESS flows simulator: a Venus OS and devices, nothing real.")
+            for line in site.describe():
+                _say(out, line)
+            _say(out)
+            _say(out, "In another shell, run a flow against it:")
+            _say(out, f"  export DBUS_SYSTEM_BUS_ADDRESS='{site.bus_address}'")
+            _say(out, "  ./esess-flowctl run SITE_OR_FLOW")
+            _say(out, f"with the MQTT broker at {site.broker_host}:{site.broker_port} in the "
+                      "site file:")
+            _say(out, f"  connections: {{mqtt: {{main: {{host: {site.broker_host}, "
+                      f"port: {site.broker_port}}}}}}}")
+            _say(out, "Ctrl-C stops the simulator.")
+            while not stop.is_set():
+                await _wait(stop, 5.0 if duration is None else min(5.0, duration))
+                _say(out, f"[sim] {site.summary()}")
+                if duration is not None:
+                    duration -= 5.0
+                    if duration <= 0:
+                        break
+    _say(out, "simulator stopped: devices, Venus OS, broker and dbus-daemon are gone")
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    options = _options(args)
+    registry = Registry.default()
+    files = demo_files()
+    loaded = load_files([str(f) for f in files], registry, variables={}, for_run=False)
+    if loaded.errors:
+        for error in loaded.errors:
+            print(error, file=sys.stderr)
+        print("the demo's flows do not validate; nothing was started", file=sys.stderr)
+        return 1
+    configure_logging(args.log_level)
+    try:
+        return asyncio.run(_demo(registry, files, options, args.duration, out))
+    except DaemonMissing as exc:
+        print(f"esess-flowctl demo: {exc}", file=sys.stderr)
+        return 2
+
+
+def _plans(registry: Registry, files: Sequence[Path], site: SimSite,
+           out: TextIO) -> list[FlowPlan]:
+    """Each flow with the vars that point it at the simulated devices (examples elsewhere)."""
+    plans: list[FlowPlan] = []
+    for file in files:
+        loaded = load_files([str(file)], registry, variables=site.flow_vars.get(file.stem, {}),
+                            for_run=False)
+        for error in loaded.errors:
+            _say(out, f"not started: {error}")
+        plans.extend(loaded.plans)
+    return plans
+
+
+def _connections(registry: Registry, site: SimSite) -> Connections:
+    broker = {"host": site.broker_host, "port": site.broker_port}
+    return Connections(registry.connection_kinds, {
+        "dbus": {"system": {"address": site.bus_address}},
+        "mqtt": {"main": {**broker, "client_id": f"esess-demo-main-{os.getpid()}"},
+                 "local": {**broker, "client_id": f"esess-demo-local-{os.getpid()}",
+                           "status_topic": None}},
+    })
+
+
+async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
+                duration: float | None, out: TextIO) -> int:
+    stop = asyncio.Event()
+    started: list[FlowPlan] = []
+    plans: list[FlowPlan] = []
+    with _stop_on_signals(stop):
+        async with SimSite(options) as site:
+            os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = site.bus_address
+            plans = _plans(registry, files, site, out)
+            runtime = Runtime(registry, state=StateStore(None),
+                              connections=_connections(registry, site))
+            try:
+                for plan in plans:
+                    try:
+                        await runtime.start_flow(plan)
+                        started.append(plan)
+                    except Exception as exc:  # a flow that fails to start is reported
+                        _say(out, f"flow '{plan.spec.id}' did not start: {exc}")
+                _banner(out, site, started)
+                await _live(out, site, runtime, started, stop, duration)
+            finally:
+                _say(out, "stopping: flows first (safe states applied) ...")
+                await runtime.stop("shutdown")
+        _say(out, "stopped: flows, simulated devices and Venus OS, "
+                  + ("the embedded broker " if options.broker is None else "")
+                  + "and the dbus-daemon; nothing is left running")
+    return 0 if plans and len(started) == len(plans) == len(files) else 1
+
+
+def _banner(out: TextIO, site: SimSite, plans: Sequence[FlowPlan]) -> None:
+    host, port = site.broker_host, site.broker_port
+    _say(out, "es-ESS flows demo: the runtime with its flows against a simulated "
+              "Venus OS, on this machine only.")
+    for line in site.describe():
+        _say(out, line)
+    for plan in plans:
+        where = os.path.relpath(plan.spec.file, REPO) if plan.spec.file else "?"
+        _say(out, f"  flow      {plan.spec.id} ({where}): {plan.spec.description or ''}")
+    _say(out)
+    _say(out, "Watch it on MQTT (topics es-ESS/#; the demo flow publishes es-ESS/demo/...):")
+    _say(out, f"  mosquitto_sub -h {host} -p {port} -t 'es-ESS/#' -v")
+    _say(out, "Ctrl-C stops everything cleanly.")
+    _say(out)
+
+
+async def _live(out: TextIO, site: SimSite, runtime: Runtime, plans: Sequence[FlowPlan],
+                stop: asyncio.Event, duration: float | None) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + duration
+    watches = [_FlowWatch(plan) for plan in plans]
+    while not stop.is_set():
+        left = None if deadline is None else deadline - loop.time()
+        if left is not None and left <= 0:
+            return
+        await _wait(stop, 1.0 if left is None else min(1.0, left))
+        for watch in watches:
+            _say(out, f"[{watch.flow_id}] {site.summary()} | {watch.doing(runtime)}")
+
+
+class _FlowWatch:
+    """What one flow does: problems first, else what reached its output nodes."""
+
+    def __init__(self, plan: FlowPlan) -> None:
+        self.flow_id = plan.spec.id
+        self.outputs = [nid for nid, p in plan.nodes.items() if p.spec.type in OUTPUT_TYPES]
+        self.feeders = {out: [nid for nid, p in plan.nodes.items()
+                              if any(target == out for routes in p.routes.values()
+                                     for target, _ in routes)]
+                        for out in self.outputs}
+        self.topics: dict[str, set[str]] = {out: set() for out in self.outputs}
+
+    def doing(self, runtime: Runtime) -> str:
+        run = runtime.flows.get(self.flow_id)
+        if run is None:
+            return "not running"
+        runners = {r.node_id: r for r in run.all_runners()}
+        problems = [f"{nid}: {r.status.level} {r.status.text}" for nid, r in runners.items()
+                    if r.status.level in ("warning", "error")]
+        if problems:
+            return "; ".join(problems)
+        parts = []
+        for out in self.outputs:
+            last = None
+            for nid in self.feeders[out]:
+                msg = runners[nid].last_message if nid in runners else None
+                if msg is not None:
+                    self.topics[out].add(msg.topic)
+                    if last is None or msg.ts > last.ts:
+                        last = msg
+            said = "nothing yet" if last is None else (
+                f"{len(self.topics[out])} topics, last {last.topic} = {last.value}")
+            parts.append(f"{out} ({runners[out].cls.type_name}): {said}"
+                         if out in runners else out)
+        return "; ".join(parts) or f"{len(runners)} nodes ok"

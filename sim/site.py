@@ -1,0 +1,154 @@
+"""A whole simulated site on this machine: private D-Bus, MQTT broker, Venus OS, devices.
+
+    async with SimSite(SiteOptions(speed=60)) as site:
+        site.bus_address         # DBUS_SYSTEM_BUS_ADDRESS of the private dbus-daemon
+        site.broker_host, site.broker_port
+        site.devices             # name -> (what it is, URL or topic)
+
+Started in order (and stopped in reverse, also when a start fails): a private
+dbus-daemon, the embedded MQTT broker (unless `broker` names one already running),
+the model stepping in real time, the simulated Venus OS services, and the devices:
+a Shelly 3EM (Gen1) and a Shelly Pro 3EM on the grid, a Shelly PM Mini Gen3 on the
+AC PV, a Shelly 1PM (Gen1 relay) switching a 2 kW boiler, and an MQTT-switched
+3 kW heater. Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from flowengine.model import JsonValue
+from nodes.dbus.daemon import PrivateBus
+from sim.broker import MqttBroker
+from sim.devices import Shelly3EMGen1, ShellyPMMiniGen3, ShellyPro3EM, ShellyRelayGen1
+from sim.devices.mqtt_consumer import MqttConsumer
+from sim.driver import ModelDriver
+from sim.model import EnergyModel, ModelParams
+from sim.venus import SimVenus
+
+__all__ = ["SimSite", "SiteOptions", "parse_broker"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteOptions:
+    speed: float = 1.0
+    """simulated seconds per real second"""
+    seed: int = 1
+    start_hour: float = 9.0
+    broker: tuple[str, int] | None = None
+    """an MQTT broker to use instead of the embedded one"""
+    step_s: float = 0.5
+    """real seconds between model steps"""
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    """"host:port" (or "host", port 1883) -> (host, port); ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, 1883
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+class SimSite:
+    """See the module docstring."""
+
+    def __init__(self, options: SiteOptions | None = None) -> None:
+        self.options = options or SiteOptions()
+        self.model = EnergyModel(ModelParams(seed=self.options.seed,
+                                             time_scale=self.options.speed,
+                                             start_hour=self.options.start_hour))
+        self.bus_address = ""
+        self.broker: MqttBroker | None = None
+        self.broker_host, self.broker_port = self.options.broker or ("127.0.0.1", 0)
+        self.venus: SimVenus | None = None
+        self.devices: dict[str, tuple[str, str]] = {}
+        self.flow_vars: dict[str, dict[str, JsonValue]] = {}
+        """flow id -> vars that point a shipped flow at the simulated devices"""
+        self.heater: MqttConsumer | None = None
+        self.boiler: ShellyRelayGen1 | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.options.broker is None
+
+    async def start(self) -> None:
+        stack = self._stack
+        try:
+            self.bus_address = await stack.enter_async_context(PrivateBus())
+            if self.options.broker is None:
+                self.broker = await stack.enter_async_context(MqttBroker())
+                self.broker_port = self.broker.port
+            await stack.enter_async_context(ModelDriver(self.model,
+                                                        interval_s=self.options.step_s))
+            self.venus = await stack.enter_async_context(
+                SimVenus(self.model, address=self.bus_address))
+            grid = await stack.enter_async_context(Shelly3EMGen1(self.model))
+            pro = await stack.enter_async_context(ShellyPro3EM(self.model))
+            pv = await stack.enter_async_context(ShellyPMMiniGen3(self.model))
+            self.boiler = await stack.enter_async_context(
+                ShellyRelayGen1(self.model, name="boiler", power_w=2000.0, phases=(2,)))
+            self.heater = await stack.enter_async_context(MqttConsumer(
+                self.model, host=self.broker_host, port=self.broker_port, name="heater",
+                power_w=3000.0, phases=(1, 2, 3)))
+        except BaseException:
+            await stack.aclose()
+            raise
+        self.flow_vars = {
+            "shelly3em-grid": {"host": f"127.0.0.1:{grid.port}"},
+            "shellypm-inverter": {"host": f"127.0.0.1:{pv.port}"},
+        }
+        self.devices = {
+            "grid meter (Shelly 3EM, Gen1)": ("http", f"{grid.url}/status"),
+            "grid meter (Shelly Pro 3EM)": ("http", f"{pro.url}/rpc/EM.GetStatus?id=0"),
+            "AC PV meter (Shelly PM Mini Gen3)": ("http", f"{pv.url}/rpc/PM1.GetStatus?id=0"),
+            "2 kW boiler (Shelly 1PM relay)": ("http", f"{self.boiler.url}/relay/0?turn=on"),
+            "3 kW heater (MQTT)": ("mqtt", f"{self.heater.command_topic} on|off, "
+                                           f"{self.heater.state_topic}, "
+                                           f"{self.heater.power_topic}"),
+        }
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- what to tell a user -------------------------------------------------------------------
+    def describe(self) -> list[str]:
+        """Plain lines: what runs and where."""
+        broker = f"embedded MQTT broker on {self.broker_host}:{self.broker_port}" \
+            if self.embedded_broker else f"MQTT broker {self.broker_host}:{self.broker_port}"
+        p = self.model.params
+        venus = self.venus
+        names = ", ".join(s.name.removeprefix("com.victronenergy.")
+                          for s in (venus.services if venus else []))
+        lines = [
+            f"  D-Bus     private dbus-daemon at {self.bus_address}",
+            f"  Venus OS  simulated com.victronenergy.{{{names}}}",
+            f"  MQTT      {broker}",
+            f"  model     seed {p.seed}, day at {p.time_scale:g}x speed from "
+            f"{p.start_hour:05.2f} h, battery {p.capacity_wh / 1000:g} kWh at "
+            f"{p.initial_soc:g} %, PV {p.pv_ac.peak_w / 1000:g} kW AC + "
+            f"{p.pv_dc.peak_w / 1000:g} kW DC",
+        ]
+        lines += [f"  device    {name}: {where}" for name, (_, where) in self.devices.items()]
+        return lines
+
+    def summary(self) -> str:
+        """One compact line of the site now: time, SoC, PV, grid, battery, load."""
+        s = self.model.snapshot
+        hours, minutes = divmod(int(s.hour * 60), 60)
+        grid, battery = round(s.grid_w), round(s.battery_w)  # ints: no "-0"
+        return (f"{hours:02d}:{minutes:02d}  SoC {s.soc:5.1f} %  PV {s.pv_w:5.0f} W  "
+                f"grid {grid:+6d} W  battery {battery:+6d} W  load {s.load_w:5.0f} W")
