@@ -40,9 +40,7 @@ the node stops.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import math
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
@@ -53,9 +51,10 @@ from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, UpstreamInfo, node_type, option
 from flowengine.schema import did_you_mean
 from nodes.dbus.bus import BusCallError, BusConnection
+from nodes.dbus.items import ItemTable
 from nodes.dbus.link import DbusLink
 from nodes.dbus.presets import PRESETS, Preset, Writable
-from nodes.dbus.text import UNITS, render
+from nodes.dbus.text import UNITS
 
 __all__ = ["DbusService", "DbusServiceConfig", "WritableConfig"]
 
@@ -117,7 +116,7 @@ class DbusServiceConfig:
 
 
 @node_type("dbus.service", config=DbusServiceConfig)
-class DbusService(Node[DbusServiceConfig]):
+class DbusService(Node[DbusServiceConfig], ItemTable):
     """Publish a Victron D-Bus service (BusItem interface, mandatory paths, presets)."""
 
     def __init__(self, config: DbusServiceConfig, spec: NodeSpec) -> None:
@@ -147,12 +146,7 @@ class DbusService(Node[DbusServiceConfig]):
             path: spec.writable for path, spec in self.preset.paths.items() if spec.writable}
         for path, w in config.writable.items():
             self._writable[path] = Writable(w.kind, w.minimum, w.maximum)
-        self._values: dict[str, JsonValue] = {}
-        self._texts: dict[str, str] = {}
-        self._units: dict[str, str] = {}
-        self._pending: dict[str, None] = {}
-        self._flush_scheduled = False
-        self._bus: BusConnection | None = None
+        ItemTable.__init__(self)
         self._stack = contextlib.AsyncExitStack()
         self._warned: set[str] = set()
 
@@ -200,7 +194,7 @@ class DbusService(Node[DbusServiceConfig]):
             raise
         self._bus = bus
         ctx.status.ok(f"{self.bus_name} (instance {instance})")
-        ctx.log.info("published %s with %d paths", self.bus_name, len(self._values))
+        ctx.log.info("published %s with %d paths", self.bus_name, len(self.values))
 
     async def stop(self) -> None:
         bus, self._bus = self._bus, None
@@ -221,11 +215,11 @@ class DbusService(Node[DbusServiceConfig]):
         }
         for path, spec in preset.paths.items():
             if not path.endswith("/*"):
-                self._store(path, None, spec.unit)
+                self.store(path, None, spec.unit)
         for values in (mandatory, preset.defaults, cfg.values):
             for path, value in values.items():
-                self._store(path, value, self._unit(path))
-        self._pending.clear()
+                self.store(path, value, self._unit(path))
+        self.forget_changes()
 
     def _unit(self, path: str) -> str:
         unit = self.config.units.get(path)
@@ -233,18 +227,6 @@ class DbusService(Node[DbusServiceConfig]):
             spec = self.preset.spec(path)
             unit = spec.unit if spec is not None else ""
         return unit
-
-    def _store(self, path: str, value: JsonValue, unit: str) -> bool:
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        if path in self._values and self._values[path] == value and \
-                type(self._values[path]) is type(value):
-            return False
-        self._values[path] = value
-        self._units[path] = unit
-        self._texts[path] = render(value, unit, path=path)
-        self._pending[path] = None
-        return True
 
     async def _register_instance(self, bus: BusConnection) -> int:
         instance = self.config.device_instance
@@ -287,42 +269,10 @@ class DbusService(Node[DbusServiceConfig]):
                 self.ctx.log.warning("%s", problem)
                 self.ctx.status.warning(problem)
             return
-        if self._store(path, value, self._units.get(path) or self._unit(path)):
-            self._schedule_flush()
+        if self.store(path, value, self.unit_of(path) or self._unit(path)):
+            self.signal_soon()
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Signal every change of this loop turn: one PropertiesChanged, or one ItemsChanged."""
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, {}
-        bus = self._bus
-        if bus is None or not pending:
-            return
-        if len(pending) == 1:
-            (path,) = pending
-            bus.emit_properties_changed(path, self._values[path], self._texts[path])
-        else:
-            bus.emit_items_changed({p: (self._values[p], self._texts[p]) for p in pending})
-
-    # -- ItemTree: what the bus adapter answers calls from ----------------------------------
-    def item(self, path: str) -> tuple[JsonValue, str] | None:
-        if path in self._values:
-            return self._values[path], self._texts[path]
-        return None
-
-    def subtree(self, path: str) -> dict[str, tuple[JsonValue, str]]:
-        prefix = path.rstrip("/") + "/"
-        cut = len(prefix)
-        return {p[cut:]: (v, self._texts[p]) for p, v in self._values.items()
-                if p.startswith(prefix)}
-
-    def description(self, path: str) -> str:
-        return ""
-
+    # -- ItemTree: what the bus adapter answers calls from (the rest in ItemTable) ---------
     def set_value(self, path: str, value: JsonValue) -> int:
         rule = self._writable.get(path)
         if rule is None:
@@ -331,8 +281,8 @@ class DbusService(Node[DbusServiceConfig]):
         if code:
             self.ctx.log.info("refused SetValue %r on %s (%d)", value, path, code)
             return code
-        if self._store(path, accepted, self._units.get(path, "")):
-            self._schedule_flush()
+        if self.store(path, accepted, self.unit_of(path) or ""):
+            self.signal_soon()
             self.ctx.emit(self.ctx.message(self._topic_of.get(path, path), accepted,
                                            {"service": self.bus_name, "source": "dbus"}))
         return 0

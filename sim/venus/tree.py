@@ -16,16 +16,14 @@ several as one `ItemsChanged` on `/`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import math
 from collections.abc import Callable, Mapping
 
 from flowengine.errors import NotConnected
 from flowengine.model import JsonValue
-from nodes.dbus.bus import BusCallError, BusConnection, MethodHandler, open_bus
+from nodes.dbus.bus import BusCallError, MethodHandler, open_bus
+from nodes.dbus.items import ItemTable
 from nodes.dbus.presets import Writable
-from nodes.dbus.text import render
 
 __all__ = ["OnWrite", "SimService"]
 
@@ -34,23 +32,19 @@ OnWrite = Callable[[str, JsonValue], int]
 returns 0 to keep the value, 2 to refuse it."""
 
 
-class SimService:
+class SimService(ItemTable):
     """A Venus OS service of the simulation; see the module docstring."""
 
     def __init__(self, name: str, *, units: Mapping[str, str] | None = None,
                  writable: Mapping[str, Writable] | None = None,
                  on_write: OnWrite | None = None,
                  methods: Mapping[tuple[str, str], MethodHandler] | None = None) -> None:
+        super().__init__()
         self.name = name
         self.units = dict(units or {})
         self.writable = dict(writable or {})
         self.on_write = on_write
         self.methods = dict(methods or {})
-        self.values: dict[str, JsonValue] = {}
-        self._texts: dict[str, str] = {}
-        self._pending: dict[str, None] = {}
-        self._flush_scheduled = False
-        self._bus: BusConnection | None = None
         self._stack = contextlib.AsyncExitStack()
         self.writes: list[tuple[str, JsonValue]] = []
         """every accepted SetValue, in order (for tests and the demo's report)"""
@@ -63,7 +57,7 @@ class SimService:
         bus = await self._stack.enter_async_context(open_bus(address))
         try:
             bus.serve(self, methods=self.methods)
-            self._pending.clear()
+            self.forget_changes()
             await bus.request_name(self.name)
         except BaseException:
             await self._stack.aclose()
@@ -82,49 +76,11 @@ class SimService:
         """Set paths (new ones are created); changes are signalled with the next loop turn."""
         changed = False
         for path, value in values.items():
-            changed = self._store(path, value) or changed
-        if changed and self._bus is not None and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            changed = self.store(path, value, self.units.get(path, "")) or changed
+        if changed:
+            self.signal_soon()
 
-    def _store(self, path: str, value: JsonValue) -> bool:
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        old = self.values.get(path, ...)
-        if path in self.values and old == value and type(old) is type(value):
-            return False
-        self.values[path] = value
-        self._texts[path] = render(value, self.units.get(path, ""), path=path)
-        self._pending[path] = None
-        return True
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, {}
-        bus = self._bus
-        if bus is None or not pending:
-            return
-        if len(pending) == 1:
-            (path,) = pending
-            bus.emit_properties_changed(path, self.values[path], self._texts[path])
-        else:
-            bus.emit_items_changed({p: (self.values[p], self._texts[p]) for p in pending})
-
-    # -- ItemTree -----------------------------------------------------------------------------
-    def item(self, path: str) -> tuple[JsonValue, str] | None:
-        if path in self.values:
-            return self.values[path], self._texts[path]
-        return None
-
-    def subtree(self, path: str) -> dict[str, tuple[JsonValue, str]]:
-        prefix = path.rstrip("/") + "/"
-        cut = len(prefix)
-        return {p[cut:]: (v, self._texts[p]) for p, v in self.values.items()
-                if p.startswith(prefix)}
-
-    def description(self, path: str) -> str:
-        return ""
-
+    # -- ItemTree (values and texts come from ItemTable) -------------------------------------
     def set_value(self, path: str, value: JsonValue) -> int:
         rule = self.writable.get(path)
         if rule is None:

@@ -1,0 +1,89 @@
+"""The item table of a published Venus OS service: what `dbus.service` and the
+simulated Venus OS answer D-Bus calls from.
+
+It keeps each path's value and its text, and the paths changed since the last signal.
+`store` records a change; `signal_soon` sends every change of one event-loop turn
+together: a single change as `PropertiesChanged` on its path, several as one
+`ItemsChanged` on `/`, as velib_python does inside a service context. It is the
+`ItemTree` that `BusConnection.serve` answers GetValue, GetText and GetItems from;
+a subclass decides what a `SetValue` may do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from flowengine.model import JsonValue
+from nodes.dbus.bus import BusConnection
+from nodes.dbus.text import render
+
+__all__ = ["ItemTable"]
+
+
+class ItemTable:
+    """Values, texts and pending change signals of one service's paths."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, JsonValue] = {}
+        self._texts: dict[str, str] = {}
+        self._units: dict[str, str] = {}
+        self._pending: dict[str, None] = {}
+        self._flush_scheduled = False
+        self._bus: BusConnection | None = None
+
+    def store(self, path: str, value: JsonValue, unit: str) -> bool:
+        """Set one path (NaN and infinity become invalid); True when it really changed."""
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        old = self.values.get(path, ...)
+        if path in self.values and old == value and type(old) is type(value):
+            return False
+        self.values[path] = value
+        self._units[path] = unit
+        self._texts[path] = render(value, unit, path=path)
+        self._pending[path] = None
+        return True
+
+    def unit_of(self, path: str) -> str | None:
+        return self._units.get(path)
+
+    def signal_soon(self) -> None:
+        """Signal the stored changes with the next loop turn (once, however many)."""
+        if self._bus is not None and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def forget_changes(self) -> None:
+        """Drop pending signals (the values a service starts with need none)."""
+        self._pending.clear()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        bus = self._bus
+        if bus is None or not pending:
+            return
+        if len(pending) == 1:
+            (path,) = pending
+            bus.emit_properties_changed(path, self.values[path], self._texts[path])
+        else:
+            bus.emit_items_changed({p: (self.values[p], self._texts[p]) for p in pending})
+
+    # -- ItemTree ---------------------------------------------------------------------------
+    def item(self, path: str) -> tuple[JsonValue, str] | None:
+        if path in self.values:
+            return self.values[path], self._texts[path]
+        return None
+
+    def subtree(self, path: str) -> dict[str, tuple[JsonValue, str]]:
+        prefix = path.rstrip("/") + "/"
+        cut = len(prefix)
+        return {p[cut:]: (v, self._texts[p]) for p, v in self.values.items()
+                if p.startswith(prefix)}
+
+    def description(self, path: str) -> str:
+        return ""
+
+    def set_value(self, path: str, value: JsonValue) -> int:
+        return 1  # read-only unless a subclass says otherwise
