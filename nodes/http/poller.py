@@ -64,8 +64,9 @@ class Poller(Node[ConfigT]):
             self._failed(str(exc))
         else:
             self._answered(values)
-        finally:
-            ctx.after(self.interval_ms, self._poll, name="poll")
+        # not in `finally`: a cancelled poll (stop) must not arm another; a bug that
+        # escapes fails the node, and its restart starts polling again
+        ctx.after(self.interval_ms, self._poll, name="poll")
 
     def _answered(self, values: Mapping[str, Any]) -> None:
         ctx = self.ctx
