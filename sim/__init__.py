@@ -8,6 +8,7 @@ readings taken from the same model.
 from sim.driver import ModelDriver
 from sim.model import EnergyModel, EssSettings, ExtraLoad, ModelParams, Snapshot
 from sim.profiles import LoadProfile, Phases, PvProfile
+from sim.scenarios import mixed_phases_noon
 
 __all__ = [
     "EnergyModel",
@@ -19,4 +20,5 @@ __all__ = [
     "Phases",
     "PvProfile",
     "Snapshot",
+    "mixed_phases_noon",
 ]

@@ -227,6 +227,7 @@ class ShellyMeter(Poller[ShellyMeterConfig]):
         self.timeout_ms = config.timeout_ms
         self.offline_after = config.offline_after
         self.model: str | None = None if config.model == "auto" else config.model
+        self._wanted = frozenset(_topics(config))
         self._device: JsonClient | None = None
 
     @classmethod
@@ -237,7 +238,7 @@ class ShellyMeter(Poller[ShellyMeterConfig]):
         return f"online ({self.model})"
 
     def offline_topics(self) -> Iterable[str]:
-        return [topic for topic in _topics(self.config) if topic != "connected"]
+        return [topic for topic in self._wanted if topic != "connected"]
 
     def _base(self) -> str:
         return f"http://{self.config.host}"
@@ -258,12 +259,7 @@ class ShellyMeter(Poller[ShellyMeterConfig]):
             kind = "three-phase" if self.config.phases == 1 else "single-phase"
             raise DeviceUnreachable(f"a {kind} device ({self.model}); set phases: "
                                     f"{3 if self.config.phases == 1 else 1}")
-        wanted = self._wanted
-        return {topic: value for topic, value in values.items() if topic in wanted}
-
-    @property
-    def _wanted(self) -> frozenset[str]:
-        return frozenset(_topics(self.config))
+        return {topic: value for topic, value in values.items() if topic in self._wanted}
 
     def _auth(self, generation: int) -> HttpAuth:
         if self.config.password is None:

@@ -122,7 +122,7 @@ def _short(exc: BaseException) -> str:
 @contextlib.asynccontextmanager
 async def open_session(name: str, config: HttpSessionConfig) -> AsyncIterator[HttpSession]:
     connector = aiohttp.TCPConnector(limit=config.max_connections, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector, raise_for_status=False) as session:
+    async with aiohttp.ClientSession(connector=connector) as session:
         yield HttpSession(session)
 
 

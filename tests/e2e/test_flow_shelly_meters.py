@@ -19,7 +19,7 @@ from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from nodes.dbus.daemon import PrivateBus
-from sim import EnergyModel, LoadProfile, ModelParams
+from sim import EnergyModel, mixed_phases_noon
 from sim.devices import Shelly3EMGen1, ShellyPMMiniGen3, pv_inverter
 
 PASSWORD = "grid-pass"
@@ -27,12 +27,7 @@ PASSWORD = "grid-pass"
 
 def noon() -> EnergyModel:
     """Full battery at noon, an oven on L1: L1 imports while L2 and L3 export."""
-    params = ModelParams(seed=3, start_hour=12.5, initial_soc=100.0,
-                         load=LoadProfile(phase_shares=(0.8, 0.15, 0.05)))
-    model = EnergyModel(params)
-    model.add_load("oven", 3500.0, phases=(1,), on=True)
-    model.step(60)
-    return model
+    return mixed_phases_noon(seed=3, settle_s=60)
 
 
 async def value(bus: MessageBus, service: str, path: str) -> Any:

@@ -19,7 +19,7 @@ from flowengine.registry import Registry
 from flowengine.runner import NodeRunner
 from flowengine.runtime import FlowRun, Runtime
 from nodes.devices.shelly import detect_model
-from sim import EnergyModel, LoadProfile, ModelParams
+from sim import EnergyModel, mixed_phases_noon
 from sim.devices import Shelly3EMGen1, ShellyPlus1PM, ShellyPMMiniGen3, ShellyPro3EM
 
 PASSWORD = "s3cret-pass"
@@ -62,12 +62,7 @@ async def running(flow_yaml: str, tmp: Path) -> AsyncIterator[tuple[FlowRun, See
 
 def model() -> EnergyModel:
     """Noon with an oven on L1: L1 imports while L2 and L3 export."""
-    params = ModelParams(seed=5, start_hour=12.5, initial_soc=100.0,
-                         load=LoadProfile(phase_shares=(0.8, 0.15, 0.05)))
-    m = EnergyModel(params)
-    m.add_load("oven", 3500.0, phases=(1,), on=True)
-    m.step(60)
-    return m
+    return mixed_phases_noon(seed=5, settle_s=60)
 
 
 def meter_flow(url: str, **options: object) -> str:

@@ -8,19 +8,14 @@ from typing import Any
 
 import aiohttp
 
-from sim import EnergyModel, LoadProfile, ModelParams
+from sim import EnergyModel, mixed_phases_noon
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
 def noon_model() -> EnergyModel:
     """A sunny noon, battery full, an oven on L1: L1 imports while L2 and L3 export."""
-    params = ModelParams(seed=11, start_hour=12.5, initial_soc=100.0,
-                         load=LoadProfile(phase_shares=(0.8, 0.15, 0.05)))
-    model = EnergyModel(params)
-    model.add_load("oven", 3500.0, phases=(1,), on=True)
-    model.step(600)
-    return model
+    return mixed_phases_noon(seed=11)
 
 
 def sample(name: str) -> Any:
