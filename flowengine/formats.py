@@ -46,6 +46,9 @@ COMMON_NODE_KEYS: dict[str, Any] = {
     "type": {"type": "string", "description": "node type, see `esess-flowctl list-nodes`"},
     "to": _TO_SCHEMA,
     "comment": {"type": "string", "description": "free text for the reader"},
+    "when": {"description": "the node is part of the flow only when this is set (not null, "
+                            "false, 0 or empty), usually ${optional_var}; wires to a node "
+                            "left out are left out too"},
 }
 
 _VAR_SCHEMA: dict[str, Any] = {

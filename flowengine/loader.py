@@ -118,7 +118,9 @@ def load_flow(path: str | Path, *, values: Mapping[str, Any] | None = None,
         if name not in used:
             errors.append(GraphError(f"var '{name}' is declared but never used", var.mark,
                                      hint=f"use it as ${{{name}}} or remove it"))
-    nodes = tuple(_node_spec(raw, i, marks) for i, raw in enumerate(nodes_raw))
+    left_out = {raw["id"] for raw in nodes_raw if "when" in raw and not raw["when"]}
+    nodes = tuple(_node_spec(raw, i, marks, left_out) for i, raw in enumerate(nodes_raw)
+                  if raw["id"] not in left_out)
     if errors:
         raise ConfigErrors(e.within(flow=fid) for e in errors)
     return FlowSpec(id=fid, description=data.get("description", ""), nodes=nodes,
@@ -131,12 +133,15 @@ def _flow_id_of(data: Any) -> str | None:
     return None
 
 
-def _node_spec(raw: Mapping[str, Any], index: int, marks: Marks) -> NodeSpec:
+def _node_spec(raw: Mapping[str, Any], index: int, marks: Marks,
+               left_out: set[str]) -> NodeSpec:
+    """One node; wires to nodes whose `when` is unset (`left_out`) are dropped."""
     prefix = ("nodes", index)
-    config = {k: v for k, v in raw.items() if k not in ("id", "type", "to", "comment")}
+    config = {k: v for k, v in raw.items() if k not in ("id", "type", "to", "comment", "when")}
+    wires = _wires(raw["id"], raw.get("to"), (*prefix, "to"), marks)
     return NodeSpec(id=raw["id"], type=raw["type"], config=config,
                     mark=marks.nearest(prefix), key_marks=marks.under(prefix),
-                    wires=tuple(_wires(raw["id"], raw.get("to"), (*prefix, "to"), marks)))
+                    wires=tuple(w for w in wires if w.target not in left_out))
 
 
 def _wires(source: str, to: Any, path: tuple[str | int, ...], marks: Marks) -> Iterable[Wire]:

@@ -233,3 +233,27 @@ def test_exponent_numbers_read_as_numbers_not_text(write) -> None:
     """)
     config = load_flow(path).nodes[0].config
     assert config == {"every_ms": 1500.0, "topic": "e5"}
+
+
+OPTIONAL = """
+id: optional
+vars:
+  extra_topic: {type: string, default: null}
+nodes:
+  - {id: src, type: test.source, to: [main, extra]}
+  - {id: main, type: test.sink}
+  - {id: extra, type: test.sink, when: "${extra_topic}", topic: "${extra_topic}"}
+"""
+
+
+def test_node_with_unset_when_is_left_out_with_its_wires(write) -> None:
+    spec = load_flow(write("f.yaml", OPTIONAL))
+    assert [n.id for n in spec.nodes] == ["src", "main"]
+    assert [w.target for w in spec.nodes[0].wires] == ["main"]
+
+
+def test_node_with_set_when_is_kept_and_when_is_not_config(write) -> None:
+    spec = load_flow(write("f.yaml", OPTIONAL), values={"extra_topic": "a/b"})
+    extra = spec.nodes[2]
+    assert extra.id == "extra" and extra.config == {"topic": "a/b"}
+    assert [w.target for w in spec.nodes[0].wires] == ["main", "extra"]
