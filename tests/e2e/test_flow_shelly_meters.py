@@ -4,19 +4,13 @@ reading the services as VRM would."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import ROOT, run
-from dbus_fast import Message, MessageType, Variant
+from conftest import run
 from dbus_fast.aio import MessageBus
+from testkit.dbus import value, wait_for
+from testkit.flowctl import Runner, site
 
 from nodes.dbus.daemon import PrivateBus
 from sim import EnergyModel, mixed_phases_noon
@@ -28,58 +22,6 @@ PASSWORD = "grid-pass"
 def noon() -> EnergyModel:
     """Full battery at noon, an oven on L1: L1 imports while L2 and L3 export."""
     return mixed_phases_noon(seed=3, settle_s=60)
-
-
-async def value(bus: MessageBus, service: str, path: str) -> Any:
-    """GetValue as a Victron client does; None for invalid, "absent" without the service."""
-    reply = await bus.call(Message(destination=service, path=path,
-                                   interface="com.victronenergy.BusItem", member="GetValue"))
-    if reply is None or reply.message_type is MessageType.ERROR:
-        return "absent"
-    got = reply.body[0]
-    if isinstance(got, Variant):
-        if got.signature == "ai" and got.value == []:
-            return None
-        return got.value
-    return got
-
-
-async def wait_for(bus: MessageBus, service: str, path: str, ok: Any, timeout: float = 10) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await value(bus, service, path)
-        if ok(got):
-            return got
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{service} {path}: last value {got!r}")
-        await asyncio.sleep(0.1)
-
-
-class Runner:
-    """`esess-flowctl run site.yaml` in a subprocess on the private bus."""
-
-    def __init__(self, site: Path, address: str) -> None:
-        self.site, self.address = site, address
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.address,
-                   ESESS_SECRET_SHELLY=PASSWORD, PYTHONPATH=str(ROOT))
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "esess-flowctl"), "run", str(self.site), env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    async def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
-        assert self.proc is not None and self.proc.stdout is not None
-        self.proc.send_signal(sig)
-        out = await asyncio.wait_for(self.proc.stdout.read(), 15)
-        return await asyncio.wait_for(self.proc.wait(), 15), out.decode()
-
-
-def site(tmp: Path, text: str) -> Path:
-    path = tmp / "site.yaml"
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def test_grid_meter_gross_and_net_offline_and_totals_across_a_restart(tmp_path: Path) -> None:
@@ -104,7 +46,7 @@ def test_grid_meter_gross_and_net_offline_and_totals_across_a_restart(tmp_path: 
             """)
             with PrivateBus() as address:
                 bus = await MessageBus(bus_address=address).connect()
-                runner = Runner(path, address)
+                runner = Runner(path, address, secrets={"shelly": PASSWORD})
                 await runner.start()
                 gross, net = "com.victronenergy.grid.gross", "com.victronenergy.grid.net"
                 l1 = await wait_for(bus, gross, "/Ac/L1/Power", lambda v: v not in ("absent", None))
@@ -133,7 +75,7 @@ def test_grid_meter_gross_and_net_offline_and_totals_across_a_restart(tmp_path: 
                 assert await value(bus, gross, "/Connected") == "absent"
                 assert PASSWORD not in out
 
-                again = Runner(path, address)
+                again = Runner(path, address, secrets={"shelly": PASSWORD})
                 await again.start()
                 restored = await wait_for(bus, gross, "/Ac/Energy/Reverse",
                                           lambda v: v not in ("absent", None))
@@ -161,7 +103,7 @@ def test_pm_inverter_on_phase_two_at_the_ac_output(tmp_path: Path) -> None:
             """)
             with PrivateBus() as address:
                 bus = await MessageBus(bus_address=address).connect()
-                runner = Runner(path, address)
+                runner = Runner(path, address, secrets={"shelly": PASSWORD})
                 await runner.start()
                 service = "com.victronenergy.pvinverter.garage"
                 power = await wait_for(bus, service, "/Ac/L2/Power",

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from .mqttkit import Mosquitto, make_ca
+from testkit.mosquitto import Mosquitto, make_ca
 
 
 @pytest.fixture(scope="session")

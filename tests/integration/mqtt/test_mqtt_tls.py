@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import eventually, run
+from testkit.mosquitto import Mosquitto, make_ca
 
 from flowengine.errors import NotConnected
 from nodes.mqtt.broker import MqttBrokerConfig, open_broker
-
-from .mqttkit import Mosquitto, make_ca
 
 
 def tls_config(server: Mosquitto, **options: object) -> MqttBrokerConfig:

@@ -12,21 +12,9 @@ from typing import Any
 
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
+from testkit.dbus import plain
 
 BUSITEM = "com.victronenergy.BusItem"
-
-
-def plain(value: Any) -> Any:
-    """A received variant as a plain value; an empty `ai` (invalid) as None."""
-    if isinstance(value, Variant):
-        if value.signature == "ai" and value.value == []:
-            return None
-        return plain(value.value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 class VictronClient:
