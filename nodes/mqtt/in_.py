@@ -18,7 +18,9 @@
   on/off, 1/0, yes/no, any case), `string` (as is), `json`, or `auto` (JSON when it
   parses as JSON, else the text; `21.5` becomes a number, `on` stays a text).
 - `json_path`: a value inside JSON: `/emeters/0/power` (JSON pointer) or
-  `ENERGY.Power` / `emeters[0].power` (dots and indexes). Implies JSON.
+  `ENERGY.Power` / `emeters[0].power` (dots and indexes). Implies JSON. With
+  `payload: number` or `boolean` the value found must be one (or a text that decodes
+  as one): `{"temperature": null}` or `true` is not a number.
 - `regex`: applied to the text (after `json_path` when both are set). With one
   capture group, the group's text goes on to `payload` decoding (es-ESS's
   PowerExtractRegex, e.g. `"apower":([^,]+),`); with none, the value is true when it
@@ -144,6 +146,19 @@ def _follow(value: JsonValue, keys: tuple[str | int, ...]) -> JsonValue:
     return value
 
 
+def _typed(payload: str, value: JsonValue) -> JsonValue:
+    """A JSON value found by json_path, checked against `payload` (number, boolean)."""
+    if payload == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or value != value or value in (float("inf"), float("-inf")):
+            raise DecodeError(f"not a number: {json.dumps(value)[:40]}")
+    elif payload == "boolean" and not isinstance(value, bool):
+        if value in (0, 1) and isinstance(value, int):
+            return bool(value)
+        raise DecodeError(f"not a boolean: {json.dumps(value)[:40]}")
+    return value
+
+
 _KINDS: dict[str, Callable[[str], JsonValue]] = {
     "auto": _auto, "string": str, "number": _number, "boolean": _boolean, "json": _json,
 }
@@ -167,8 +182,8 @@ def make_decoder(payload: str, json_path: str | None = None,
         if keys is not None:
             value = _follow(_json(text), keys)
             if pattern is None:
-                return value if payload in ("auto", "json") or not isinstance(value, str) \
-                    else kind(value)
+                return kind(value) if isinstance(value, str) and payload not in ("auto", "json") \
+                    else _typed(payload, value)
             text = value if isinstance(value, str) else json.dumps(value)
         if pattern is not None:
             found = pattern.search(text)

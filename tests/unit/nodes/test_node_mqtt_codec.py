@@ -38,6 +38,22 @@ def test_json_paths_in_both_spellings() -> None:
         make_decoder("auto", "StatusSNS.ENERGY.Voltage")(doc)
 
 
+def test_a_json_path_value_must_be_of_the_payload_kind() -> None:
+    temperature = make_decoder("number", "temperature")
+    assert temperature(b'{"temperature": 21.5}') == 21.5
+    assert temperature(b'{"temperature": "21.5"}') == 21.5
+    for raw in (b'{"temperature": true}', b'{"temperature": null}', b'{"temperature": NaN}',
+                b'{"temperature": {"value": 1}}', b'{"temperature": [21]}'):
+        with pytest.raises(DecodeError, match="not a number"):
+            temperature(raw)
+    state = make_decoder("boolean", "on")
+    assert [state(b'{"on": true}'), state(b'{"on": 0}'), state(b'{"on": "off"}')] == \
+        [True, False, False]
+    with pytest.raises(DecodeError, match="not a boolean"):
+        state(b'{"on": 2}')
+    assert make_decoder("auto", "a")(b'{"a": [1, 2]}') == [1, 2]
+
+
 def test_regex_with_a_group_extracts_and_without_one_matches() -> None:
     power = make_decoder("number", regex=r'"apower":([^,]+),')
     assert power(b'{"id":0,"apower":1234.5,"voltage":230.1}') == 1234.5
