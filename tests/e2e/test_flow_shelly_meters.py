@@ -115,6 +115,16 @@ def test_pm_inverter_on_phase_two_at_the_ac_output(tmp_path: Path) -> None:
                 assert await value(bus, service, "/CustomName") == "Garage roof"
                 assert await value(bus, service, "/ProductId") == 0xA144
                 assert (await value(bus, service, "/Ac/Energy/Forward")) > 0
+                assert await value(bus, service, "/StatusCode") == 7  # running
+
+                pm.faults.hang()
+                await wait_for(bus, service, "/Connected", lambda v: v == 0)
+                await wait_for(bus, service, "/StatusCode", lambda v: v == 10)  # error
+                assert await value(bus, service, "/Ac/L2/Power") is None
+                assert await value(bus, service, "/Ac/Power") is None
+                pm.faults.clear()
+                await wait_for(bus, service, "/Connected", lambda v: v == 1)
+                await wait_for(bus, service, "/StatusCode", lambda v: v == 7)
                 code, out = await runner.stop()
                 assert code == 0, out
                 bus.disconnect()
