@@ -132,6 +132,8 @@ class Runtime:
         self._status_listeners: list[Callable[[str, str, NodeStatus], None]] = []
         self._event_listeners: list[Callable[[EngineEvent], None]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._state_dirty = asyncio.Event()
+        self.state.on_dirty = self._state_dirty.set
 
     # -- observation -----------------------------------------------------------------------
     def on_status(self, listener: Callable[[str, str, NodeStatus], None]) -> None:
@@ -229,8 +231,12 @@ class Runtime:
             self._flusher.set_name("runtime:state-flush")
 
     async def _flush_loop(self) -> None:
+        """Write changed node states when due; sleeps until a state changes (no polling)."""
         while True:
             due = self.state.next_due_in()
-            wait = 5.0 if due is None else max(due, 0.05)
-            await self.clock.sleep_until(self.clock.monotonic() + wait)
+            if due is None:
+                self._state_dirty.clear()
+                await self._state_dirty.wait()
+                continue
+            await self.clock.sleep_until(self.clock.monotonic() + max(due, 0.05))
             self.state.flush_due()

@@ -78,10 +78,12 @@ class NodeState(Mapping[str, Any]):
     only after a `set`, `update` or `delete` that changed something.
     """
 
-    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, values: Mapping[str, Any] | None = None, *,
+                 on_dirty: Callable[[], None] | None = None) -> None:
         self._values: dict[str, Any] = {}
         self._texts: dict[str, str] = {}  # the JSON text of each value, to detect changes
         self._dirty = False
+        self._on_dirty = on_dirty  # called when a clean state becomes dirty
         for key, value in (values or {}).items():
             text = _encode(key, value)
             self._texts[key] = text
@@ -123,14 +125,20 @@ class NodeState(Mapping[str, Any]):
         if key in self._values:
             del self._values[key]
             del self._texts[key]
-            self._dirty = True
+            self._set_dirty()
 
     def _apply(self, key: str, text: str) -> None:
         if self._texts.get(key) == text:
             return
         self._texts[key] = text
         self._values[key] = json.loads(text)
-        self._dirty = True
+        self._set_dirty()
+
+    def _set_dirty(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            if self._on_dirty is not None:
+                self._on_dirty()
 
     def _document(self) -> str:
         """The whole state as the text of its file."""
@@ -167,6 +175,8 @@ class StateStore:
         self._clock = clock
         self._entries: dict[tuple[str, str], _Entry] = {}
         self.problems: list[str] = []  # state files set aside, one line each
+        self.on_dirty: Callable[[], None] | None = None
+        """called when any state becomes dirty (the runtime wakes its flusher with it)"""
 
     @property
     def directory(self) -> Path | None:
@@ -220,12 +230,16 @@ class StateStore:
 
     def _load(self, path: Path | None) -> _Entry:
         if path is None:
-            return _Entry(NodeState(), None)
+            return _Entry(NodeState(on_dirty=self._dirtied), None)
         try:
             values = _read(path)
         except StateError as exc:
-            return _Entry(NodeState(), self._set_aside(path, exc))
-        return _Entry(NodeState(values), path)
+            return _Entry(NodeState(on_dirty=self._dirtied), self._set_aside(path, exc))
+        return _Entry(NodeState(values, on_dirty=self._dirtied), path)
+
+    def _dirtied(self) -> None:
+        if self.on_dirty is not None:
+            self.on_dirty()
 
     def _set_aside(self, path: Path, problem: StateError) -> Path | None:
         """Rename a bad file out of the way; the path to save to, or None if it failed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,25 @@ def test_totals_are_saved_every_persist_interval_not_on_every_reading(tmp_path: 
             await feed_hour(h, (1000.0, 0.0, 0.0), hours=0.05)  # past 5 minutes
             saved = h.runner("energy").node_state()["forward"]
             assert saved["L1/power"] == pytest.approx(0.1, abs=0.02)
+
+    run(scenario())
+
+
+def test_the_periodic_save_reaches_the_disk_at_once(tmp_path: Path) -> None:
+    """A kill right after the periodic save loses nothing before it: the runtime writes a
+    changed state as soon as it is due, it does not wait for a poll."""
+    counter = COUNTER.replace("persist_every_s: 300", "persist_every_s: 302")
+
+    async def scenario() -> None:
+        async with NodeHarness(counter.format(metering="gross"), state_dir=tmp_path) as h:
+            await h.send("L1/power", 3600.0)  # 1 Wh per second
+            for _ in range(302):
+                await h.advance(1000)
+                await h.send("L1/power", 3600.0)
+            await h.advance(100)  # the save at 302 s, and 0.1 s for the write
+            [path] = tmp_path.rglob("energy.json")
+            saved = json.loads(path.read_text())["forward"]["L1/power"]
+            assert saved == pytest.approx(0.302, abs=0.002)  # kWh of the first 302 s
 
     run(scenario())
 
