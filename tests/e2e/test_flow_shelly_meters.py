@@ -4,6 +4,8 @@ reading the services as VRM would."""
 
 from __future__ import annotations
 
+import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -127,6 +129,64 @@ def test_pm_inverter_on_phase_two_at_the_ac_output(tmp_path: Path) -> None:
                 await wait_for(bus, service, "/StatusCode", lambda v: v == 7)
                 code, out = await runner.stop()
                 assert code == 0, out
+                bus.disconnect()
+
+    run(scenario())
+
+
+def test_grid_meter_totals_after_a_sigkill_are_the_last_save_and_the_file_is_whole(
+        tmp_path: Path) -> None:
+    """SIGKILL gives no chance to save: the totals come back as last saved (on the SIGTERM
+    before, the periodic save is 5 minutes), from a file that parses."""
+    async def scenario() -> None:
+        async with Shelly3EMGen1(noon(), password=PASSWORD) as shelly:
+            host = shelly.url.removeprefix("http://")
+            state = tmp_path / "state"
+            path = site(tmp_path, f"""
+                state_dir: {state}
+                flows:
+                  - use: shelly3em-grid
+                    vars: {{host: "{host}", password: !secret shelly, poll_ms: 100,
+                            service_name: house}}
+            """)
+            service = "com.victronenergy.grid.house"
+            with PrivateBus() as address:
+                bus = await MessageBus(bus_address=address).connect()
+
+                async def reverse() -> float:
+                    return await wait_for(bus, service, "/Ac/Energy/Reverse",
+                                          lambda v: isinstance(v, float))
+
+                first = Runner(path, address, secrets={"shelly": PASSWORD})
+                await first.start()
+                await wait_for(bus, service, "/Ac/Energy/Reverse",
+                               lambda v: isinstance(v, float) and v > 0.0005)
+                code, out = await first.stop()
+                assert code == 0, out
+                [saved_file] = state.rglob("energy.json")
+                saved = sum(json.loads(saved_file.read_text())["reverse"].values())
+                assert saved > 0.0005
+
+                second = Runner(path, address, secrets={"shelly": PASSWORD})
+                await second.start()
+                assert saved - 1e-6 <= await reverse() < saved + 0.001
+                at_kill = await wait_for(bus, service, "/Ac/Energy/Reverse",
+                                         lambda v: isinstance(v, float) and v > saved + 0.001)
+                code, _ = await second.stop(signal.SIGKILL)
+                assert code == -signal.SIGKILL
+                # the file is whole and holds the last save; nothing was set aside
+                after_kill = json.loads(saved_file.read_text())
+                assert sum(after_kill["reverse"].values()) == pytest.approx(saved)
+                assert not list(state.rglob("*.corrupt-*"))
+
+                third = Runner(path, address, secrets={"shelly": PASSWORD})
+                await third.start()
+                # what the killed run counted since the last save (here seconds, at most
+                # the 5-minute save interval) is lost; what was saved is not
+                assert saved - 1e-6 <= await reverse() < at_kill
+                code, out = await third.stop()
+                assert code == 0, out
+                assert "set aside" not in out
                 bus.disconnect()
 
     run(scenario())
