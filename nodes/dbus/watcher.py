@@ -170,7 +170,10 @@ class Watcher:
             return
         service.watches.append(watch)
         if service.ready:
-            self._hand_over(service, watch)
+            if watch.paths <= service.values.keys():
+                self._hand_over(service, watch)
+            else:  # followed already, but not these paths: their values were never read
+                await self._read_more(service, watch)
         elif not service.owner:
             self._announce_absent(service, [watch])
 
@@ -208,12 +211,30 @@ class Watcher:
                 continue
             if service.generation != generation:
                 return
-            wanted = service.wanted()
-            service.values = {p: v for p, v in items.items() if p in wanted}
+            service.values = {p: items.get(p) for p in service.wanted()}
             service.ready = True
             for watch in list(service.watches):
                 self._hand_over(service, watch)
             return
+
+    async def _read_more(self, service: _Service, watch: Watch) -> None:
+        """Read the paths a new watch wants of a service followed for others, hand over.
+
+        The paths known already are current (signals keep them); only the new ones are
+        taken from the reply. If the read fails, the new paths start invalid and get
+        their values with the service's next change of them."""
+        generation = service.generation
+        try:
+            items = await self._bus.get_items(service.name, timeout_s=READ_TIMEOUT_S)
+        except (BusCallError, TimeoutError) as exc:
+            log.warning("reading %s failed (%s); the new paths start invalid",
+                        service.name, exc)
+            items = {}
+        if service.generation != generation or not service.ready:
+            return  # it left or came back meanwhile: the reader of then hands over
+        for path in watch.paths - service.values.keys():
+            service.values[path] = items.get(path)
+        self._hand_over(service, watch)
 
     def _hand_over(self, service: _Service, watch: Watch) -> None:
         """Give a watch every value it wants of a service that was just read."""

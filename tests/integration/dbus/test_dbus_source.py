@@ -69,6 +69,30 @@ def test_sources_share_one_match_rule_per_service(bus_address: str) -> None:
     run(scenario())
 
 
+def test_a_source_started_later_gets_the_values_of_paths_no_one_read_before(
+        bus_address: str) -> None:
+    """Two sources on one service, started one after the other: the second wants paths
+    the first never asked for, one of which never changes (like /Control/ActiveSocLimit);
+    it must still get its value, not None."""
+    async def scenario() -> None:
+        values = {"/Dc/Battery/Soc": 55.0, "/Dc/Battery/Power": -300,
+                  "/Control/ActiveSocLimit": 20.0}
+        async with VeService(bus_address, SYSTEM, values), FlowHarness("""
+            id: two
+            nodes:
+              - {id: a, type: dbus.source, service: com.victronenergy.system,
+                 paths: [/Dc/Battery/Soc]}
+              - {id: b, type: dbus.source, service: com.victronenergy.system,
+                 paths: {soc: /Dc/Battery/Soc, limit: /Control/ActiveSocLimit,
+                         gone: /Not/There}}
+        """) as h:
+            assert [m.value for m in h.messages("a")] == [55.0]
+            got = {m.topic: m.value for m in h.messages("b")}
+            assert got == {"soc": 55.0, "limit": 20.0, "gone": None}
+
+    run(scenario())
+
+
 def test_a_service_that_vanishes_turns_invalid_and_is_followed_again(bus_address: str,
                                                                      ) -> None:
     async def scenario() -> None:
