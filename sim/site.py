@@ -10,7 +10,7 @@ dbus-daemon, the embedded MQTT broker (unless `broker` names one already running
 the model stepping in real time, the simulated Venus OS services, and the devices:
 a Shelly 3EM (Gen1) and a Shelly Pro 3EM on the grid, a Shelly PM Mini Gen3 on the
 AC PV, a Shelly 1PM (Gen1 relay) switching a 2 kW boiler, and an MQTT-switched
-3 kW heater. Everything listens on 127.0.0.1 only.
+3 kW heater, and an MQTT outdoor thermometer. Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from nodes.dbus.daemon import PrivateBus
 from sim.broker import MqttBroker
 from sim.devices import Shelly3EMGen1, ShellyPMMiniGen3, ShellyPro3EM, ShellyRelayGen1
 from sim.devices.mqtt_consumer import MqttConsumer
+from sim.devices.mqtt_sensor import MqttSensor
 from sim.driver import ModelDriver
 from sim.model import EnergyModel, ModelParams
 from sim.venus import SimVenus
@@ -70,6 +71,7 @@ class SimSite:
         self.flow_vars: dict[str, dict[str, JsonValue]] = {}
         """flow id -> vars that point a shipped flow at the simulated devices"""
         self.heater: MqttConsumer | None = None
+        self.sensor: MqttSensor | None = None
         self.boiler: ShellyRelayGen1 | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -96,12 +98,18 @@ class SimSite:
             self.heater = await stack.enter_async_context(MqttConsumer(
                 self.model, host=self.broker_host, port=self.broker_port, name="heater",
                 power_w=3000.0, phases=(1, 2, 3)))
+            sensor = self.sensor = await stack.enter_async_context(MqttSensor(
+                self.model, host=self.broker_host, port=self.broker_port, name="outdoor"))
         except BaseException:
             await stack.aclose()
             raise
         self.flow_vars = {
             "shelly3em-grid": {"host": f"127.0.0.1:{grid.port}"},
             "shellypm-inverter": {"host": f"127.0.0.1:{pv.port}"},
+            "mqtt-temperature": {"topic": sensor.topic("temperature"),
+                                 "humidity_topic": sensor.topic("humidity"),
+                                 "pressure_topic": sensor.topic("pressure"),
+                                 "custom_name": "Outdoor (simulated)"},
         }
         self.devices = {
             "grid meter (Shelly 3EM, Gen1)": ("http", f"{grid.url}/status"),
@@ -111,6 +119,8 @@ class SimSite:
             "3 kW heater (MQTT)": ("mqtt", f"{self.heater.command_topic} on|off, "
                                            f"{self.heater.state_topic}, "
                                            f"{self.heater.power_topic}"),
+            "outdoor thermometer (MQTT)": ("mqtt", f"{sensor.prefix}/temperature, "
+                                                   "humidity, pressure"),
         }
 
     async def close(self) -> None:
