@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,7 +14,24 @@ from pathlib import Path
 
 from conftest import ROOT
 
-__all__ = ["Runner", "site"]
+__all__ = ["Runner", "kill_leftovers", "site"]
+
+_started: list[int] = []  # pids of runtimes started by tests
+
+
+def kill_leftovers() -> int:
+    """Kill every runtime a test started and did not stop (it failed midway); how many.
+
+    By pid: the test's event loop, which owned the process objects, is closed by now."""
+    killed = 0
+    while _started:
+        pid = _started.pop()
+        with contextlib.suppress(OSError):  # gone already
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat[stat.rindex(")") + 2] != "Z":  # not exited (asyncio's watcher reaps)
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def site(directory: Path, text: str) -> Path:
@@ -38,6 +56,7 @@ class Runner:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, str(ROOT / "esess-flowctl"), "run", str(self.site), env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        _started.append(self.proc.pid)
 
     async def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
         """Send `sig`; the exit code and everything the runtime wrote."""
