@@ -109,7 +109,7 @@ class SimSite:
             "mqtt-temperature": {"topic": sensor.topic("temperature"),
                                  "humidity_topic": sensor.topic("humidity"),
                                  "pressure_topic": sensor.topic("pressure"),
-                                 "custom_name": "Outdoor (simulated)"},
+                                 "custom_name": "Outdoor (simulated)", "temperature_type": 4},
         }
         self.devices = {
             "grid meter (Shelly 3EM, Gen1)": ("http", f"{grid.url}/status"),
