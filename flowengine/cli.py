@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -25,11 +26,13 @@ from flowengine.errors import (
     ConfigErrors,
     FlowEngineError,
     FlowStartError,
+    GraphError,
     SchemaError,
 )
 from flowengine.formats import flow_schema, node_file_schema, site_schema
 from flowengine.loader import Secrets, Site, is_site_file, load_flow, load_site
 from flowengine.log import configure_logging, parse_level
+from flowengine.node import CONNECTION_META
 from flowengine.plan import FlowPlan, plan_flow
 from flowengine.registry import Registry
 from flowengine.runtime import Runtime
@@ -84,10 +87,36 @@ def load_files(files: Sequence[str], registry: Registry, *, variables: dict[str,
             continue
         for spec in specs:
             try:
-                out.plans.append(plan_flow(spec, registry))
+                plan = plan_flow(spec, registry)
             except ConfigErrors as exc:
                 out.errors.extend(exc.errors)
+                continue
+            out.plans.append(plan)
+            if is_site_file(data):
+                out.errors.extend(check_connection_refs(plan, out.site, registry))
     return out
+
+
+def check_connection_refs(plan: FlowPlan, site: Site | None,
+                           registry: Registry) -> list[ConfigError]:
+    """Every connection a node names (`broker: main`) is in the site file or a default."""
+    errors: list[ConfigError] = []
+    declared = site.connections if site else {}
+    for node_id, planned in plan.nodes.items():
+        for f in dataclasses.fields(planned.config):
+            kind: str = f.metadata.get(CONNECTION_META, "")
+            kind_spec = registry.connection_kinds.get(kind)
+            name = getattr(planned.config, f.name)
+            if kind_spec is None or name in declared.get(kind, {}) or name in kind_spec.defaults:
+                continue
+            have = sorted({*declared.get(kind, {}), *kind_spec.defaults})
+            errors.append(GraphError(
+                f"{f.name} '{name}': the site file has no {kind} connection '{name}'",
+                planned.spec.key_marks.get((f.name,), planned.spec.mark),
+                flow=plan.spec.id, node=node_id, node_type=planned.spec.type,
+                hint=f"add it under connections: {kind}: {name}: in the site file"
+                     + (f", or use {' or '.join(have)}" if have else "")))
+    return errors
 
 
 def _check_connections(site: Site, registry: Registry) -> list[ConfigError]:

@@ -46,6 +46,9 @@ REQUIRED: Any = _Required()
 """Default of an option the user must set."""
 
 
+CONNECTION_META = "x-connection-kind"  # field metadata: the option names a connection
+
+
 def option(
     description: str,
     *,
@@ -58,12 +61,17 @@ def option(
     min_items: int | None = None,
     min_length: int | None = None,
     schema: Mapping[str, Any] | None = None,
+    connection: str | None = None,
 ) -> Any:
     """Declare one config option: its help text, default, example and limits.
 
-    Mutable defaults (dict, list) are copied for each config instance.
+    `connection`: the option names a connection of this kind ("mqtt", "dbus"); a site
+    file that lacks it is refused before anything starts. Mutable defaults (dict, list)
+    are copied for each config instance.
     """
     meta: dict[str, Any] = {"description": description}
+    if connection is not None:
+        meta[CONNECTION_META] = connection
     for key, value in (
         ("example", example),
         ("minimum", minimum),

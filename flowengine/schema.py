@@ -22,6 +22,7 @@ from jsonschema.exceptions import ValidationError
 
 from flowengine.errors import ConfigError, SchemaError
 from flowengine.model import JsonValue, Secret, SourceMark
+from flowengine.node import CONNECTION_META
 
 __all__ = [
     "DIALECT",
@@ -102,6 +103,7 @@ def _object_schema(cls: type) -> dict[str, Any]:
     required: list[str] = []
     for f in dataclasses.fields(cls):
         meta = dict(f.metadata)
+        meta.pop(CONNECTION_META, None)  # for the site file check, not for the schema
         prop = _type_schema(hints[f.name])
         extra = meta.pop("schema", None)
         if extra:

@@ -112,7 +112,8 @@ class DbusServiceConfig:
     register_instance: bool = option(
         "register ClassAndVrmInstance in com.victronenergy.settings when it exists",
         default=True)
-    connection: str = option("name of the dbus connection", default="system")
+    connection: str = option("name of the dbus connection", default="system",
+                             connection="dbus")
 
 
 @node_type("dbus.service", config=DbusServiceConfig)

@@ -48,7 +48,8 @@ class DbusSourceConfig:
     device_instance: int | None = option(
         "only services whose /DeviceInstance is this (for patterns)", default=None,
         example=512)
-    connection: str = option("name of the dbus connection", default="system")
+    connection: str = option("name of the dbus connection", default="system",
+                             connection="dbus")
 
 
 def _topics(config: DbusSourceConfig) -> dict[str, str]:

@@ -57,7 +57,8 @@ class DbusWriteConfig:
     on_invalid: Literal["safe", "ignore"] = option(
         "an invalid input (None): write the safe value, or ignore it", default="safe")
     timeout_ms: float = option("give up on one SetValue after", default=1000, minimum=10)
-    connection: str = option("name of the dbus connection", default="system")
+    connection: str = option("name of the dbus connection", default="system",
+                             connection="dbus")
 
 
 @node_type("dbus.write", config=DbusWriteConfig)

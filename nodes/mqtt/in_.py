@@ -59,7 +59,7 @@ class MqttInConfig:
     topic: str = option("MQTT topic filter (+ one level, final # the rest)",
                         example="Devices/+/Sensors/TEMP/Value", min_length=1)
     broker: str = option("broker connection: main, local, or a name from the site file",
-                         default="main")
+                         default="main", connection="mqtt")
     qos: Literal[0, 1, 2] = option("subscription QoS", default=0)
     payload: PayloadKind = option("how the payload is read: auto, string, number, "
                                   "boolean or json", default="auto")

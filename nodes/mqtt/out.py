@@ -49,7 +49,7 @@ class MqttOutConfig:
     topic: str = option("topic template: {topic}, meta {names}; a final * is the D-Bus path",
                         default="{topic}", example="es-ESS/Grid/*", min_length=1)
     broker: str = option("broker connection: main, local, or a name from the site file",
-                         default="main")
+                         default="main", connection="mqtt")
     format: Literal["plain", "venus_json", "template"] = option(
         "plain value, {\"value\": ...} as Venus OS, or `template`", default="plain")
     template: str | None = option("payload template with {value}, {topic}, meta {names}",

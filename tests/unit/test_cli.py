@@ -135,6 +135,42 @@ def test_run_refuses_to_start_an_invalid_flow(write, plugin_env, tmp_path) -> No
     assert not device.exists()
 
 
+def test_validate_refuses_a_site_without_the_broker_a_node_names(
+        write, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = write("flows/listen.yaml", """
+        id: listen
+        vars:
+          broker: {type: string, default: main}
+        nodes:
+          - id: sub
+            type: mqtt.in
+            topic: a/b
+            broker: ${broker}
+            to: [show]
+          - {id: show, type: log}
+    """)
+    lacking = write("site.yaml", f"""
+        flows:
+          - file: {flow}
+          - file: {flow}
+            instance: gx
+            vars: {{broker: local}}
+    """)
+    assert main(["validate", str(lacking)]) == 1
+    err = capsys.readouterr().err
+    assert f"{flow}:8:5: flow 'listen', node 'sub' (mqtt.in): broker 'main': the site file " \
+        "has no mqtt connection 'main'; add it under connections: mqtt: main:" in err
+    assert "listen@gx" not in err  # `local` needs no entry: it is the GX's own broker
+    having = write("site2.yaml", f"""
+        connections:
+          mqtt:
+            main: {{host: broker.lan}}
+        flows:
+          - file: {flow}
+    """)
+    assert main(["validate", str(having)]) == 0
+
+
 def test_schemas_are_up_to_date() -> None:
     assert main(["schemas", "--check"]) == 0, "run `esess-flowctl schemas` and commit"
 

@@ -98,7 +98,9 @@ FLOW_DOC_SITES = [b for b in SITE_BLOCKS if b[0].startswith("docs/flows/")]
 
 @pytest.mark.parametrize("name,text", FLOW_DOC_SITES, ids=[b[0] for b in FLOW_DOC_SITES])
 def test_flow_doc_site_examples_load_and_plan(name: str, text: str, tmp_path: Path) -> None:
-    """The site snippet of each shipped flow's page enables real flows with valid vars."""
+    """The site snippet of each shipped flow's page enables real flows with valid vars,
+    and declares the connections they use."""
+    from flowengine.cli import check_connection_refs
     from flowengine.loader import load_site
 
     path = tmp_path / "site.yaml"
@@ -108,7 +110,7 @@ def test_flow_doc_site_examples_load_and_plan(name: str, text: str, tmp_path: Pa
     site = load_site(path, flows_dir=ROOT / "flows", environ=environ)
     assert site.flows
     for flow in site.flows:
-        plan_flow(flow, REGISTRY)
+        assert check_connection_refs(plan_flow(flow, REGISTRY), site, REGISTRY) == []
 
 
 def test_every_shipped_flow_has_its_page() -> None:
