@@ -14,8 +14,10 @@
 
 At start every value is read once (root GetItems); afterwards the node follows
 ItemsChanged and PropertiesChanged, never polling. Each message has the topic of
-its path (or the name given in `paths`), the value (None = invalid) and
-`meta.service`, the bus name it came from. Only changes are emitted.
+its path (or the name given in `paths`), the value (None = invalid),
+`meta.service`, the bus name it came from, and `meta.path`, the D-Bus path (so an
+`mqtt.out` topic ending in `*` gets the path also when `paths` names it). Only changes
+are emitted.
 
 All sources of all flows share one subscription per service (one D-Bus match rule),
 whatever paths they watch. When a service leaves the bus, its paths are emitted as
@@ -100,9 +102,8 @@ class DbusSource(Node[DbusSourceConfig]):
     # -- Subscriber ----------------------------------------------------------------------------
     def values_changed(self, service: str, values: dict[str, JsonValue]) -> None:
         ctx, topic_of = self.ctx, self._topic_of
-        meta = {"service": service}
         for path, value in values.items():
-            ctx.emit(ctx.message(topic_of[path], value, meta))
+            ctx.emit(ctx.message(topic_of[path], value, {"service": service, "path": path}))
 
     def presence_changed(self, service: str, present: bool) -> None:
         left = False

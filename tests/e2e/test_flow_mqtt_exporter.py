@@ -38,6 +38,9 @@ FLOWS = textwrap.dedent(f"""\
         vars: {{service: "com.victronenergy.battery.*", device_instance: 512,
                 paths: {{soc: /Soc, power: /Dc/0/Power}}, topic: "home/battery/{{topic}}"}}
       - use: mqtt-exporter
+        instance: named
+        vars: {{service: {SYSTEM}, paths: {{pv: /Dc/Pv/Power}}, topic: "es-ESS/Named/*"}}
+      - use: mqtt-exporter
         instance: voltage
         vars: {{service: "com.victronenergy.battery.*", paths: [/Dc/0/Voltage]}}
 """)
@@ -95,6 +98,7 @@ def test_values_are_published_retained_on_their_topics(tmp_path: Path) -> None:
                 "home/soc": (SYSTEM, "/Dc/Battery/Soc"),
                 "home/battery/soc": (BATTERY, "/Soc"),
                 "home/battery/power": (BATTERY, "/Dc/0/Power"),
+                "es-ESS/Named/Dc/Pv/Power": (SYSTEM, "/Dc/Pv/Power"),  # * is the path
                 f"es-ESS/MqttExporter/{BATTERY}/Dc/0/Voltage": (BATTERY, "/Dc/0/Voltage")}
             async with client(gx.server, "live") as live:  # until all are published
                 live.listen("#")

@@ -28,6 +28,8 @@ def test_reads_values_at_start_then_follows_signals(bus_address: str) -> None:
         async with VeService(bus_address, SYSTEM, values) as system, \
                 NodeHarness(SOURCE) as h:
             assert sorted(seen(h)) == [("power", -300, SYSTEM), ("soc", 55.0, SYSTEM)]
+            assert {m.topic: (m.meta or {}).get("path") for m in h.messages()} == \
+                {"power": "/Dc/Battery/Power", "soc": "/Dc/Battery/Soc"}
             assert h.node_status.level == "ok" and SYSTEM in h.node_status.text
             system.set({"/Dc/Battery/Power": -250})  # PropertiesChanged
             await eventually(lambda: len(h.messages()) == 3)
