@@ -169,7 +169,9 @@ def _var_specs(raw: Mapping[str, Any], marks: Marks) -> dict[str, VarSpec]:
     for name, spec in raw.items():
         out[name] = VarSpec(name=name, type=spec["type"], description=spec.get("description", ""),
                             default=spec.get("default"), has_default="default" in spec,
-                            example=spec.get("example"), mark=marks.nearest(("vars", name)))
+                            example=spec.get("example"), mark=marks.nearest(("vars", name)),
+                            limits={k: spec[k] for k in ("enum", "minimum", "maximum")
+                                    if k in spec})
     return out
 
 
@@ -229,6 +231,14 @@ def _check_var_type(spec: VarSpec, value: Any) -> str | None:
     errs = list(make_validator({"type": json_type}).iter_errors(value))
     if errs:
         return f"must be of type {spec.type}, got {value!r}"
+    limits: Mapping[str, Any] = spec.limits
+    if "enum" in limits and value not in limits["enum"]:
+        return f"must be one of {', '.join(map(str, limits['enum']))}, got {value!r}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in limits and value < limits["minimum"]:
+            return f"must be at least {limits['minimum']}, got {value!r}"
+        if "maximum" in limits and value > limits["maximum"]:
+            return f"must be at most {limits['maximum']}, got {value!r}"
     return None
 
 

@@ -122,6 +122,8 @@ class VarSpec:
     has_default: bool = False
     example: JsonValue = None
     mark: SourceMark | None = None
+    # limits a value must keep (JSON Schema keywords: enum, minimum, maximum)
+    limits: Mapping[str, JsonValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

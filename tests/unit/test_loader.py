@@ -257,3 +257,29 @@ def test_node_with_set_when_is_kept_and_when_is_not_config(write) -> None:
     extra = spec.nodes[2]
     assert extra.id == "extra" and extra.config == {"topic": "a/b"}
     assert [w.target for w in spec.nodes[0].wires] == ["main", "extra"]
+
+
+LIMITED = """
+id: limited
+vars:
+  qos: {type: integer, enum: [0, 1, 2], default: 0}
+  phase: {type: integer, minimum: 1, maximum: 3, default: 1}
+nodes:
+  - {id: src, type: test.source, topic: "q${qos} p${phase}"}
+"""
+
+
+@pytest.mark.parametrize(("values", "problem"), [
+    ({"qos": 3}, "var 'qos' must be one of 0, 1, 2, got 3"),
+    ({"phase": 0}, "var 'phase' must be at least 1, got 0"),
+    ({"phase": 4}, "var 'phase' must be at most 3, got 4"),
+])
+def test_var_enum_and_range_are_enforced(write, values: dict[str, int], problem: str) -> None:
+    with pytest.raises(ConfigErrors) as exc:
+        load_flow(write("f.yaml", LIMITED), values=values)
+    assert any(problem in text for text in errors_of(exc)), errors_of(exc)
+
+
+def test_var_within_its_limits_is_taken(write) -> None:
+    spec = load_flow(write("f.yaml", LIMITED), values={"qos": 2, "phase": 3})
+    assert spec.nodes[0].config["topic"] == "q2 p3"
