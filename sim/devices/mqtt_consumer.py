@@ -23,11 +23,10 @@ publishes nothing), `garbage()` (power payloads that are not numbers), `go_away(
 from __future__ import annotations
 
 import time
-from types import TracebackType
-from typing import Self
 
 from nodes.mqtt.broker import Broker, MqttBrokerConfig
 from sim.devices.faults import GARBAGE_BODY, Fault
+from sim.devices.mqtt_device import MqttDevice
 from sim.model import EnergyModel, ExtraLoad, Snapshot
 
 __all__ = ["MqttConsumer"]
@@ -36,26 +35,21 @@ _ON = frozenset({"on", "1", "true"})
 _OFF = frozenset({"off", "0", "false"})
 
 
-class MqttConsumer:
+class MqttConsumer(MqttDevice):
     """A simulated MQTT-switched consumer of the model; see the module docstring."""
 
     def __init__(self, model: EnergyModel, *, host: str = "127.0.0.1", port: int = 1883,
                  name: str = "heater", power_w: float = 2000.0, phases: tuple[int, ...] = (1,),
                  prefix: str | None = None, interval_s: float = 1.0,
                  load: ExtraLoad | None = None) -> None:
-        self.model = model
-        self.name = name
         self.prefix = prefix or f"sim/{name}"
         self.interval_s = interval_s
         self.load = load if load is not None else model.add_load(name, power_w, phases=phases)
-        self.mode = Fault.NONE
         self.commands = 0
-        self._config = MqttBrokerConfig(host=host, port=port, client_id=f"sim-{name}",
-                                        status_topic=f"{self.prefix}/LWT",
-                                        reconnect_min_ms=100, reconnect_max_ms=2000)
-        self._broker: Broker | None = None
         self._last_power = 0.0
-        self._unsubscribe = model.subscribe(self._stepped)
+        super().__init__(model, MqttBrokerConfig(
+            host=host, port=port, client_id=f"sim-{name}", status_topic=f"{self.prefix}/LWT",
+            reconnect_min_ms=100, reconnect_max_ms=2000), name)
 
     @property
     def command_topic(self) -> str:
@@ -68,48 +62,6 @@ class MqttConsumer:
     @property
     def power_topic(self) -> str:
         return f"{self.prefix}/power"
-
-    @property
-    def running(self) -> bool:
-        return self._broker is not None
-
-    async def start(self) -> None:
-        if self._broker is not None:
-            return
-        broker = Broker(f"sim-{self.name}", self._config)
-        broker.subscribe(self.command_topic, self._command, qos=1)
-        broker.on_change(lambda b: self._announce() if b.connected else None)
-        self._broker = broker
-        await broker.start()
-
-    async def wait_connected(self, timeout_s: float = 5.0) -> None:
-        if self._broker is not None:
-            await self._broker.wait_connected(timeout_s)
-
-    async def close(self) -> None:
-        broker, self._broker = self._broker, None
-        if broker is not None:
-            await broker.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._unsubscribe()
-        await self.close()
-
-    # -- faults --------------------------------------------------------------------------------
-    def silent(self) -> None:
-        self.mode = Fault.HANG
-
-    def garbage(self) -> None:
-        self.mode = Fault.GARBAGE
-
-    def clear(self) -> None:
-        self.mode = Fault.NONE
-        self._announce()
 
     async def go_away(self) -> None:
         """Leave the broker: `Offline` on the LWT topic; commands go unheard until
@@ -124,7 +76,10 @@ class MqttConsumer:
         if on != self.load.on:
             self.load.on = on
             self.model.refresh()
-        self._announce()
+        self.announce()
+
+    def subscribe(self, broker: Broker) -> None:
+        broker.subscribe(self.command_topic, self._command, qos=1)
 
     def _command(self, topic: str, payload: bytes, retained: bool) -> None:
         text = payload.decode(errors="replace").strip().lower()
@@ -132,21 +87,16 @@ class MqttConsumer:
             self.commands += 1
             self.switch(text in _ON)
 
-    def _announce(self) -> None:
-        self._publish(self.state_topic, "on" if self.load.on else "off", retain=True)
+    def announce(self) -> None:
+        self.publish(self.state_topic, "on" if self.load.on else "off", retain=True)
         self._publish_power()
 
     def _publish_power(self) -> None:
         self._last_power = time.monotonic()
         power = GARBAGE_BODY.decode(errors="replace") if self.mode is Fault.GARBAGE \
             else f"{self.load.draw_w:.1f}"
-        self._publish(self.power_topic, power)
+        self.publish(self.power_topic, power)
 
-    def _publish(self, topic: str, payload: str, *, retain: bool = False) -> None:
-        broker = self._broker
-        if broker is not None and broker.connected and self.mode is not Fault.HANG:
-            broker.publish(topic, payload, qos=0, retain=retain)
-
-    def _stepped(self, snapshot: Snapshot) -> None:
+    def stepped(self, snapshot: Snapshot) -> None:
         if time.monotonic() - self._last_power >= self.interval_s:
             self._publish_power()

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import math
 import time
-from types import TracebackType
-from typing import Self
 
-from nodes.mqtt.broker import Broker, MqttBrokerConfig
+from nodes.mqtt.broker import MqttBrokerConfig
 from sim.devices.faults import GARBAGE_BODY, Fault
+from sim.devices.mqtt_device import MqttDevice
 from sim.model import EnergyModel, Snapshot
 
 __all__ = ["MqttSensor", "outdoor_climate"]
@@ -43,79 +42,33 @@ def outdoor_climate(hour: float) -> tuple[float, float, float]:
     return round(temperature, 1), round(85.0 - 35.0 * warmth, 1), 1013.2
 
 
-class MqttSensor:
+class MqttSensor(MqttDevice):
     """A simulated MQTT climate sensor of the model; see the module docstring."""
 
     def __init__(self, model: EnergyModel, *, host: str = "127.0.0.1", port: int = 1883,
                  name: str = "outdoor", prefix: str | None = None,
                  interval_s: float = 5.0) -> None:
-        self.model = model
-        self.name = name
         self.prefix = prefix or f"sim/{name}"
         self.interval_s = interval_s
-        self.mode = Fault.NONE
-        self._config = MqttBrokerConfig(host=host, port=port, client_id=f"sim-{name}",
-                                        status_topic=None, reconnect_min_ms=100,
-                                        reconnect_max_ms=2000)
-        self._broker: Broker | None = None
         self._last = -math.inf
-        self._unsubscribe = model.subscribe(self._stepped)
+        super().__init__(model, MqttBrokerConfig(
+            host=host, port=port, client_id=f"sim-{name}", status_topic=None,
+            reconnect_min_ms=100, reconnect_max_ms=2000), name)
 
     def topic(self, quantity: str) -> str:
         """`temperature`, `humidity` or `pressure` -> its topic."""
         return f"{self.prefix}/{quantity}"
 
-    async def start(self) -> None:
-        if self._broker is not None:
-            return
-        broker = Broker(f"sim-{self.name}", self._config)
-        broker.on_change(lambda b: self.publish() if b.connected else None)
-        self._broker = broker
-        await broker.start()
-
-    async def wait_connected(self, timeout_s: float = 5.0) -> None:
-        if self._broker is not None:
-            await self._broker.wait_connected(timeout_s)
-
-    async def close(self) -> None:
-        broker, self._broker = self._broker, None
-        if broker is not None:
-            await broker.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._unsubscribe()
-        await self.close()
-
-    # -- faults --------------------------------------------------------------------------------
-    def silent(self) -> None:
-        self.mode = Fault.HANG
-
-    def garbage(self) -> None:
-        self.mode = Fault.GARBAGE
-
-    def clear(self) -> None:
-        self.mode = Fault.NONE
-        self.publish()
-
-    # -- behaviour ---------------------------------------------------------------------------
-    def publish(self) -> None:
+    def announce(self) -> None:
         """Publish the readings of now (nothing while silent or not connected)."""
         self._last = time.monotonic()
-        broker = self._broker
-        if broker is None or not broker.connected or self.mode is Fault.HANG:
-            return
         readings = outdoor_climate(self.model.snapshot.hour)
         for quantity, reading in zip(("temperature", "humidity", "pressure"), readings,
                                      strict=True):
             payload = GARBAGE_BODY.decode(errors="replace") if self.mode is Fault.GARBAGE \
                 else f"{reading:.1f}"
-            broker.publish(self.topic(quantity), payload, qos=0, retain=True)
+            self.publish(self.topic(quantity), payload, retain=True)
 
-    def _stepped(self, snapshot: Snapshot) -> None:
+    def stepped(self, snapshot: Snapshot) -> None:
         if time.monotonic() - self._last >= self.interval_s:
-            self.publish()
+            self.announce()

@@ -35,11 +35,11 @@ def test_readings_follow_the_model_and_faults_silence_or_garble_them() -> None:
 
             def arrived() -> bool:  # publish until the watcher's subscription is in place
                 if not seen.get(temperature):
-                    sensor.publish()
+                    sensor.announce()
                 return bool(seen.get(temperature))
             await eventually(arrived)
             seen.clear()
-            sensor.publish()
+            sensor.announce()
             await eventually(lambda: len(seen) == 3)
             assert float(seen[temperature][-1]) == outdoor_climate(model.snapshot.hour)[0]
             assert float(seen[sensor.topic("humidity")][-1]) > 0
