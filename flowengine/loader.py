@@ -1,8 +1,7 @@
 """Flow and site files -> FlowSpecs, with file:line:column on every error.
 
 - A flow file declares typed `vars`; `${name}` in any string is replaced by the
-  var's value (a string that is exactly `${name}` takes the value with its type;
-  `$${` writes a literal `${`). Unknown and unused vars are errors.
+  var's value (flowengine.vars). Unknown and unused vars are errors.
 - `!secret name` is looked up in the environment (ESESS_SECRET_<NAME>) and then in
   the secrets file; its value never appears in an error or a log line.
 - A site file enables shipped flows (`use:`) and custom flow files (`file:`), each
@@ -18,25 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowengine.errors import ConfigError, ConfigErrors, GraphError, SchemaError, SecretError
-from flowengine.formats import FLOW_SCHEMA, SITE_SCHEMA, VAR_TYPES
+from flowengine.errors import ConfigError, ConfigErrors, GraphError, SecretError
+from flowengine.formats import FLOW_SCHEMA, SITE_SCHEMA
 from flowengine.model import (
     DEFAULT_PORT,
     INPUT_PORT,
     FlowSpec,
-    JsonValue,
     NodeSpec,
     Secret,
     SourceMark,
-    VarSpec,
     Wire,
 )
 from flowengine.schema import did_you_mean, make_validator, schema_errors
+from flowengine.vars import Substitution, substitute, var_specs, var_values
 from flowengine.yamlsrc import Marks, SecretRef, read_yaml
 
 __all__ = ["Secrets", "Site", "default_flows_dir", "is_site_file", "load_flow", "load_site"]
 
-_VAR_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
 _FLOW_VALIDATOR = make_validator(FLOW_SCHEMA)
 _SITE_VALIDATOR = make_validator(SITE_SCHEMA)
 
@@ -107,14 +104,14 @@ def load_flow(path: str | Path, *, values: Mapping[str, Any] | None = None,
     source_id: str = data["id"]
     fid = flow_id or source_id
     errors = []
-    var_specs = _var_specs(data.get("vars") or {}, marks)
-    resolved = _var_values(var_specs, values or {}, value_marks, value_path, marks,
-                           secrets, use_examples, errors)
+    declared = var_specs(data.get("vars") or {}, marks)
+    resolved = var_values(declared, values or {}, value_marks, value_path, secrets.resolve,
+                          use_examples, errors)
     used: set[str] = set()
     nodes_raw = _resolve_secrets(data["nodes"], ("nodes",), marks, secrets, errors)
-    nodes_raw = _substitute(nodes_raw, ("nodes",),
-                            _Subst(resolved, frozenset(var_specs), marks, used, errors))
-    for name, var in var_specs.items():
+    nodes_raw = substitute(nodes_raw, ("nodes",),
+                           Substitution(resolved, frozenset(declared), marks, used, errors))
+    for name, var in declared.items():
         if name not in used:
             errors.append(GraphError(f"var '{name}' is declared but never used", var.mark,
                                      hint=f"use it as ${{{name}}} or remove it"))
@@ -164,84 +161,6 @@ def _port_wires(source: str, port: str, targets: Any, path: tuple[str | int, ...
         yield Wire(source, port, node.strip(), in_port.strip() or INPUT_PORT, mark)
 
 
-def _var_specs(raw: Mapping[str, Any], marks: Marks) -> dict[str, VarSpec]:
-    out = {}
-    for name, spec in raw.items():
-        out[name] = VarSpec(name=name, type=spec["type"], description=spec.get("description", ""),
-                            default=spec.get("default"), has_default="default" in spec,
-                            example=spec.get("example"), mark=marks.nearest(("vars", name)),
-                            limits={k: spec[k] for k in ("enum", "minimum", "maximum")
-                                    if k in spec})
-    return out
-
-
-def _var_values(specs: Mapping[str, VarSpec], values: Mapping[str, Any],
-                value_marks: Marks | None, value_path: tuple[str | int, ...], marks: Marks,
-                secrets: Secrets, use_examples: bool,
-                errors: list[ConfigError]) -> dict[str, JsonValue]:
-    out: dict[str, JsonValue] = {}
-
-    def where(name: str) -> SourceMark | None:
-        if value_marks is not None:
-            return value_marks.nearest((*value_path, name))
-        return specs[name].mark if name in specs else None
-
-    for name in values:
-        if name not in specs:
-            hint = did_you_mean(name, specs) or (
-                "this flow's vars: " + ", ".join(specs) if specs else "this flow has no vars")
-            errors.append(GraphError(f"unknown var '{name}'", where(name), hint=hint))
-    for name, spec in specs.items():
-        if name in values:
-            value = values[name]
-        elif spec.has_default:
-            value = spec.default
-        elif use_examples and spec.example is not None:
-            value = spec.example
-        else:
-            hint = f"set it under vars: in the site file ({spec.description})" \
-                if spec.description else "set it under vars: in the site file"
-            errors.append(GraphError(f"var '{name}' has no value", where(name) or spec.mark,
-                                     hint=hint))
-            continue
-        if isinstance(value, SecretRef):
-            try:
-                value = secrets.resolve(value)
-            except ConfigError as exc:
-                errors.append(exc)
-                continue
-        problem = _check_var_type(spec, value)
-        if problem:
-            errors.append(SchemaError(f"var '{name}' {problem}", where(name) or spec.mark))
-            continue
-        out[name] = float(value) if spec.type == "number" and type(value) is int else value
-    return out
-
-
-def _check_var_type(spec: VarSpec, value: Any) -> str | None:
-    if value is None:
-        return None
-    if spec.type == "secret":
-        return None if isinstance(value, Secret | str) else "must be a !secret or a text"
-    if isinstance(value, Secret):
-        return "cannot be a !secret (declare the var with type: secret)"
-    json_type = VAR_TYPES[spec.type]
-    if json_type is None:
-        return None
-    errs = list(make_validator({"type": json_type}).iter_errors(value))
-    if errs:
-        return f"must be of type {spec.type}, got {value!r}"
-    limits: Mapping[str, Any] = spec.limits
-    if "enum" in limits and value not in limits["enum"]:
-        return f"must be one of {', '.join(map(str, limits['enum']))}, got {value!r}"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in limits and value < limits["minimum"]:
-            return f"must be at least {limits['minimum']}, got {value!r}"
-        if "maximum" in limits and value > limits["maximum"]:
-            return f"must be at most {limits['maximum']}, got {value!r}"
-    return None
-
-
 def _resolve_secrets(value: Any, path: tuple[str | int, ...], marks: Marks, secrets: Secrets,
                      errors: list[ConfigError]) -> Any:
     if isinstance(value, SecretRef):
@@ -257,64 +176,6 @@ def _resolve_secrets(value: Any, path: tuple[str | int, ...], marks: Marks, secr
         return [_resolve_secrets(v, (*path, i), marks, secrets, errors)
                 for i, v in enumerate(value)]
     return value
-
-
-@dataclass
-class _Subst:
-    values: Mapping[str, JsonValue]
-    declared: frozenset[str]
-    marks: Marks
-    used: set[str]
-    errors: list[ConfigError]
-
-
-def _substitute(value: Any, path: tuple[str | int, ...], sub: _Subst) -> Any:
-    if isinstance(value, str):
-        return _substitute_text(value, path, sub)
-    if isinstance(value, dict):
-        return {k: _substitute(v, (*path, k), sub) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, (*path, i), sub) for i, v in enumerate(value)]
-    return value
-
-
-def _substitute_text(text: str, path: tuple[str | int, ...], sub: _Subst) -> Any:
-    if "${" not in text:
-        return text
-    whole = _VAR_RE.fullmatch(text)
-    if whole and not whole.group(1):
-        name = whole.group(2).strip()
-        if _known(name, path, sub):
-            return sub.values.get(name)
-        return text
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(1):
-            return "${" + match.group(2) + "}"
-        name = match.group(2).strip()
-        if not _known(name, path, sub):
-            return match.group(0)
-        value = sub.values.get(name)
-        if isinstance(value, Secret):
-            sub.errors.append(SchemaError(
-                f"the secret var '{name}' cannot be part of a longer text",
-                sub.marks.nearest(path), hint=f"use it alone: ${{{name}}}"))
-            return ""
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return "" if value is None else str(value)
-
-    return _VAR_RE.sub(replace, text)
-
-
-def _known(name: str, path: tuple[str | int, ...], sub: _Subst) -> bool:
-    if name in sub.declared:
-        sub.used.add(name)
-        return name in sub.values  # a declared var without value was reported already
-    hint = did_you_mean(name, sub.declared) or "declare it under vars:"
-    sub.errors.append(GraphError(f"unknown var '${{{name}}}'", sub.marks.nearest(path),
-                                 hint=hint))
-    return False
 
 
 # -- site -------------------------------------------------------------------------------

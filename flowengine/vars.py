@@ -1,0 +1,170 @@
+"""Flow vars: their declarations, their values, and `${name}` substitution.
+
+A flow file declares typed `vars`; `${name}` in any string is replaced by the var's
+value (a string that is exactly `${name}` takes the value with its type; `$${`
+writes a literal `${`). A value comes from the site file, the var's `default`, or
+(to validate a flow file on its own) its `example`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowengine.errors import ConfigError, GraphError, SchemaError
+from flowengine.formats import VAR_TYPES
+from flowengine.model import JsonValue, Secret, SourceMark, VarSpec
+from flowengine.schema import did_you_mean, make_validator
+from flowengine.yamlsrc import Marks, SecretRef
+
+__all__ = ["Substitution", "substitute", "var_specs", "var_values"]
+
+_VAR_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
+
+
+def var_specs(raw: Mapping[str, Any], marks: Marks) -> dict[str, VarSpec]:
+    """The `vars:` mapping of a flow file (already checked by the flow schema)."""
+    out = {}
+    for name, spec in raw.items():
+        out[name] = VarSpec(name=name, type=spec["type"], description=spec.get("description", ""),
+                            default=spec.get("default"), has_default="default" in spec,
+                            example=spec.get("example"), mark=marks.nearest(("vars", name)),
+                            limits={k: spec[k] for k in ("enum", "minimum", "maximum")
+                                    if k in spec})
+    return out
+
+
+def var_values(specs: Mapping[str, VarSpec], values: Mapping[str, Any],
+               value_marks: Marks | None, value_path: tuple[str | int, ...],
+               resolve: Callable[[SecretRef], Secret], use_examples: bool,
+               errors: list[ConfigError]) -> dict[str, JsonValue]:
+    """The value of each declared var: given, default, or (`use_examples`) example.
+
+    Problems go to `errors`, at the given value (`value_marks` at `value_path`) or
+    else at the declaration.
+    """
+    out: dict[str, JsonValue] = {}
+
+    def where(name: str) -> SourceMark | None:
+        if value_marks is not None:
+            return value_marks.nearest((*value_path, name))
+        return specs[name].mark if name in specs else None
+
+    for name in values:
+        if name not in specs:
+            hint = did_you_mean(name, specs) or (
+                "this flow's vars: " + ", ".join(specs) if specs else "this flow has no vars")
+            errors.append(GraphError(f"unknown var '{name}'", where(name), hint=hint))
+    for name, spec in specs.items():
+        if name in values:
+            value = values[name]
+        elif spec.has_default:
+            value = spec.default
+        elif use_examples and spec.example is not None:
+            value = spec.example
+        else:
+            hint = f"set it under vars: in the site file ({spec.description})" \
+                if spec.description else "set it under vars: in the site file"
+            errors.append(GraphError(f"var '{name}' has no value", where(name) or spec.mark,
+                                     hint=hint))
+            continue
+        if isinstance(value, SecretRef):
+            try:
+                value = resolve(value)
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
+        problem = _check_var_type(spec, value)
+        if problem:
+            errors.append(SchemaError(f"var '{name}' {problem}", where(name) or spec.mark))
+            continue
+        out[name] = float(value) if spec.type == "number" and type(value) is int else value
+    return out
+
+
+def _check_var_type(spec: VarSpec, value: Any) -> str | None:
+    if value is None:
+        return None
+    if spec.type == "secret":
+        return None if isinstance(value, Secret | str) else "must be a !secret or a text"
+    if isinstance(value, Secret):
+        return "cannot be a !secret (declare the var with type: secret)"
+    json_type = VAR_TYPES[spec.type]
+    if json_type is None:
+        return None
+    errs = list(make_validator({"type": json_type}).iter_errors(value))
+    if errs:
+        return f"must be of type {spec.type}, got {value!r}"
+    limits: Mapping[str, Any] = spec.limits
+    if "enum" in limits and value not in limits["enum"]:
+        return f"must be one of {', '.join(map(str, limits['enum']))}, got {value!r}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in limits and value < limits["minimum"]:
+            return f"must be at least {limits['minimum']}, got {value!r}"
+        if "maximum" in limits and value > limits["maximum"]:
+            return f"must be at most {limits['maximum']}, got {value!r}"
+    return None
+
+
+
+@dataclass
+class Substitution:
+    """What `substitute` needs, and what it finds: vars used, errors."""
+
+    values: Mapping[str, JsonValue]
+    declared: frozenset[str]
+    marks: Marks
+    used: set[str]
+    errors: list[ConfigError]
+
+
+def substitute(value: Any, path: tuple[str | int, ...], sub: Substitution) -> Any:
+    """`value` (from the flow file at `path`) with every `${name}` replaced."""
+    if isinstance(value, str):
+        return _substitute_text(value, path, sub)
+    if isinstance(value, dict):
+        return {k: substitute(v, (*path, k), sub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, (*path, i), sub) for i, v in enumerate(value)]
+    return value
+
+
+def _substitute_text(text: str, path: tuple[str | int, ...], sub: Substitution) -> Any:
+    if "${" not in text:
+        return text
+    whole = _VAR_RE.fullmatch(text)
+    if whole and not whole.group(1):
+        name = whole.group(2).strip()
+        if _known(name, path, sub):
+            return sub.values.get(name)
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "${" + match.group(2) + "}"
+        name = match.group(2).strip()
+        if not _known(name, path, sub):
+            return match.group(0)
+        value = sub.values.get(name)
+        if isinstance(value, Secret):
+            sub.errors.append(SchemaError(
+                f"the secret var '{name}' cannot be part of a longer text",
+                sub.marks.nearest(path), hint=f"use it alone: ${{{name}}}"))
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return "" if value is None else str(value)
+
+    return _VAR_RE.sub(replace, text)
+
+
+def _known(name: str, path: tuple[str | int, ...], sub: Substitution) -> bool:
+    if name in sub.declared:
+        sub.used.add(name)
+        return name in sub.values  # a declared var without value was reported already
+    hint = did_you_mean(name, sub.declared) or "declare it under vars:"
+    sub.errors.append(GraphError(f"unknown var '${{{name}}}'", sub.marks.nearest(path),
+                                 hint=hint))
+    return False
