@@ -16,6 +16,9 @@ What a broker connection does for every flow that uses it:
 - **Keeps what is published while disconnected**: a bounded outbox holds the latest
   value of each topic (at most `outbox_size` topics; beyond that the oldest topic is
   dropped and counted) and sends it after the reconnect.
+- **Never buffers without bound**: when a connected broker reads slower than values come
+  (more than `send_buffer_kb` waiting in the socket's send buffer), new values go to the
+  same outbox, latest per topic, and are sent in order once the broker catches up.
 - **Announces itself**: `Online` on `status_topic` (retained) after each connect,
   `Offline` as the retained last will and on a clean shutdown.
 - **TLS is verified by default** against the system's CAs or `ca_file`;
@@ -31,6 +34,7 @@ import logging
 import random
 import socket
 import ssl
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -53,6 +57,8 @@ log = logging.getLogger(__name__)
 _GMQTT_LOG = logging.getLogger("gmqtt.client")
 # gmqtt logs every connect and subscribe at INFO; our own lines say what matters
 _GMQTT_QUIET = logging.WARNING
+
+_SLOW_WARNING_EVERY_S = 600.0  # a slow broker is logged as a warning at most this often
 
 Payload = bytes | str
 InboundHandler = Callable[[str, bytes, bool], None]
@@ -91,6 +97,9 @@ class MqttBrokerConfig:
     outbox_size: int = option(
         "while disconnected, keep the latest value of at most this many topics",
         default=1000, minimum=1)
+    send_buffer_kb: int = option(
+        "most KiB waiting to be sent to a slow broker; beyond it only the latest value "
+        "of each topic waits (in the outbox)", default=256, minimum=16)
     reconnect_min_ms: int = option("first reconnect delay", default=500, minimum=10)
     reconnect_max_ms: int = option("longest reconnect delay", default=30000, minimum=100)
     connect_timeout_ms: int = option("give up on one connection attempt after",
@@ -169,18 +178,25 @@ class Broker:
         self._outbox: OrderedDict[str, tuple[Payload, int, bool]] = OrderedDict()
         self._listeners: list[Callable[[Broker], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
         self._closing = False
+        self._send_limit = config.send_buffer_kb * 1024
+        self.congested = 0  # times the broker read too slowly and values had to wait
+        self._warned_slow = -_SLOW_WARNING_EVERY_S
 
     # -- public surface ---------------------------------------------------------------
     def publish(self, topic: str, payload: Payload, *, qos: int = 0,
                 retain: bool = False) -> None:
-        """Send now, or keep the latest value of `topic` until the broker is back."""
+        """Send now, or keep the latest value of `topic` until the broker is back (or, when
+        it reads slowly, until it has caught up)."""
         client = self._client
         if client is not None and self.connected and client.is_connected:
-            client.publish(topic, payload, qos=qos, retain=retain)
-            self.published += 1
-            return
+            if not self._outbox and self.backlog() < self._send_limit:
+                client.publish(topic, payload, qos=qos, retain=retain)
+                self.published += 1
+                return
+            self._drain_soon()  # values waiting: this one waits behind them
         if self._closing:
             return
         outbox = self._outbox
@@ -216,6 +232,45 @@ class Broker:
         return lambda: self._listeners.remove(listener) if listener in self._listeners \
             else None
 
+    def backlog(self) -> int:
+        """Bytes handed to the socket and not yet sent (0 while disconnected)."""
+        transport = getattr(getattr(self._client, "_connection", None), "_transport", None)
+        if transport is None:
+            return 0
+        try:
+            return int(transport.get_write_buffer_size())
+        except (AttributeError, RuntimeError):
+            return 0
+
+    def _drain_soon(self) -> None:
+        if self._drainer is None or self._drainer.done():
+            self.congested += 1
+            now = time.monotonic()
+            quiet = now - self._warned_slow < _SLOW_WARNING_EVERY_S
+            if not quiet:
+                self._warned_slow = now
+            log.log(logging.DEBUG if quiet else logging.WARNING,
+                    "mqtt.%s: %s reads slower than values come (%d times so far); only the "
+                    "latest value of each topic waits until it catches up", self.name,
+                    self.address, self.congested)
+            self._drainer = asyncio.get_running_loop().create_task(
+                self._drain(), name=f"mqtt.{self.name}:drain")
+
+    async def _drain(self) -> None:
+        """Send the outbox to a connected broker as fast as it reads, oldest topic first."""
+        low, outbox = self._send_limit // 2, self._outbox
+        while outbox and self.connected and not self._closing:
+            if self.backlog() > low:
+                await asyncio.sleep(0.05)  # the transport has no "drained" signal to await
+                continue
+            client = self._client
+            while outbox and self.backlog() < self._send_limit:
+                topic, (payload, qos, retain) = outbox.popitem(last=False)
+                client.publish(topic, payload, qos=qos, retain=retain)
+                self.published += 1
+        if not outbox and self.connected:
+            log.info("mqtt.%s: %s caught up", self.name, self.address)
+
     @property
     def queued(self) -> int:
         """Topics waiting in the outbox for the broker to come back."""
@@ -225,6 +280,8 @@ class Broker:
         """A short state text for node status."""
         if self.connected:
             text = f"connected to {self.address}"
+            if self._outbox:
+                text += f" (slow: {len(self._outbox)} waiting)"
         else:
             text = f"not connected to {self.address}"
             if self.last_error:
@@ -250,10 +307,11 @@ class Broker:
     async def close(self) -> None:
         """Say Offline, disconnect cleanly (so the broker drops the last will)."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._drainer):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._drainer = None
         client, self._client = self._client, None
         if client is not None:
             if self.connected and self.config.status_topic:

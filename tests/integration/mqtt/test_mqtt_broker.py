@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 from conftest import eventually, run
 
 from nodes.mqtt.broker import MqttBrokerConfig, open_broker
@@ -44,4 +47,47 @@ def test_broker_keeps_the_latest_value_per_topic_until_it_connects(
                 await eventually(lambda: len(reader.received) == 2, timeout=5)
                 assert {(r.topic, r.payload) for r in reader.received} == \
                     {("ob/b", "3"), ("ob/c", "4")}
+    run(scenario())
+
+
+def test_a_broker_that_stops_reading_costs_bounded_memory_and_gets_the_latest_values(
+        own_mosquitto: Mosquitto) -> None:
+    """mosquitto frozen with SIGSTOP: the socket fills up, then at most `send_buffer_kb`
+    waits in our send buffer and the latest value of each topic in the outbox; after
+    SIGCONT every topic arrives with its last value."""
+    topics, rounds, size = 200, 10, 20_000
+    limit = 64 * 1024
+
+    async def scenario() -> None:
+        config = MqttBrokerConfig(host=own_mosquitto.host, port=own_mosquitto.port,
+                                  status_topic=None, client_id="slow-writer",
+                                  send_buffer_kb=64, outbox_size=topics)
+        async with client(own_mosquitto, "reader") as reader, \
+                open_broker("main", config) as broker:
+            reader.listen("slow/#")
+            await settle(reader.broker)
+            await broker.wait_connected(5)
+            assert own_mosquitto.process is not None
+            own_mosquitto.process.send_signal(signal.SIGSTOP)
+            try:
+                highest = 0
+                for n in range(rounds):
+                    for t in range(topics):
+                        broker.publish(f"slow/{t}", f"{n:02d}" + "x" * size)
+                        highest = max(highest, broker.backlog())
+                        if t % 50 == 0:
+                            await asyncio.sleep(0)  # let the loop try to write
+                assert broker.congested >= 1 and broker.queued > 0
+                assert highest <= limit + size + 100  # bounded: one message over at most
+                assert broker.dropped == 0  # every topic still has its latest value
+                assert "slow:" in broker.describe()
+            finally:
+                own_mosquitto.process.send_signal(signal.SIGCONT)
+            last = f"{rounds - 1:02d}"
+
+            def all_latest() -> bool:
+                got = {r.topic: r.payload[:2] for r in reader.received}
+                return len(got) == topics and set(got.values()) == {last}
+            await eventually(all_latest, timeout=20)
+            assert broker.queued == 0
     run(scenario())
