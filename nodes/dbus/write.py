@@ -13,12 +13,15 @@ Every input value (whatever its topic) is a number to write with SetValue. It is
 clamped to `minimum`..`maximum` and written only when it differs from the last value
 written; a value that comes sooner than `min_interval_ms` after the last write waits,
 and the latest one waiting goes out when the time is up. An invalid value (None)
-writes the safe value (`on_invalid: safe`) or is ignored (`on_invalid: ignore`).
+writes the safe value (`on_invalid: safe`), is ignored (`on_invalid: ignore`), or is
+written as invalid (`on_invalid: invalid`, an empty array as Venus OS encodes it; for
+values shown to users, such as a time to go, never for a setpoint).
 
 When the service refuses a write (a non-zero answer) or is not on the bus, the
 status turns to an error and the next value tries again. The safe value is written
 when the flow stops, when the runtime gets SIGTERM and when this node fails; with
-`safe_value: null` nothing is written then.
+`safe_value: null` nothing is written then, with `safe_value: invalid` the path is
+made invalid (so a value this flow no longer computes is not left standing).
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ class DbusWriteConfig:
     service: str = option("bus name of the service to write to",
                           pattern=r"^[A-Za-z0-9_.-]+$", example="com.victronenergy.settings")
     path: str = option("path to set", pattern=r"^/", example="/Settings/CGwacs/AcPowerSetPoint")
-    safe_value: float | None = option(
-        "written on stop, SIGTERM and failure (null: write nothing then)", example=0)
+    safe_value: float | Literal["invalid"] | None = option(
+        "written on stop, SIGTERM and failure (null: write nothing then; invalid: make "
+        "the path invalid)", example=0)
     minimum: float | None = option("lowest value written (lower ones are clamped)",
                                    default=None, example=-5000)
     maximum: float | None = option("highest value written (higher ones are clamped)",
@@ -54,8 +58,9 @@ class DbusWriteConfig:
                                     minimum=0)
     integer: bool = option("write whole numbers (rounded), for integer settings",
                            default=False)
-    on_invalid: Literal["safe", "ignore"] = option(
-        "an invalid input (None): write the safe value, or ignore it", default="safe")
+    on_invalid: Literal["safe", "ignore", "invalid"] = option(
+        "an invalid input (None): write the safe value, ignore it, or write it as invalid",
+        default="safe")
     timeout_ms: float = option("give up on one SetValue after", default=1000, minimum=10)
     connection: str = option("name of the dbus connection", default="system",
                              connection="dbus")
@@ -73,9 +78,15 @@ class DbusWrite(Node[DbusWriteConfig]):
         if low is not None and high is not None and low > high:
             raise ConfigError(f"minimum {low:g} is above maximum {high:g}",
                               mark=self.mark_of("minimum"), hint="swap them")
+        if config.on_invalid == "invalid" and isinstance(config.safe_value, int | float):
+            raise ConfigError("on_invalid: invalid with a numeric safe_value",
+                              mark=self.mark_of("on_invalid"),
+                              hint="a path that may be invalid wants safe_value: invalid "
+                                   "(or null); a setpoint wants on_invalid: safe")
         self._link: DbusLink | None = None
         self._written: Number | None = None  # last value the service accepted
         self._written_at = -1e18
+        self._written_invalid = False  # the path was made invalid by the last write
         self._held: Number | None = None
         self._release: Timer | None = None
 
@@ -87,9 +98,13 @@ class DbusWrite(Node[DbusWriteConfig]):
     async def on_message(self, port: str, msg: Message) -> None:
         value = msg.value
         if value is None:
-            if self.config.on_invalid == "ignore" or self.config.safe_value is None:
+            on_invalid, safe = self.config.on_invalid, self.config.safe_value
+            if on_invalid == "invalid" or (on_invalid == "safe" and safe == "invalid"):
+                await self._write_invalid()
                 return
-            value = self.config.safe_value
+            if on_invalid == "ignore" or safe is None or safe == "invalid":
+                return
+            value = safe
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.ctx.status.error(f"not a number: {value!r}")
             return
@@ -118,7 +133,18 @@ class DbusWrite(Node[DbusWriteConfig]):
         if held is not None and held != self._written:
             await self._write(held)
 
-    async def _write(self, value: Number, *, timeout_ms: float | None = None) -> bool:
+    async def _write_invalid(self, *, timeout_ms: float | None = None) -> bool:
+        """Make the path invalid, once (not again while it is)."""
+        if self._written_invalid:
+            return True
+        if self._release is not None:
+            self._release.cancel()
+        self._held = None
+        done = await self._write(None, timeout_ms=timeout_ms)
+        self._written_invalid = done
+        return done
+
+    async def _write(self, value: Number | None, *, timeout_ms: float | None = None) -> bool:
         """SetValue; True when the service accepted it. Sets the status either way."""
         cfg, ctx = self.config, self.ctx
         if self._link is None:
@@ -138,17 +164,20 @@ class DbusWrite(Node[DbusWriteConfig]):
         except TimeoutError:
             self._failed(f"{cfg.service} did not answer within {cfg.timeout_ms:g} ms")
             return False
+        shown = "invalid" if value is None else f"{value:g}"
         if code != 0:
-            self._failed(f"{where} refused {value:g} (code {code})")
+            self._failed(f"{where} refused {shown} (code {code})")
             return False
         if ctx.status.current.level == "error":
             ctx.log.info("writing %s works again", where)
         self._written = value
-        ctx.status.ok(f"{cfg.path} = {value:g}")
+        self._written_invalid = False
+        ctx.status.ok(f"{cfg.path} = {shown}")
         return True
 
     def _failed(self, text: str) -> None:
         self._written = None  # unknown now: the next value is written whatever it is
+        self._written_invalid = False
         if self.ctx.status.current.text != text:
             self.ctx.log.warning("%s", text)
         self.ctx.status.error(text)
@@ -157,6 +186,10 @@ class DbusWrite(Node[DbusWriteConfig]):
         """Write the safe value now (no pacing, no retry)."""
         safe = self.config.safe_value
         if safe is None or self._link is None:
+            return
+        if safe == "invalid":
+            if not await self._write_invalid(timeout_ms=SAFE_TIMEOUT_MS):
+                raise RuntimeError(self.ctx.status.current.text)
             return
         if self._release is not None:
             self._release.cancel()

@@ -55,7 +55,7 @@ def test_time_to_go_matches_the_hand_computation_and_reaches_vrm_mqtt_and_the_ba
             with PrivateBus() as address:
                 async with (SimVenus(EnergyModel(), address=address) as venus,
                             client(broker) as listener):
-                    lynx = SimService(LYNX, writable={"/TimeToGo": Writable("number", 0, 1e9)})
+                    lynx = SimService(LYNX, writable={"/TimeToGo": Writable("any")})
                     lynx.update({"/Soc": 60.0, "/TimeToGo": None})
                     await lynx.start(address)
                     listener.listen(VRM_TOPIC)
@@ -117,12 +117,22 @@ def test_time_to_go_matches_the_hand_computation_and_reaches_vrm_mqtt_and_the_ba
                     assert listener.last(MAIN_TOPIC) == "null"
 
                     writes = [v for p, v in lynx.writes if p == "/TimeToGo"]
+                    assert writes[:2] == [28800, 12600]
+                    assert None in writes  # unknown is written as invalid ...
+                    assert all(v is None or (isinstance(v, int) and v >= 0) for v in writes)
+                    assert lynx.values["/TimeToGo"] is None  # ... as it is now
+                    system = SimService("com.victronenergy.system")  # systemcalc is back
+                    system.update({"/Dc/Battery/Power": 1000.0, "/Dc/Battery/Soc": 90.0,
+                                   "/Control/ActiveSocLimit": 10.0})
+                    await system.start(address)
+                    await eventually(lambda: lynx.values["/TimeToGo"] == hand(1000, 90, 10), 5)
                     code, out = await runner.stop()
                     assert code == 0, out
                     assert "Traceback" not in out
-                    # an invalid value is not written to the battery, nor anything at stop
-                    assert [v for p, v in lynx.writes if p == "/TimeToGo"] == writes
-                    assert all(isinstance(v, int) and v >= 0 for v in writes)
+                    # stopped: the battery's time to go is made invalid, not left standing
+                    assert lynx.writes[-1] == ("/TimeToGo", None)
+                    assert lynx.values["/TimeToGo"] is None
+                    await system.close()
                     await lynx.close()
         finally:
             broker.stop()

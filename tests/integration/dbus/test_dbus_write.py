@@ -7,8 +7,10 @@ import os
 import signal
 import sys
 
+import pytest
 from conftest import ROOT, eventually, run
 
+from flowengine.errors import ConfigErrors
 from flowengine.testing import NodeHarness
 
 from .victron import VeService
@@ -125,3 +127,44 @@ def test_sigterm_writes_the_safe_value_before_exit(bus_address: str, tmp_path) -
             assert "safe state applied (shutdown)" in output.decode()
 
     run(scenario())
+
+
+def test_a_shown_value_is_made_invalid_when_unknown_and_on_stop(bus_address: str) -> None:
+    """For a value users read (a time to go), not a setpoint: invalid in, invalid out, and
+    nothing left standing after the flow stops."""
+    shown = """
+        id: time-to-go
+        type: dbus.write
+        service: com.victronenergy.battery.lynx
+        path: /TimeToGo
+        min_interval_ms: 0
+        on_invalid: invalid
+        safe_value: invalid
+    """
+
+    async def scenario() -> None:
+        async with VeService(bus_address, "com.victronenergy.battery.lynx",
+                             {"/TimeToGo": None}, writable={"/TimeToGo": 0}) as svc:
+            async with NodeHarness(shown) as h:
+                await h.send("ttg", 3600)
+                await eventually(lambda: svc.writes == [("/TimeToGo", 3600)])
+                await h.send("ttg", None)
+                await eventually(lambda: len(svc.writes) == 2)
+                await eventually(lambda: h.node_status.text == "/TimeToGo = invalid")
+                await h.send("ttg", None)  # invalid already: not written again
+                await h.send("ttg", 1800)
+                await eventually(lambda: len(svc.writes) == 3)
+            assert svc.writes == [("/TimeToGo", 3600), ("/TimeToGo", None),
+                                  ("/TimeToGo", 1800), ("/TimeToGo", None)]  # at stop
+            assert svc.values["/TimeToGo"] is None
+
+    run(scenario())
+
+
+def test_on_invalid_invalid_with_a_numeric_safe_value_is_refused() -> None:
+    async def scenario() -> None:
+        async with NodeHarness(WRITE + "on_invalid: invalid\n"):
+            pass
+
+    with pytest.raises(ConfigErrors, match="on_invalid: invalid with a numeric safe_value"):
+        run(scenario())
