@@ -24,7 +24,9 @@ def _type_text(prop: dict[str, Any]) -> str:
     if kind == "object":
         return "mapping"
     if "anyOf" in prop:
-        return " or ".join(_type_text(p) for p in prop["anyOf"] if p.get("type") != "null")
+        kinds = [_type_text(p) for p in prop["anyOf"] if p.get("type") != "null"]
+        nullable = any(p.get("type") == "null" for p in prop["anyOf"])
+        return " or ".join(kinds) + (", or null" if nullable else "")
     if prop.get("x-secret"):
         return "secret"
     return str(kind or "any")
