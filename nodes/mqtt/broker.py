@@ -15,7 +15,8 @@ What a broker connection does for every flow that uses it:
   switched off. Subscriptions are restored after every reconnect.
 - **Keeps what is published while disconnected**: a bounded outbox holds the latest
   value of each topic (at most `outbox_size` topics; beyond that the oldest topic is
-  dropped and counted) and sends it after the reconnect.
+  dropped and counted) and sends it after the reconnect. QoS 1/2 messages the broker
+  had not acknowledged when the link broke go the same way.
 - **Never buffers without bound**: when a connected broker reads slower than values come
   (more than `send_buffer_kb` waiting in the socket's send buffer), new values go to the
   same outbox, latest per topic, and are sent in order once the broker catches up.
@@ -151,8 +152,27 @@ class _Filter:
 
 
 class _GmqttClient(gmqtt.Client):  # type: ignore[misc]
+    """gmqtt's client, with its reconnect switched off and its QoS 1/2 messages that the
+    broker has not acknowledged yet known by topic (to send again after a lost link)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.unacked: dict[int, tuple[str, Payload, int, bool]] = {}  # mid -> message
+        super().__init__(*args, **kwargs)
+
     async def reconnect(self, delay: bool = False) -> None:
         """Switched off: `Broker` owns reconnecting (gmqtt calls this on every loss)."""
+
+    def publish(self, topic: str, payload: Payload, qos: int = 0,
+                retain: bool = False) -> None:
+        message = gmqtt.Message(topic, payload, qos=qos, retain=retain)
+        mid, package = self._connection.publish(message)
+        if qos > 0:
+            self._persistent_storage.push_message(mid, package)
+            self.unacked[mid] = (topic, payload, qos, retain)
+
+    def _remove_message_from_queue(self, mid: int) -> None:  # the broker acknowledged mid
+        self.unacked.pop(mid, None)
+        super()._remove_message_from_queue(mid)
 
 
 class Broker:
@@ -402,8 +422,29 @@ class Broker:
         self.last_error = "connection lost"
         log.warning("mqtt.%s: connection to %s lost; reconnecting", self.name, self.address)
         if client is not None:
+            self._keep_unacked(client)
             self._spawn_discard(client)
         self._notify()
+
+    def _keep_unacked(self, client: _GmqttClient) -> None:
+        """QoS 1/2 messages the broker never acknowledged go out again after the reconnect
+        (unless a newer value of their topic waits already); the next client is a new
+        session, so gmqtt would not send them again itself."""
+        outbox, status = self._outbox, self.config.status_topic
+        latest = {topic: (payload, qos, retain)  # in publishing order: the last one wins
+                  for topic, payload, qos, retain in client.unacked.values()}
+        again = 0
+        for topic, (payload, qos, retain) in latest.items():
+            if topic == status or topic in outbox:
+                continue
+            if len(outbox) >= self.config.outbox_size:
+                outbox.popitem(last=False)
+                self.dropped += 1
+            outbox[topic] = (payload, qos, retain)
+            again += 1
+        if again:
+            log.info("mqtt.%s: %d message(s) the broker did not acknowledge will be sent "
+                     "again", self.name, again)
 
     def _failed(self, exc: BaseException, attempt: int) -> None:
         text = self._explain(exc)

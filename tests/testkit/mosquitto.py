@@ -75,6 +75,16 @@ class Mosquitto:
             self.process.stderr.close()
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, even of a frozen (SIGSTOPped) broker; nothing is kept."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait(5)
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
     def _log_tail(self) -> str:
         return self.log.read_text()[-2000:] if self.log.exists() else ""
 

@@ -91,3 +91,36 @@ def test_a_broker_that_stops_reading_costs_bounded_memory_and_gets_the_latest_va
             await eventually(all_latest, timeout=20)
             assert broker.queued == 0
     run(scenario())
+
+
+def test_qos1_messages_the_broker_never_acknowledged_are_sent_again_after_reconnect(
+        own_mosquitto: Mosquitto) -> None:
+    """mosquitto frozen (no PUBACK), then killed and started afresh (no persistence): the
+    QoS 1 values that were in flight reach the new broker once we are back."""
+    async def scenario() -> None:
+        config = MqttBrokerConfig(host=own_mosquitto.host, port=own_mosquitto.port,
+                                  status_topic=None, client_id="inflight",
+                                  reconnect_min_ms=50, reconnect_max_ms=200)
+        async with open_broker("main", config) as broker:
+            await broker.wait_connected(5)
+            broker.publish("inflight/acked", "1", qos=1, retain=True)
+            await eventually(lambda: not broker._client.unacked, timeout=5)
+            assert own_mosquitto.process is not None
+            own_mosquitto.process.send_signal(signal.SIGSTOP)
+            broker.publish("inflight/a", "old", qos=1, retain=True)
+            broker.publish("inflight/a", "new", qos=1, retain=True)
+            broker.publish("inflight/b", "2", qos=1, retain=True)
+            broker.publish("inflight/zero", "lost", qos=0, retain=True)  # QoS 0: may go
+            await asyncio.sleep(0.1)
+            assert len(broker._client.unacked) == 3
+            own_mosquitto.kill()  # a crash: nothing acknowledged, nothing kept
+            await eventually(lambda: not broker.connected, timeout=5)
+            own_mosquitto.start()
+            await broker.wait_connected(5)
+            async with client(own_mosquitto, "reader") as reader:
+                reader.listen("inflight/#")
+                await eventually(lambda: len(reader.received) >= 2, timeout=5)
+                await settle(reader.broker)
+                got = {r.topic: r.payload for r in reader.received}
+                assert got == {"inflight/a": "new", "inflight/b": "2"}
+    run(scenario())
