@@ -6,7 +6,9 @@ Switched on in the site file with `observe: [mqtt.main]`. Then, on that broker:
   messages (started, stopped, node failed, safe state applied). `<Type>` is
   `Operational`, `Warning`, `Error` or `Critical`; each type of each flow is a ring of
   `service_message_count` slots (NN from 00), so the newest message overwrites the
-  oldest. The payload is `"<local time YYYY-mm-dd HH:MM:SS> | <text>"`, as in es-ESS.
+  oldest. Where each ring stands is kept in the state directory, so after a restart the
+  ring goes on instead of overwriting the newest messages from 00. The payload is
+  `"<local time YYYY-mm-dd HH:MM:SS> | <text>"`, as in es-ESS.
 - `es-ESS/<flow>/Status/<node>` (retained): the node's status as JSON,
   `{"level": "ok", "text": "...", "since": "<local time>"}`; level is idle, ok,
   warning or error.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from flowengine.context import NodeStatus
     from flowengine.runtime import EngineEvent, Runtime
+    from flowengine.state import NodeState
     from nodes.mqtt.broker import Broker
 
 __all__ = ["Observer", "message_type"]
@@ -53,17 +56,23 @@ class Observer:
         self._prefix = broker.config.topic_prefix
         self._slots = broker.config.service_message_count
         self._width = max(2, len(str(self._slots - 1)))
-        self._next: dict[tuple[str, str], int] = {}  # (flow, type) -> next slot
+        self._next: NodeState | None = None  # "<flow> <type>" -> next slot, persisted
 
     def attach(self, runtime: Runtime) -> None:
+        # flow ids start with a letter or digit: "_runtime" is no flow's state directory
+        self._next = runtime.state.node_state("_runtime", f"observe-{self._broker.name}")
         runtime.on_event(self.on_event)
         runtime.on_status(self.on_status)
 
     def on_event(self, event: EngineEvent) -> None:
         kind = message_type(event.level)
-        key = (event.flow, kind)
-        slot = self._next.get(key, 0)
-        self._next[key] = (slot + 1) % self._slots
+        ring = self._next
+        key = f"{event.flow} {kind}"
+        slot = ring.get(key, 0) if ring is not None else 0
+        if not isinstance(slot, int) or not 0 <= slot < self._slots:
+            slot = 0  # fewer slots than before, or a hand-edited file
+        if ring is not None:
+            ring.set(key, (slot + 1) % self._slots)
         topic = (f"{self._prefix}/{event.flow}/ServiceMessages/{kind}/"
                  f"Message{slot:0{self._width}d}")
         self._broker.publish(topic, f"{local_time(event.wall)} | {event.text}", qos=1,

@@ -99,3 +99,37 @@ def test_clean_shutdown_reports_stopped_then_offline(own_mosquitto: Mosquitto,
         output, _ = process.communicate(timeout=10)
     assert "connected to 127.0.0.1" in output  # the log was written, at DEBUG
     assert SECRET not in output
+
+
+def test_the_service_message_ring_goes_on_after_a_restart(own_mosquitto: Mosquitto,
+                                                           tmp_path: Path) -> None:
+    """started 00, stopped 01; after a restart started 02, stopped 03 (not 00 again,
+    which would overwrite the newest messages)."""
+    ring = "es-ESS/watch/ServiceMessages/Operational/"
+
+    async def one_run() -> None:
+        process = start_runtime(own_mosquitto, tmp_path)
+        try:
+            async with client(own_mosquitto, "watcher") as watcher:
+                watcher.listen(STATUS)
+                await eventually(lambda: watcher.last(STATUS) == "Online", timeout=10)
+                process.send_signal(signal.SIGTERM)
+                await eventually(lambda: watcher.last(STATUS) == "Offline", timeout=5)
+            assert process.wait(5) == 0
+        finally:
+            process.kill()
+            process.communicate(timeout=10)
+
+    async def scenario() -> None:
+        await one_run()
+        await one_run()
+        async with client(own_mosquitto, "later") as later:
+            later.listen(ring + "#")
+            await eventually(lambda: len(later.received) == 4, timeout=5)
+            texts = {r.topic.rsplit("/", 1)[1]: r.payload.split(" | ", 1)[1]
+                     for r in later.received}
+            assert texts == {"Message00": "started (1 nodes)",
+                             "Message01": "stopped (shutdown)",
+                             "Message02": "started (1 nodes)",
+                             "Message03": "stopped (shutdown)"}
+    run(scenario())
