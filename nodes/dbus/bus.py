@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -46,6 +47,8 @@ __all__ = [
     "open_bus",
     "resolve_address",
 ]
+
+log = logging.getLogger(__name__)
 
 BUSITEM = "com.victronenergy.BusItem"
 _DBUS = "org.freedesktop.DBus"
@@ -460,12 +463,50 @@ def _introspect(tree: ItemTree, path: str) -> str:
 
 
 def _widen_send_buffer(bus: MessageBus) -> None:
-    """Best effort: dbus-fast 5.2 drops the connection when a write meets a full socket
-    (EAGAIN is not retried), so give bursts of signals more room in the kernel."""
+    """Give bursts of signals room in the kernel, so writes rarely have to wait."""
     sock = getattr(bus, "_sock", None)
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+
+class _WaitingSocket:
+    """The bus socket as dbus-fast's writer sees it: a send that meets a full socket
+    (EAGAIN) reports 0 bytes sent, so the writer waits until the socket is writable.
+
+    dbus-fast (5.x) treats that error as fatal and drops the whole connection; with 0 it
+    takes its own "partly sent, wait for writable" path. Everything else is the socket's.
+    """
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send(self, data: Any, *flags: int) -> int:
+        try:
+            return self._sock.send(data, *flags)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def sendmsg(self, *args: Any) -> int:
+        try:
+            return self._sock.sendmsg(*args)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _wait_on_full_socket(bus: MessageBus) -> None:
+    writer = getattr(bus, "_writer", None)
+    sock = getattr(writer, "sock", None)
+    if isinstance(sock, socket.socket):
+        writer.sock = _WaitingSocket(sock)  # type: ignore[union-attr]
+    else:  # a dbus-fast whose writer looks different: say so once, keep going
+        log.warning("dbus-fast's writer has no socket to guard; a full socket may drop "
+                    "the bus connection")
 
 
 @contextlib.asynccontextmanager
@@ -481,6 +522,7 @@ async def open_bus(address: str | None = None, *,
         raise NotConnected(f"cannot connect to D-Bus at {where or 'the system bus'}: "
                            f"{exc or type(exc).__name__}") from exc
     _widen_send_buffer(bus)
+    _wait_on_full_socket(bus)
     connection = BusConnection(bus, where)
     try:
         yield connection
