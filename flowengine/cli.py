@@ -38,6 +38,7 @@ from flowengine.registry import Registry
 from flowengine.runtime import Runtime
 from flowengine.schema import build_config, config_schema, make_validator, schema_errors
 from flowengine.state import StateStore
+from flowengine.vars import blame_var
 from flowengine.yamlsrc import read_yaml
 
 __all__ = ["main"]
@@ -110,12 +111,13 @@ def check_connection_refs(plan: FlowPlan, site: Site | None,
             if kind_spec is None or name in declared.get(kind, {}) or name in kind_spec.defaults:
                 continue
             have = sorted({*declared.get(kind, {}), *kind_spec.defaults})
-            errors.append(GraphError(
+            errors.append(blame_var(GraphError(
                 f"{f.name} '{name}': the site file has no {kind} connection '{name}'",
                 planned.spec.key_marks.get((f.name,), planned.spec.mark),
                 flow=plan.spec.id, node=node_id, node_type=planned.spec.type,
                 hint=f"add it under connections: {kind}: {name}: in the site file"
-                     + (f", or use {' or '.join(have)}" if have else "")))
+                     + (f", or use {' or '.join(have)}" if have else "")),
+                plan.spec, planned.spec))
     return errors
 
 

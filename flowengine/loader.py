@@ -105,23 +105,26 @@ def load_flow(path: str | Path, *, values: Mapping[str, Any] | None = None,
     fid = flow_id or source_id
     errors = []
     declared = var_specs(data.get("vars") or {}, marks)
-    resolved = var_values(declared, values or {}, value_marks, value_path, secrets.resolve,
-                          use_examples, errors)
+    origins: dict[str, SourceMark] = {}
+    resolved = var_values(declared, values or {}, value_marks=value_marks,
+                          value_path=value_path, flow_marks=marks, resolve=secrets.resolve,
+                          use_examples=use_examples, errors=errors, origins=origins)
     used: set[str] = set()
     nodes_raw = _resolve_secrets(data["nodes"], ("nodes",), marks, secrets, errors)
-    nodes_raw = substitute(nodes_raw, ("nodes",),
-                           Substitution(resolved, frozenset(declared), marks, used, errors))
+    sub = Substitution(resolved, frozenset(declared), marks, used, errors)
+    nodes_raw = substitute(nodes_raw, ("nodes",), sub)
     for name, var in declared.items():
         if name not in used:
             errors.append(GraphError(f"var '{name}' is declared but never used", var.mark,
                                      hint=f"use it as ${{{name}}} or remove it"))
     left_out = {raw["id"] for raw in nodes_raw if "when" in raw and not raw["when"]}
-    nodes = tuple(_node_spec(raw, i, marks, left_out) for i, raw in enumerate(nodes_raw)
-                  if raw["id"] not in left_out)
+    nodes = tuple(_node_spec(raw, i, marks, left_out, sub.uses)
+                  for i, raw in enumerate(nodes_raw) if raw["id"] not in left_out)
     if errors:
         raise ConfigErrors(e.within(flow=fid) for e in errors)
     return FlowSpec(id=fid, description=data.get("description", ""), nodes=nodes,
-                    file=str(path), mark=marks.root, vars=resolved, source_id=source_id)
+                    file=str(path), mark=marks.root, vars=resolved, source_id=source_id,
+                    var_marks=origins)
 
 
 def _flow_id_of(data: Any) -> str | None:
@@ -130,14 +133,16 @@ def _flow_id_of(data: Any) -> str | None:
     return None
 
 
-def _node_spec(raw: Mapping[str, Any], index: int, marks: Marks,
-               left_out: set[str]) -> NodeSpec:
+def _node_spec(raw: Mapping[str, Any], index: int, marks: Marks, left_out: set[str],
+               var_uses: Mapping[tuple[str | int, ...], str]) -> NodeSpec:
     """One node; wires to nodes whose `when` is unset (`left_out`) are dropped."""
     prefix = ("nodes", index)
     config = {k: v for k, v in raw.items() if k not in ("id", "type", "to", "comment", "when")}
     wires = _wires(raw["id"], raw.get("to"), (*prefix, "to"), marks)
     return NodeSpec(id=raw["id"], type=raw["type"], config=config,
                     mark=marks.nearest(prefix), key_marks=marks.under(prefix),
+                    var_uses={path[2:]: text for path, text in var_uses.items()
+                              if path[:2] == prefix and len(path) > 2 and path[2] in config},
                     wires=tuple(w for w in wires if w.target not in left_out))
 
 

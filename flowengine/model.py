@@ -137,6 +137,8 @@ class NodeSpec:
     wires: tuple[Wire, ...] = ()
     # where each config key was written, for error messages from nodes
     key_marks: Mapping[tuple[str | int, ...], SourceMark] = field(default_factory=dict)
+    # config key -> its text in the flow file, for values made from vars ("${paths}")
+    var_uses: Mapping[tuple[str | int, ...], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,8 @@ class FlowSpec:
     mark: SourceMark
     vars: Mapping[str, JsonValue] = field(default_factory=dict)
     source_id: str = ""  # the flow file's own id; differs from `id` for instances
+    # var -> where its value was written: the site file, or the var's default or example
+    var_marks: Mapping[str, SourceMark] = field(default_factory=dict)
 
     def node(self, node_id: str) -> NodeSpec:
         for spec in self.nodes:

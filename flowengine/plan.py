@@ -24,6 +24,7 @@ from flowengine.schema import (
     make_validator,
     schema_errors,
 )
+from flowengine.vars import blame_var
 
 __all__ = ["FlowPlan", "PlannedNode", "plan_flow"]
 
@@ -57,7 +58,7 @@ class FlowPlan:
         """Validate and build a dynamic child node; raises ConfigErrors."""
         spec = NodeSpec(id=f"{parent.id}/{child_id}", type=type_name, config=dict(config),
                         mark=parent.mark)
-        cls, cfg, node, errors = _build_node(spec, self.registry, self.spec.id)
+        cls, cfg, node, errors = _build_node(spec, self.registry, self.spec)
         if errors or cls is None or node is None:
             raise ConfigErrors(errors)
         return spec, cls, cfg, node
@@ -70,10 +71,11 @@ def _validator(cls: type) -> Any:
     return found
 
 
-def _build_node(spec: NodeSpec, registry: Registry, flow_id: str
+def _build_node(spec: NodeSpec, registry: Registry, flow: FlowSpec
                 ) -> tuple[type[Node[Any]] | None, Any, Node[Any] | None, list[ConfigError]]:
     def context(error: ConfigError) -> ConfigError:
-        return error.within(flow=flow_id, node=spec.id, node_type=spec.type)
+        return blame_var(error.within(flow=flow.id, node=spec.id, node_type=spec.type),
+                         flow, spec)
 
     try:
         cls = registry.get(spec.type, mark=spec.key_marks.get(("type",), spec.mark))
@@ -107,7 +109,7 @@ def plan_flow(spec: FlowSpec, registry: Registry) -> FlowPlan:
                 hint=f"first used at line {seen[node_spec.id].mark.line}; ids must be unique"))
             continue
         seen[node_spec.id] = node_spec
-        cls, config, node, problems = _build_node(node_spec, registry, spec.id)
+        cls, config, node, problems = _build_node(node_spec, registry, spec)
         errors.extend(problems)
         if cls is not None and node is not None:
             nodes[node_spec.id] = PlannedNode(node_spec, cls, config, node)
@@ -228,7 +230,9 @@ def _cross_checks(spec: FlowSpec, nodes: Mapping[str, PlannedNode]) -> list[Conf
             emitted = src.cls.output_topics(src.config)
             topics = None if emitted is None or topics is None else topics | emitted
         for error in planned.node.check(UpstreamInfo(topics, tuple(upstream[nid]))):
-            errors.append(error.within(flow=spec.id, node=nid, node_type=planned.spec.type))
+            errors.append(blame_var(
+                error.within(flow=spec.id, node=nid, node_type=planned.spec.type),
+                spec, planned.spec))
     return errors
 
 

@@ -153,9 +153,35 @@ _TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a t
                "null": "empty"}
 
 
+_PLURAL_WORDS = {"integer": "whole numbers", "number": "numbers", "string": "texts",
+                 "boolean": "true/false values", "array": "lists", "object": "mappings"}
+
+
 def _describe_type(expected: Any) -> str:
     names = expected if isinstance(expected, list) else [expected]
     return " or ".join(_TYPE_WORDS.get(str(n), str(n)) for n in names)
+
+
+def _describe(schema: Any) -> str | None:
+    """What a schema accepts, in words ('a list of texts or a mapping of texts'), if simple."""
+    if not isinstance(schema, dict):
+        return None
+    if "anyOf" in schema:
+        words = [_describe(b) for b in schema["anyOf"]]
+        return None if None in words else " or ".join(str(w) for w in words)
+    if "enum" in schema:
+        return "one of " + ", ".join(str(c) for c in schema["enum"])
+    if "const" in schema:
+        return repr(schema["const"])
+    kind = schema.get("type")
+    if not kind:
+        return None
+    inner = {"array": schema.get("items"), "object": schema.get("additionalProperties")}
+    member = inner.get(str(kind))
+    if isinstance(member, dict) and str(member.get("type")) in _PLURAL_WORDS \
+            and "properties" not in schema:
+        return f"{_TYPE_WORDS[str(kind)]} of {_PLURAL_WORDS[str(member['type'])]}"
+    return _describe_type(kind)
 
 
 def _show(value: Any) -> str:
@@ -211,6 +237,16 @@ def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
         return path, f"{where} must not be empty", None
     if validator == "const":
         return path, f"{where} must be {value!r}", None
+    keys = [b["required"][0] for b in value if list(b) == ["required"] and
+            len(b["required"]) == 1] if validator == "oneOf" else []
+    if keys and len(keys) == len(value):  # oneOf: [{required: [use]}, {required: [file]}]
+        if error.context:  # no branch matched
+            return path, f"{where} needs " + " or ".join(f"`{k}:`" for k in keys), None
+        return path, f"{where} takes only one of " + " and ".join(f"`{k}:`" for k in keys), None
+    accepts = _describe(schema) if validator == "anyOf" else None
+    if accepts:
+        return path, f"{where} must be {accepts}, got {_show(instance)}", \
+            schema.get("description")
     return path, f"{where}: {error.message}", None
 
 
@@ -241,8 +277,27 @@ def _deepest(errors: Iterable[ValidationError]) -> list[ValidationError]:
             if len(best.absolute_path) > len(error.absolute_path):
                 out.extend(_deepest([best]))
                 continue
+            fitting = _fitting_branch(error)
+            if fitting:
+                out.extend(_deepest(fitting))
+                continue
         out.append(error)
     return out
+
+
+def _fitting_branch(error: ValidationError) -> list[ValidationError]:
+    """The errors of the one anyOf/oneOf branch the value's type fits, if just one does.
+
+    `dict | None` given a mapping without a required key says what key is missing,
+    not that the value fits no branch.
+    """
+    by_branch: dict[Any, list[ValidationError]] = {}
+    for sub in error.context or ():
+        by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [errs for errs in by_branch.values()
+               if not any(e.validator in ("type", "enum", "const")
+                          and len(e.absolute_path) == len(error.absolute_path) for e in errs)]
+    return fitting[0] if len(fitting) == 1 else []
 
 
 def schema_errors(

@@ -3,23 +3,24 @@
 A flow file declares typed `vars`; `${name}` in any string is replaced by the var's
 value (a string that is exactly `${name}` takes the value with its type; `$${`
 writes a literal `${`). A value comes from the site file, the var's `default`, or
-(to validate a flow file on its own) its `example`.
+(to validate a flow file on its own) its `example`; an error a node reports about
+an option made from a var points at where that value was written (`blame_var`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flowengine.errors import ConfigError, GraphError, SchemaError
 from flowengine.formats import VAR_TYPES
-from flowengine.model import JsonValue, Secret, SourceMark, VarSpec
+from flowengine.model import FlowSpec, JsonValue, NodeSpec, Secret, SourceMark, VarSpec
 from flowengine.schema import did_you_mean, make_validator
 from flowengine.yamlsrc import Marks, SecretRef
 
-__all__ = ["Substitution", "substitute", "var_specs", "var_values"]
+__all__ = ["Substitution", "blame_var", "substitute", "var_names", "var_specs", "var_values"]
 
 _VAR_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
 
@@ -36,14 +37,16 @@ def var_specs(raw: Mapping[str, Any], marks: Marks) -> dict[str, VarSpec]:
     return out
 
 
-def var_values(specs: Mapping[str, VarSpec], values: Mapping[str, Any],
+def var_values(specs: Mapping[str, VarSpec], values: Mapping[str, Any], *,
                value_marks: Marks | None, value_path: tuple[str | int, ...],
-               resolve: Callable[[SecretRef], Secret], use_examples: bool,
-               errors: list[ConfigError]) -> dict[str, JsonValue]:
+               flow_marks: Marks, resolve: Callable[[SecretRef], Secret],
+               use_examples: bool, errors: list[ConfigError],
+               origins: dict[str, SourceMark]) -> dict[str, JsonValue]:
     """The value of each declared var: given, default, or (`use_examples`) example.
 
     Problems go to `errors`, at the given value (`value_marks` at `value_path`) or
-    else at the declaration.
+    else at the declaration. `origins` gets where each value was written (given
+    values without `value_marks`, from the command line, have none).
     """
     out: dict[str, JsonValue] = {}
 
@@ -60,10 +63,14 @@ def var_values(specs: Mapping[str, VarSpec], values: Mapping[str, Any],
     for name, spec in specs.items():
         if name in values:
             value = values[name]
+            if value_marks is not None:
+                origins[name] = value_marks.nearest((*value_path, name))
         elif spec.has_default:
             value = spec.default
+            origins[name] = flow_marks.nearest(("vars", name, "default"))
         elif use_examples and spec.example is not None:
             value = spec.example
+            origins[name] = flow_marks.nearest(("vars", name, "example"))
         else:
             hint = f"set it under vars: in the site file ({spec.description})" \
                 if spec.description else "set it under vars: in the site file"
@@ -118,6 +125,7 @@ class Substitution:
     marks: Marks
     used: set[str]
     errors: list[ConfigError]
+    uses: dict[tuple[str | int, ...], str] = field(default_factory=dict)  # path -> text
 
 
 def substitute(value: Any, path: tuple[str | int, ...], sub: Substitution) -> Any:
@@ -134,6 +142,8 @@ def substitute(value: Any, path: tuple[str | int, ...], sub: Substitution) -> An
 def _substitute_text(text: str, path: tuple[str | int, ...], sub: Substitution) -> Any:
     if "${" not in text:
         return text
+    if var_names(text):
+        sub.uses[path] = text
     whole = _VAR_RE.fullmatch(text)
     if whole and not whole.group(1):
         name = whole.group(2).strip()
@@ -168,3 +178,68 @@ def _known(name: str, path: tuple[str | int, ...], sub: Substitution) -> bool:
     sub.errors.append(GraphError(f"unknown var '${{{name}}}'", sub.marks.nearest(path),
                                  hint=hint))
     return False
+
+
+def var_names(text: str) -> tuple[str, ...]:
+    """The vars a text uses, in order, each once (`$${` is not a use)."""
+    return tuple(dict.fromkeys(m.group(2).strip() for m in _VAR_RE.finditer(text)
+                               if not m.group(1)))
+
+
+# -- errors about values that came from vars -------------------------------------------
+
+def blame_var(error: ConfigError, flow: FlowSpec, node: NodeSpec) -> ConfigError:
+    """Point an error about an option made from a var at where the var's value was set.
+
+    The flow file's `paths: ${paths}` is not what the user wrote: the error moves to
+    the var's value (in the site file, or the var's default), keeps the node and the
+    option in its text, and names the flow line that uses the var. An error about an
+    option written out in the flow file is returned unchanged.
+    """
+    key = _option_at(error.mark, node)
+    if key is None:
+        return error
+    text = node.var_uses[key]
+    names = var_names(text)
+    used_at = node.key_marks[key]
+    option = ".".join(str(k) for k in key)
+    if len(names) > 1:  # which one is wrong? the error stays at the flow line
+        error.message += (f"; made with vars {', '.join(repr(n) for n in names)} "
+                          f"({option}: {_short(text)})")
+        error.hint = error.hint or \
+            f"change the value of var {' or '.join(repr(n) for n in names)}"
+        return error
+    name = names[0]
+    how = "set by" if _VAR_RE.fullmatch(text) else "made with"
+    set_at = flow.var_marks.get(name)
+    if set_at is None:  # a value from the command line
+        error.message += f"; {how} var '{name}' ({option}: {_short(text)})"
+        error.hint = error.hint or f"change the value of var '{name}'"
+        return error
+    error.mark = set_at
+    error.message += f"; {how} var '{name}' ({used_at}: {option}: {_short(text)})"
+    if set_at.file == flow.file:  # the var's default or example
+        fix = f"set var '{name}' under vars: in the site file, or change it here"
+        error.hint = f"{error.hint}; {fix}" if error.hint else fix
+    else:
+        error.hint = error.hint or f"change the value of var '{name}' here"
+    return error
+
+
+def _option_at(mark: SourceMark | None, node: NodeSpec) -> tuple[str | int, ...] | None:
+    """The option made from vars that `mark` points at, if any.
+
+    Node errors mark the option (`mark_of(key)`, schema errors the nearest key), and
+    a value made from vars has no marks inside. The node's own mark is no option's:
+    errors fall back to it.
+    """
+    if mark is None or mark == node.mark:
+        return None
+    for key in node.var_uses:
+        if node.key_marks.get(key) == mark:
+            return key
+    return None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."

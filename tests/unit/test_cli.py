@@ -158,8 +158,9 @@ def test_validate_refuses_a_site_without_the_broker_a_node_names(
     """)
     assert main(["validate", str(lacking)]) == 1
     err = capsys.readouterr().err
-    assert f"{flow}:8:5: flow 'listen', node 'sub' (mqtt.in): broker 'main': the site file " \
-        "has no mqtt connection 'main'; add it under connections: mqtt: main:" in err
+    assert f"{flow}:3:26: flow 'listen', node 'sub' (mqtt.in): broker 'main': the site file " \
+        f"has no mqtt connection 'main'; set by var 'broker' ({flow}:8:5: broker: ${{broker}}); " \
+        "add it under connections: mqtt: main:" in err  # 3:26: the var's default
     assert "listen@gx" not in err  # `local` needs no entry: it is the GX's own broker
     having = write("site2.yaml", f"""
         connections:

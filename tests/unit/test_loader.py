@@ -225,6 +225,15 @@ def test_site_schema_errors_are_all_reported(write) -> None:
     assert len(texts) == 2
 
 
+def test_site_flow_entry_needs_use_or_file_not_both(write) -> None:
+    site = write("site.yaml", "flows:\n  - instance: x\n  - {use: a, file: a.yaml}\n")
+    with pytest.raises(ConfigErrors) as exc:
+        load_site(site)
+    assert errors_of(exc) == [f"{site}:2:5: option 'flows.0' needs `use:` or `file:`",
+                              f"{site}:3:5: option 'flows.1' takes only one of `use:` and "
+                              "`file:`"]
+
+
 def test_exponent_numbers_read_as_numbers_not_text(write) -> None:
     path = write("f.yaml", """
         id: num

@@ -8,6 +8,7 @@ from flowengine.errors import ConfigErrors
 from flowengine.loader import load_flow
 from flowengine.plan import plan_flow
 from flowengine.registry import Registry
+from flowengine.schema import make_validator, schema_errors
 
 
 def problems(path, registry: Registry) -> list[str]:
@@ -183,3 +184,24 @@ def test_did_you_mean_ignores_case_and_dashes() -> None:
     assert did_you_mean("Formula", ["formula", "filter"]) == "did you mean 'formula'?"
     assert did_you_mean("interval-ms", ["interval_ms", "topic"]) == "did you mean 'interval_ms'?"
     assert did_you_mean("zzz", ["formula"]) is None
+
+
+def test_any_of_option_says_what_it_takes(write) -> None:
+    path = write("f.yaml", """
+        id: one
+        nodes:
+          - {id: read, type: dbus.source, service: com.victronenergy.system, paths: /Soc}
+    """)
+    assert problems(path, Registry.default(plugins=False)) == [
+        f"{path}:3:70: flow 'one', node 'read' (dbus.source): option 'paths' must be a list of "
+        "texts or a mapping of texts, got '/Soc'; paths to follow: a list (the topics are the "
+        "paths) or topic -> path"]
+
+
+def test_any_of_reports_the_one_branch_the_value_fits() -> None:
+    schema = {"properties": {"auth": {"anyOf": [
+        {"type": "object", "properties": {"user": {"type": "string"}}, "required": ["user"]},
+        {"type": "null"}]}}}
+    (error,) = schema_errors(make_validator(schema), {"auth": {}}, lambda p: None,
+                             fallback=None)
+    assert str(error) == "missing required option 'user'; add `user:`"
