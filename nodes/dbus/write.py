@@ -18,7 +18,9 @@ written as invalid (`on_invalid: invalid`, an empty array as Venus OS encodes it
 values shown to users, such as a time to go, never for a setpoint).
 
 When the service refuses a write (a non-zero answer) or is not on the bus, the
-status turns to an error and the next value tries again. The safe value is written
+status turns to an error and the value is tried again after 1 s, then 2, 4 and 8 s and
+every 10 s, until it is accepted or a new value takes its place (so a setpoint that
+does not change still arrives once the service is back). The safe value is written
 when the flow stops, when the runtime gets SIGTERM and when this node fails; with
 `safe_value: null` nothing is written then, with `safe_value: invalid` the path is
 made invalid (so a value this flow no longer computes is not left standing).
@@ -39,6 +41,7 @@ from nodes.dbus.link import DbusLink
 __all__ = ["DbusWrite", "DbusWriteConfig"]
 
 SAFE_TIMEOUT_MS = 500.0  # the runtime gives every safe state 800 ms in all
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 10.0  # a failed write is tried again, backing off
 Number = int | float
 
 
@@ -89,6 +92,7 @@ class DbusWrite(Node[DbusWriteConfig]):
         self._written_invalid = False  # the path was made invalid by the last write
         self._held: Number | None = None
         self._release: Timer | None = None
+        self._retry_s = RETRY_FIRST_S
 
     async def start(self, ctx: NodeContext) -> None:
         await super().start(ctx)
@@ -118,6 +122,7 @@ class DbusWrite(Node[DbusWriteConfig]):
             if self._release is None or not self._release.active:
                 self._release = self.ctx.after(wait_s * 1000, self._write_held, name="paced")
             return
+        self._held = None  # an older value waiting (to be tried again) is replaced
         await self._write(target)
 
     def _limit(self, value: Number) -> Number:
@@ -140,12 +145,27 @@ class DbusWrite(Node[DbusWriteConfig]):
         if self._release is not None:
             self._release.cancel()
         self._held = None
-        done = await self._write(None, timeout_ms=timeout_ms)
+        done = await self._write(None, timeout_ms=timeout_ms, retry=False)
         self._written_invalid = done
         return done
 
-    async def _write(self, value: Number | None, *, timeout_ms: float | None = None) -> bool:
-        """SetValue; True when the service accepted it. Sets the status either way."""
+    async def _write(self, value: Number | None, *, timeout_ms: float | None = None,
+                     retry: bool = True) -> bool:
+        """SetValue; True when the service accepted it. Sets the status either way; a
+        number that fails is tried again later (`retry`)."""
+        done = await self._set(value, timeout_ms)
+        if done:
+            self._retry_s = RETRY_FIRST_S
+        elif retry and value is not None and self._held is None:
+            self._held = value
+            if self._release is not None:
+                self._release.cancel()
+            self._release = self.ctx.after(self._retry_s * 1000, self._write_held,
+                                           name="retry")
+            self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+        return done
+
+    async def _set(self, value: Number | None, timeout_ms: float | None) -> bool:
         cfg, ctx = self.config, self.ctx
         if self._link is None:
             return False
@@ -194,5 +214,5 @@ class DbusWrite(Node[DbusWriteConfig]):
         if self._release is not None:
             self._release.cancel()
         self._held = None
-        if not await self._write(self._limit(safe), timeout_ms=SAFE_TIMEOUT_MS):
+        if not await self._write(self._limit(safe), timeout_ms=SAFE_TIMEOUT_MS, retry=False):
             raise RuntimeError(self.ctx.status.current.text)

@@ -58,23 +58,30 @@ def test_writes_clamped_values_on_change_at_most_once_per_interval(bus_address: 
     run(scenario())
 
 
-def test_a_refused_write_and_an_absent_service_are_errors(bus_address: str) -> None:
+def test_a_refused_write_and_an_absent_service_are_errors_and_tried_again(
+        bus_address: str) -> None:
+    """A setpoint that does not change still arrives once the service takes it: the
+    failed value is tried again after 1 s, 2 s, ... without a new input."""
     async def scenario() -> None:
         async with NodeHarness(WRITE) as h:
             await h.send("grid", 100)
             await eventually(lambda: h.node_status.level == "error")
             assert h.node_status.text == f"{SETTINGS} is not on the bus"
             async with settings(bus_address, code=2) as svc:
-                await h.advance(1000)
-                await h.send("grid", 101)
+                await h.advance(1000)  # first retry: the service is there, but refuses
                 await eventually(lambda: "refused" in h.node_status.text)
-                assert h.node_status.text == f"{SETTINGS} {SETPOINT} refused 101 (code 2)"
-                assert svc.writes == [(SETPOINT, 101)]
+                assert h.node_status.text == f"{SETTINGS} {SETPOINT} refused 100 (code 2)"
+                assert svc.writes == [(SETPOINT, 100)]
                 svc.writable[SETPOINT] = 0
+                await h.advance(1000)  # the next retry is 2 s after the last one
+                assert len(svc.writes) == 1
                 await h.advance(1000)
-                await h.send("grid", 101)  # after an error the same value is tried again
                 await eventually(lambda: h.node_status.level == "ok")
-                assert svc.values[SETPOINT] == 101
+                assert svc.values[SETPOINT] == 100 and len(svc.writes) == 2
+                await h.advance(30_000)  # accepted: no more retries
+                assert len(svc.writes) == 2
+                await h.send("grid", 101)
+                await eventually(lambda: svc.values[SETPOINT] == 101)
 
     run(scenario())
 
