@@ -198,8 +198,11 @@ class DbusWrite(Node[DbusWriteConfig]):
     def _failed(self, text: str) -> None:
         self._written = None  # unknown now: the next value is written whatever it is
         self._written_invalid = False
-        if self.ctx.status.current.text != text:
+        status = self.ctx.status.current
+        if status.level != "error":  # once per trouble, not once per value refused
             self.ctx.log.warning("%s", text)
+        elif status.text != text:
+            self.ctx.log.debug("%s", text)
         self.ctx.status.error(text)
 
     async def safe_state(self) -> None:

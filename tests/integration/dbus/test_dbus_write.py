@@ -175,3 +175,18 @@ def test_on_invalid_invalid_with_a_numeric_safe_value_is_refused() -> None:
 
     with pytest.raises(ConfigErrors, match="on_invalid: invalid with a numeric safe_value"):
         run(scenario())
+
+
+def test_a_service_refusing_every_value_is_logged_once_not_per_value(
+        bus_address: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with settings(bus_address, code=1), NodeHarness(WRITE) as h:
+            for value in (100, 200, 300):
+                await h.send("grid", value)
+                await h.advance(10_000)  # paced, then tried again a few times
+                await eventually(lambda v=value: f"refused {v}" in h.node_status.text)
+            warnings = [r for r in caplog.records if r.levelname == "WARNING"
+                        and "refused" in r.getMessage()]
+            assert len(warnings) == 1
+
+    run(scenario())
