@@ -1,0 +1,149 @@
+"""Soak: every shipped flow running against the simulator for a while; RSS and CPU.
+
+Starts `esess-flowctl sim` (a simulated GX: D-Bus services, Shellys, MQTT broker, an
+MQTT thermometer) and, in a second process, `esess-flowctl run` on a site file that
+enables every shipped flow against it, as a user would on a GX. Samples the runtime's
+resident memory and CPU time every `--every` seconds and prints them with the growth
+since the first sample after warm-up, so a leak shows as a steady climb. CPU is per
+wall second (a Cerbo GX is about ten times slower than a desktop).
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--every 30] [--speed 60] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FLOWCTL = [sys.executable, "-m", "flowengine.cli"]
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_sim(speed: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    sim = subprocess.Popen([*FLOWCTL, "sim", "--speed", str(speed)], cwd=REPO, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert sim.stdout is not None
+    found: dict[str, str] = {}
+    patterns = {
+        "bus": r"private dbus-daemon at (\S+)",
+        "broker": r"embedded MQTT broker on [\d.]+:(\d+)",
+        "grid": r"Shelly 3EM, Gen1\): http://([\d.:]+)/",
+        "pv": r"Shelly PM Mini Gen3\): http://([\d.:]+)/",
+        "sensor": r"outdoor thermometer \(MQTT\): (\S+)/temperature",
+    }
+    deadline = time.monotonic() + 60
+    while len(found) < len(patterns) and time.monotonic() < deadline:
+        line = sim.stdout.readline()
+        if not line:
+            break
+        for key, pattern in patterns.items():
+            match = re.search(pattern, line)
+            if match:
+                found[key] = match.group(1)
+    if len(found) < len(patterns):
+        sim.kill()
+        raise SystemExit(f"the simulator did not say where its parts are: {found}")
+    return sim, found
+
+
+def _site(directory: Path, where: dict[str, str]) -> Path:
+    port, sensor = where["broker"], where["sensor"]
+    site = directory / "site.yaml"
+    site.write_text(f"""
+state_dir: {directory / "state"}
+connections:
+  mqtt:
+    main: {{host: 127.0.0.1, port: {port}}}
+    local: {{host: 127.0.0.1, port: {port}, status_topic: null}}
+observe: [mqtt.main]
+flows:
+  - use: shelly3em-grid
+    vars: {{host: "{where['grid']}", metering: net}}
+  - use: shellypm-inverter
+    vars: {{host: "{where['pv']}", phase: 2}}
+  - use: time-to-go
+    vars: {{capacity_wh: 28000, portal_id: soak}}
+  - use: mqtt-temperature
+    vars: {{topic: {sensor}/temperature, humidity_topic: {sensor}/humidity,
+            pressure_topic: {sensor}/pressure}}
+  - use: mqtt-exporter
+    vars: {{service: com.victronenergy.system, topic: "soak/*",
+            paths: [/Dc/Battery/Soc, /Dc/Battery/Power, /Ac/Grid/L1/Power,
+                    /Ac/Grid/L2/Power, /Ac/Grid/L3/Power, /Dc/Pv/Power]}}
+""")
+    return site
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--every", type=float, default=30, help="seconds between samples")
+    parser.add_argument("--warmup", type=float, default=30, help="seconds before the base")
+    parser.add_argument("--speed", type=float, default=60, help="simulated day speed")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    sim, where = _start_sim(args.speed)
+    samples: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="esess-soak-") as tmp:
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=where["bus"], PYTHONPATH=str(REPO))
+        runtime = subprocess.Popen([*FLOWCTL, "run", str(_site(Path(tmp), where))],
+                                   cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(args.warmup)
+            start, cpu0 = time.monotonic(), _cpu_s(runtime.pid)
+            end = start + args.minutes * 60
+            while time.monotonic() < end and runtime.poll() is None:
+                now = time.monotonic()
+                samples.append({"t_s": round(now - start, 1), "rss_kb": _rss_kb(runtime.pid),
+                                "cpu_s": round(_cpu_s(runtime.pid) - cpu0, 2)})
+                time.sleep(args.every)
+        finally:
+            runtime.send_signal(signal.SIGTERM)
+            _, err = runtime.communicate(timeout=15)
+            sim.send_signal(signal.SIGINT)
+            sim.communicate(timeout=15)
+    if not samples:
+        raise SystemExit(f"the runtime ended early:\n{err[-2000:]}")
+    first, last = samples[0], samples[-1]
+    span = max(last["t_s"], 1e-9)
+    result = {"minutes": round(span / 60, 2), "rss_first_kb": first["rss_kb"],
+              "rss_last_kb": last["rss_kb"], "rss_growth_kb": last["rss_kb"] - first["rss_kb"],
+              "cpu_percent": round(100 * last["cpu_s"] / span, 2),
+              "errors_logged": err.count(" ERROR "), "samples": samples}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    print(f"every shipped flow against `esess-flowctl sim` (day at {args.speed:g}x), "
+          f"{result['minutes']} min after {args.warmup:g} s warm-up")
+    print("   t s    RSS MB   CPU s")
+    for s in samples:
+        print(f"{s['t_s']:6.0f}  {s['rss_kb'] / 1024:8.1f}  {s['cpu_s']:6.1f}")
+    print(f"RSS {first['rss_kb'] / 1024:.1f} -> {last['rss_kb'] / 1024:.1f} MB "
+          f"({result['rss_growth_kb']:+d} kB); CPU {result['cpu_percent']} % of one core; "
+          f"{result['errors_logged']} ERROR line(s) in the runtime's log")
+
+
+if __name__ == "__main__":
+    main()
