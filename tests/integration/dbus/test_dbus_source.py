@@ -95,6 +95,31 @@ def test_a_source_started_later_gets_the_values_of_paths_no_one_read_before(
     run(scenario())
 
 
+def test_stopping_the_last_source_of_a_service_removes_its_match_rules(
+        bus_address: str) -> None:
+    """A stopped flow leaves no match rule behind: the daemon would keep routing the
+    service's signals to us for nothing."""
+    async def scenario() -> None:
+        values = {"/Dc/Battery/Soc": 55.0}
+        async with VeService(bus_address, SYSTEM, values), FlowHarness("""
+            id: one
+            nodes:
+              - {id: a, type: dbus.source, service: com.victronenergy.system,
+                 paths: [/Dc/Battery/Soc]}
+              - {id: b, type: dbus.source, service: com.victronenergy.battery.*,
+                 paths: [/Soc]}
+        """) as h:
+            link: DbusLink = await h.runtime.connections.get("dbus", "system")
+            assert any(SYSTEM in r for r in link.bus.match_rules)
+            assert any("com.victronenergy.battery" in r for r in link.bus.match_rules)
+            assert h.run is not None
+            await h.runtime.stop_flow(h.run.plan.spec.id)
+            assert link.bus.match_rules == []
+            assert link.watcher.services == []
+
+    run(scenario())
+
+
 def test_a_service_that_vanishes_turns_invalid_and_is_followed_again(bus_address: str,
                                                                      ) -> None:
     async def scenario() -> None:
