@@ -170,6 +170,7 @@ class DbusWrite(Node[DbusWriteConfig]):
         if self._link is None:
             return False
         self._written_at = ctx.now()
+        self._written_invalid = False  # not known to be invalid once any write is under way
         where = f"{cfg.service} {cfg.path}"
         try:
             code = await self._link.bus.set_value(
@@ -191,7 +192,6 @@ class DbusWrite(Node[DbusWriteConfig]):
         if ctx.status.current.level == "error":
             ctx.log.info("writing %s works again", where)
         self._written = value
-        self._written_invalid = False
         ctx.status.ok(f"{cfg.path} = {shown}")
         return True
 
