@@ -21,14 +21,25 @@ fi
 
 missing=$("$python" - <<'PY'
 import importlib.util
-need = {"yaml": "PyYAML", "jsonschema": "jsonschema", "asteval": "asteval"}
+need = {"yaml": "PyYAML", "jsonschema": "jsonschema", "asteval": "asteval",
+        "dbus_fast": "dbus-fast", "gmqtt": "gmqtt", "aiohttp": "aiohttp"}
 print(" ".join(pkg for mod, pkg in need.items() if importlib.util.find_spec(mod) is None))
 PY
 )
 if [ -n "$missing" ]; then
+  # wheels copied to $home/wheels (built elsewhere, for a GX without network) come first
+  find_links=()
+  if [ -d "$home/wheels" ]; then
+    find_links=(--find-links "$home/wheels")
+  fi
+  # no compiler on a GX: dbus-fast then installs as pure Python (its Cython part is optional)
+  if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+    export SKIP_CYTHON=1 AIOHTTP_NO_EXTENSIONS=1
+  fi
   say "installing missing Python packages: $missing"
-  if ! "$python" -m pip install $missing; then
+  if ! "$python" -m pip install "${find_links[@]}" $missing; then
     say "could not install $missing; on Venus OS first run: opkg update && opkg install python3-pip"
+    say "without network: build wheels elsewhere (see README, Dependencies) into $home/wheels"
     exit 1
   fi
 fi

@@ -59,3 +59,29 @@ def test_example_site_file_is_valid() -> None:
 
     site = load_site(ROOT / "install" / "site.example.yaml")
     assert site.flows == []
+
+
+def test_install_fetches_every_missing_runtime_package_preferring_local_wheels(
+        tmp_path: Path) -> None:
+    """A GX whose Python lacks the D-Bus, MQTT and HTTP libraries: pip is asked for all
+    of them, with the wheels copied to /data/es-ESS/wheels looked at first."""
+    calls = tmp_path / "pip-calls"
+    fake = tmp_path / "python3"
+    fake.write_text(f"""#!/bin/bash
+case "$*" in
+  *version_info*) exit 0 ;;
+  "-m pip install"*) echo "$*" >> {calls}; exit 0 ;;
+  -) cat > /dev/null; echo "dbus-fast gmqtt aiohttp"; exit 0 ;;
+esac
+exit 2
+""")
+    fake.chmod(0o755)
+    home = tmp_path / "data" / "es-ESS"
+    shutil.copytree(ROOT / "install", home / "install")
+    shutil.copy(ROOT / "esess-flowctl", home / "esess-flowctl")
+    (home / "wheels").mkdir()
+    result = install(tmp_path, python=str(fake))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "installing missing Python packages: dbus-fast gmqtt aiohttp" in result.stdout
+    assert calls.read_text().split() == ["-m", "pip", "install", "--find-links",
+                                         str(home / "wheels"), "dbus-fast", "gmqtt", "aiohttp"]
