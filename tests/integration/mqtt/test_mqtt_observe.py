@@ -74,17 +74,27 @@ def test_last_will_says_offline_when_the_runtime_is_killed(
         process.communicate(timeout=10)
 
 
-def test_clean_shutdown_reports_stopped_then_offline(own_mosquitto: Mosquitto,
-                                                     tmp_path: Path) -> None:
-    process = start_runtime(own_mosquitto, tmp_path)
-
-    async def scenario() -> None:
-        async with client(own_mosquitto, "watcher") as watcher:
+async def started_then_stopped(server: Mosquitto, directory: Path) -> str:
+    """Run the runtime until it says Online, SIGTERM it, see Offline and exit 0; what
+    it wrote."""
+    process = start_runtime(server, directory)
+    try:
+        async with client(server, "watcher") as watcher:
             watcher.listen(STATUS)
             await eventually(lambda: watcher.last(STATUS) == "Online", timeout=10)
             process.send_signal(signal.SIGTERM)
             await eventually(lambda: watcher.last(STATUS) == "Offline", timeout=5)
         assert process.wait(5) == 0
+    finally:
+        process.kill()
+        output, _ = process.communicate(timeout=10)
+    return output
+
+
+def test_clean_shutdown_reports_stopped_then_offline(own_mosquitto: Mosquitto,
+                                                     tmp_path: Path) -> None:
+    async def scenario() -> str:
+        output = await started_then_stopped(own_mosquitto, tmp_path)
         async with client(own_mosquitto, "later") as later:  # retained, seen later
             later.listen("es-ESS/#")
             ring = "es-ESS/watch/ServiceMessages/Operational/"
@@ -92,11 +102,9 @@ def test_clean_shutdown_reports_stopped_then_offline(own_mosquitto: Mosquitto,
             assert re.fullmatch(STAMP + r"stopped \(shutdown\)", later.last(ring + "Message01")
                                 or "")
             assert later.last(STATUS) == "Offline"
-    try:
-        run(scenario())
-    finally:
-        process.kill()
-        output, _ = process.communicate(timeout=10)
+        return output
+
+    output = run(scenario())
     assert "connected to 127.0.0.1" in output  # the log was written, at DEBUG
     assert SECRET not in output
 
@@ -107,22 +115,9 @@ def test_the_service_message_ring_goes_on_after_a_restart(own_mosquitto: Mosquit
     which would overwrite the newest messages)."""
     ring = "es-ESS/watch/ServiceMessages/Operational/"
 
-    async def one_run() -> None:
-        process = start_runtime(own_mosquitto, tmp_path)
-        try:
-            async with client(own_mosquitto, "watcher") as watcher:
-                watcher.listen(STATUS)
-                await eventually(lambda: watcher.last(STATUS) == "Online", timeout=10)
-                process.send_signal(signal.SIGTERM)
-                await eventually(lambda: watcher.last(STATUS) == "Offline", timeout=5)
-            assert process.wait(5) == 0
-        finally:
-            process.kill()
-            process.communicate(timeout=10)
-
     async def scenario() -> None:
-        await one_run()
-        await one_run()
+        await started_then_stopped(own_mosquitto, tmp_path)
+        await started_then_stopped(own_mosquitto, tmp_path)
         async with client(own_mosquitto, "later") as later:
             later.listen(ring + "#")
             await eventually(lambda: len(later.received) == 4, timeout=5)
