@@ -95,7 +95,28 @@ def load_files(files: Sequence[str], registry: Registry, *, variables: dict[str,
             out.plans.append(plan)
             if is_site_file(data):
                 out.errors.extend(check_connection_refs(plan, out.site, registry))
+    out.errors.extend(check_claims(out.plans))
     return out
+
+
+def check_claims(plans: Sequence[FlowPlan]) -> list[ConfigError]:
+    """No two nodes of all the flows claim the same thing (two services one D-Bus name)."""
+    errors: list[ConfigError] = []
+    first: dict[tuple[str, str], tuple[FlowPlan, str]] = {}
+    for plan in plans:
+        for node_id, planned in plan.nodes.items():
+            for claim in planned.node.claims():
+                spec = planned.spec
+                mark = spec.key_marks.get((claim.option,), spec.mark)
+                taken = first.setdefault((claim.what, claim.value), (plan, node_id))
+                if taken[0] is plan and taken[1] == node_id:
+                    continue
+                errors.append(blame_var(GraphError(
+                    f"{claim.what} {claim.value} is taken already by flow "
+                    f"'{taken[0].spec.id}', node '{taken[1]}'", mark,
+                    flow=plan.spec.id, node=node_id, node_type=spec.type,
+                    hint=f"give each its own {claim.option}"), plan.spec, spec))
+    return errors
 
 
 def check_connection_refs(plan: FlowPlan, site: Site | None,

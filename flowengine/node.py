@@ -46,6 +46,16 @@ REQUIRED: Any = _Required()
 """Default of an option the user must set."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """Something one node must have to itself: `what` (e.g. "D-Bus name"), its `value`,
+    and the `option` that sets it (for the error's line)."""
+
+    what: str
+    value: str
+    option: str
+
+
 CONNECTION_META = "x-connection-kind"  # field metadata: the option names a connection
 
 
@@ -136,6 +146,11 @@ class Node(Generic[ConfigT]):
     def output_topics(cls, config: Any) -> frozenset[str] | None:
         """Topics this node emits, if it can tell before running; None when it cannot."""
         return None
+
+    def claims(self) -> list[Claim]:
+        """What this node needs to itself among every flow that runs (a D-Bus name, ...);
+        `validate` refuses two nodes claiming the same."""
+        return []
 
     def check(self, upstream: UpstreamInfo) -> list[ConfigError]:
         """Cross-node checks (e.g. a formula's names against upstream topics)."""

@@ -48,7 +48,7 @@ from typing import Literal
 from flowengine.context import NodeContext
 from flowengine.errors import ConfigError
 from flowengine.model import JsonValue, Message, NodeSpec
-from flowengine.node import Node, UpstreamInfo, node_type, option
+from flowengine.node import Claim, Node, UpstreamInfo, node_type, option
 from flowengine.schema import did_you_mean
 from nodes.dbus.bus import BusCallError, BusConnection
 from nodes.dbus.items import ItemTable
@@ -162,6 +162,9 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
                 "use preset: generic for paths of your own")
 
     # -- validate ----------------------------------------------------------------------------
+    def claims(self) -> list[Claim]:
+        return [Claim("D-Bus name", self.bus_name, "name")]
+
     def check(self, upstream: UpstreamInfo) -> list[ConfigError]:
         if upstream.topics is None:
             return []

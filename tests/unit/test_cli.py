@@ -172,6 +172,45 @@ def test_validate_refuses_a_site_without_the_broker_a_node_names(
     assert main(["validate", str(having)]) == 0
 
 
+def test_validate_refuses_two_services_with_one_dbus_name(
+        write, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = write("flows/sensor.yaml", """
+        id: sensor
+        vars:
+          name: {type: string, default: esess_sensor}
+        nodes:
+          - id: svc
+            type: dbus.service
+            preset: temperature
+            name: ${name}
+            device_instance: 20
+    """)
+    clash = write("site.yaml", f"""
+        flows:
+          - file: {flow}
+            instance: a
+          - file: {flow}
+            instance: b
+          - file: {flow}
+            instance: c
+            vars: {{name: esess_c}}
+    """)
+    assert main(["validate", str(clash)]) == 1
+    err = capsys.readouterr().err
+    assert f"{flow}:3:24: flow 'sensor@b', node 'svc' (dbus.service): D-Bus name " \
+        "com.victronenergy.temperature.esess_sensor is taken already by flow 'sensor@a', " \
+        "node 'svc'" in err
+    assert "give each its own name" in err and "sensor@c" not in err
+    fine = write("site2.yaml", f"""
+        flows:
+          - file: {flow}
+          - file: {flow}
+            instance: c
+            vars: {{name: esess_c}}
+    """)
+    assert main(["validate", str(fine)]) == 0
+
+
 def test_schemas_are_up_to_date() -> None:
     assert main(["schemas", "--check"]) == 0, "run `esess-flowctl schemas` and commit"
 
