@@ -278,17 +278,17 @@ class Broker:
 
     async def _drain(self) -> None:
         """Send the outbox to a connected broker as fast as it reads, oldest topic first."""
-        low, outbox = self._send_limit // 2, self._outbox
-        while outbox and self.connected and not self._closing:
+        low = self._send_limit // 2
+        while self._outbox and self.connected and not self._closing:
             if self.backlog() > low:
                 await asyncio.sleep(0.05)  # the transport has no "drained" signal to await
                 continue
-            client = self._client
+            client, outbox = self._client, self._outbox
             while outbox and self.backlog() < self._send_limit:
                 topic, (payload, qos, retain) = outbox.popitem(last=False)
                 client.publish(topic, payload, qos=qos, retain=retain)
                 self.published += 1
-        if not outbox and self.connected:
+        if not self._outbox and self.connected:
             log.info("mqtt.%s: %s caught up", self.name, self.address)
 
     @property
@@ -416,6 +416,9 @@ class Broker:
         self._notify()
 
     def _lost(self) -> None:
+        if self._drainer is not None:  # the reconnect sends what waits, in one go
+            self._drainer.cancel()
+            self._drainer = None
         client, self._client = self._client, None
         self.connected = False
         self._up.clear()
