@@ -93,6 +93,7 @@ class DbusWrite(Node[DbusWriteConfig]):
         self._held: Number | None = None
         self._release: Timer | None = None
         self._retry_s = RETRY_FIRST_S
+        self._retrying = False  # the timer in _release is a retry's (a backoff)
 
     async def start(self, ctx: NodeContext) -> None:
         await super().start(ctx)
@@ -119,8 +120,11 @@ class DbusWrite(Node[DbusWriteConfig]):
         wait_s = self._written_at + self.config.min_interval_ms / 1000 - self.ctx.now()
         if wait_s > 0:
             self._held = target
-            if self._release is None or not self._release.active:
+            if self._release is None or not self._release.active or self._retrying:
+                if self._release is not None:  # a new value does not wait out a backoff
+                    self._release.cancel()
                 self._release = self.ctx.after(wait_s * 1000, self._write_held, name="paced")
+                self._retrying = False
             return
         self._held = None  # an older value waiting (to be tried again) is replaced
         await self._write(target)
@@ -162,6 +166,7 @@ class DbusWrite(Node[DbusWriteConfig]):
                 self._release.cancel()
             self._release = self.ctx.after(self._retry_s * 1000, self._write_held,
                                            name="retry")
+            self._retrying = True
             self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
         return done
 

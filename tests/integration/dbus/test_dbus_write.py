@@ -190,3 +190,20 @@ def test_a_service_refusing_every_value_is_logged_once_not_per_value(
             assert len(warnings) == 1
 
     run(scenario())
+
+
+def test_a_new_value_does_not_wait_out_the_backoff_of_a_failed_one(bus_address: str) -> None:
+    async def scenario() -> None:
+        async with settings(bus_address, code=2) as svc, NodeHarness(WRITE) as h:
+            await h.send("grid", 100)
+            await eventually(lambda: len(svc.writes) == 1)
+            for expected, step in ((2, 1000), (3, 2000), (4, 4000)):  # backing off
+                await h.advance(step)
+                await eventually(lambda n=expected: len(svc.writes) == n)
+            svc.writable[SETPOINT] = 0
+            await h.send("grid", 200)  # the next retry would be 8 s away
+            await h.advance(1000)  # min_interval_ms after the last attempt
+            await eventually(lambda: svc.values[SETPOINT] == 200)
+            assert svc.writes[-1] == (SETPOINT, 200)
+
+    run(scenario())
