@@ -13,6 +13,9 @@ client, so the device's nonce is reused between polls instead of costing a 401 e
 time. Basic authentication (Shelly Gen1) is a precomputed header. Every failure —
 timeout, refused connection, HTTP error status, a body that is not JSON — raises
 `DeviceUnreachable` with a short text that never contains the password.
+
+aiohttp is imported when the first session opens, not with this module: it costs
+about 20 MB of memory, which a GX without HTTP devices should not pay.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import aiohttp
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 from flowengine.connections import ConnectionKind
 from flowengine.errors import DeviceError
 from flowengine.model import Secret
 from flowengine.node import option
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["CONNECTION_KINDS", "DeviceUnreachable", "HttpAuth", "HttpSession",
            "HttpSessionConfig", "JsonClient"]
@@ -40,6 +45,12 @@ MAX_BODY_BYTES = 1 << 20  # a device reply larger than this is not a status docu
 
 class DeviceUnreachable(DeviceError):
     """A device did not answer, or answered something that is not its JSON status."""
+
+
+def _aiohttp() -> ModuleType:
+    import aiohttp  # here, not at the top: see the module docstring
+
+    return aiohttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +76,16 @@ class JsonClient:
     """GET JSON from one device with its credentials."""
 
     def __init__(self, session: aiohttp.ClientSession, auth: HttpAuth) -> None:
+        lib = _aiohttp()
         self._session = session
+        self._client_error: type[Exception] = lib.ClientError
         self._headers: dict[str, str] = {}
         self._middlewares: tuple[aiohttp.DigestAuthMiddleware, ...] = ()
         if auth.kind == "basic" and auth.password is not None:
-            self._headers["Authorization"] = aiohttp.encode_basic_auth(
+            self._headers["Authorization"] = lib.encode_basic_auth(
                 auth.username, auth.password.reveal())
         elif auth.kind == "digest" and auth.password is not None:
-            self._middlewares = (aiohttp.DigestAuthMiddleware(
+            self._middlewares = (lib.DigestAuthMiddleware(
                 auth.username, auth.password.reveal(), preemptive=True),)
 
     async def get_json(self, url: str, *, timeout_s: float) -> Any:
@@ -88,7 +101,7 @@ class JsonClient:
                     body = await reply.content.read(MAX_BODY_BYTES + 1)
         except TimeoutError:
             raise DeviceUnreachable(f"no answer within {timeout_s * 1000:.0f} ms") from None
-        except aiohttp.ClientError as exc:
+        except self._client_error as exc:
             raise DeviceUnreachable(_short(exc)) from None
         except OSError as exc:
             raise DeviceUnreachable(exc.strerror or type(exc).__name__) from None
@@ -111,9 +124,10 @@ class HttpSession:
 
 
 def _short(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    lib = _aiohttp()
+    if isinstance(exc, lib.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, lib.ServerDisconnectedError):
         return "the device closed the connection"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:160] if text else type(exc).__name__
@@ -121,8 +135,9 @@ def _short(exc: BaseException) -> str:
 
 @contextlib.asynccontextmanager
 async def open_session(name: str, config: HttpSessionConfig) -> AsyncIterator[HttpSession]:
-    connector = aiohttp.TCPConnector(limit=config.max_connections, ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    lib = _aiohttp()
+    connector = lib.TCPConnector(limit=config.max_connections, ttl_dns_cache=300)
+    async with lib.ClientSession(connector=connector) as session:
         yield HttpSession(session)
 
 
