@@ -183,8 +183,12 @@ def test_a_service_refusing_every_value_is_logged_once_not_per_value(
         async with settings(bus_address, code=1), NodeHarness(WRITE) as h:
             for value in (100, 200, 300):
                 await h.send("grid", value)
-                await h.advance(10_000)  # paced, then tried again a few times
-                await eventually(lambda v=value: f"refused {v}" in h.node_status.text)
+                for _ in range(100):  # paced and retried on the manual clock; the
+                    if f"refused {value}" in h.node_status.text:  # replies in real time
+                        break
+                    await h.advance(500)
+                    await asyncio.sleep(0.01)
+                assert f"refused {value}" in h.node_status.text
             warnings = [r for r in caplog.records if r.levelname == "WARNING"
                         and "refused" in r.getMessage()]
             assert len(warnings) == 1
@@ -192,14 +196,21 @@ def test_a_service_refusing_every_value_is_logged_once_not_per_value(
     run(scenario())
 
 
+def retry_armed(h: NodeHarness) -> bool:
+    """The node has the refusal back and its retry timer set (the manual clock must not
+    move on before: replies come in real time)."""
+    node = h.node
+    return bool(node._retrying and node._release is not None and node._release.active)
+
+
 def test_a_new_value_does_not_wait_out_the_backoff_of_a_failed_one(bus_address: str) -> None:
     async def scenario() -> None:
         async with settings(bus_address, code=2) as svc, NodeHarness(WRITE) as h:
             await h.send("grid", 100)
-            await eventually(lambda: len(svc.writes) == 1)
+            await eventually(lambda: len(svc.writes) == 1 and retry_armed(h))
             for expected, step in ((2, 1000), (3, 2000), (4, 4000)):  # backing off
                 await h.advance(step)
-                await eventually(lambda n=expected: len(svc.writes) == n)
+                await eventually(lambda n=expected: len(svc.writes) == n and retry_armed(h))
             svc.writable[SETPOINT] = 0
             await h.send("grid", 200)  # the next retry would be 8 s away
             await h.advance(1000)  # min_interval_ms after the last attempt
