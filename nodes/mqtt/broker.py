@@ -544,6 +544,8 @@ CONNECTION_KINDS = (
     ConnectionKind(
         "mqtt", MqttBrokerConfig, open_broker,
         summary="MQTT brokers: main (yours, from the site file) and local (the GX's own)",
-        defaults={"local": {"host": "localhost", "port": 1883}},
+        # the GX's broker: no Online/Offline of ours there (it goes to `main`, and a user
+        # whose main broker is the GX's own would otherwise get two writers of one topic)
+        defaults={"local": {"host": "localhost", "port": 1883, "status_topic": None}},
         observe=_observe),
 )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flowengine.model import Message
-from nodes.mqtt.broker import backoff_s, topic_matches
+from flowengine.schema import build_config
+from nodes.mqtt.broker import CONNECTION_KINDS, backoff_s, topic_matches
 from nodes.mqtt.in_ import DecodeError, make_decoder, parse_path
 from nodes.mqtt.out import encode_value, exporter_topic
 
@@ -91,3 +92,11 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     high = [backoff_s(n, 500, 30000, rand=lambda: 1.0) for n in range(8)]
     assert low == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0]
     assert high == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_the_gx_broker_needs_no_entry_and_gets_no_status_topic_of_ours() -> None:
+    kind = CONNECTION_KINDS[0]
+    local = build_config(kind.config_class, kind.defaults["local"])
+    assert (local.host, local.port, local.status_topic) == ("localhost", 1883, None)
+    assert build_config(kind.config_class, {"host": "broker.lan"}).status_topic == \
+        "es-ESS/$SYS/Status"  # the user's own broker does get Online/Offline
