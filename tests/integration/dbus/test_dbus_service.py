@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from conftest import eventually, run
 from dbus_fast import MessageType, Variant
+from testkit.dbus import VictronClient
 
 from flowengine.errors import FlowStartError
 from flowengine.testing import FlowHarness, NodeHarness
 
-from .victron import Consumer, VeService, plain
+from .victron import VeService, plain
 
 BATTERY = """
 id: bms
@@ -25,7 +26,7 @@ NAME = "com.victronenergy.battery.esess_test"
 
 def test_every_busitem_method_answers_with_velib_signatures(bus_address: str) -> None:
     async def scenario() -> None:
-        async with NodeHarness(BATTERY) as h, Consumer(bus_address) as c:
+        async with NodeHarness(BATTERY) as h, VictronClient(bus_address) as c:
             await h.send("/Soc", 85.0)
             await h.send("/Dc/0/Voltage", 51.23)
             await h.send("/Dc/0/Power", 123.42)
@@ -73,7 +74,7 @@ def test_every_busitem_method_answers_with_velib_signatures(bus_address: str) ->
 
 def test_invalid_is_an_empty_int_array_and_shows_dashes(bus_address: str) -> None:
     async def scenario() -> None:
-        async with NodeHarness(BATTERY) as h, Consumer(bus_address) as c:
+        async with NodeHarness(BATTERY) as h, VictronClient(bus_address) as c:
             await c.follow(NAME)
             value = await c.get_value(NAME, "/Soc")  # never set: invalid
             assert value.body == [Variant("ai", [])]
@@ -94,7 +95,7 @@ def test_invalid_is_an_empty_int_array_and_shows_dashes(bus_address: str) -> Non
 
 def test_properties_changed_only_when_the_value_really_changes(bus_address: str) -> None:
     async def scenario() -> None:
-        async with NodeHarness(BATTERY) as h, Consumer(bus_address) as c:
+        async with NodeHarness(BATTERY) as h, VictronClient(bus_address) as c:
             await c.follow(NAME)
             for soc in (40, 40, 41, 41):
                 await h.send("/Soc", soc)
@@ -119,7 +120,7 @@ def test_500_paths_changed_in_one_turn_give_one_items_changed(bus_address: str) 
             device_instance: 3
             batch_topic: values
             units: {/Power: W}
-        """) as h, Consumer(bus_address) as c:
+        """) as h, VictronClient(bus_address) as c:
             name = "com.victronenergy.heatpump.esess_many"
             await c.follow(name)
             batch = {f"/Zone/{i}/Temperature": float(i) for i in range(500)}
@@ -149,7 +150,7 @@ def test_writable_paths_validate_writes_and_emit_user_changes(bus_address: str) 
             device_instance: 40
             topics: {amps: /SetCurrent}
             writable: {/MaxCurrent: {minimum: 6, maximum: 32}}
-        """) as h, Consumer(bus_address) as c:
+        """) as h, VictronClient(bus_address) as c:
             name = "com.victronenergy.evcharger.esess_wallbox"
             assert await c.set_value(name, "/SetCurrent", Variant("d", 10.0)) == 0
             assert await c.set_value(name, "/SetCurrent", Variant("i", 99)) == 2
@@ -177,7 +178,7 @@ def test_two_presets_side_by_side_and_names_released_on_stop(bus_address: str) -
               - {id: bms, type: dbus.service, preset: battery, name: esess_a, device_instance: 1}
               - {id: grid, type: dbus.service, preset: grid, name: esess_b, device_instance: 2}
         """)
-        async with Consumer(bus_address) as c:
+        async with VictronClient(bus_address) as c:
             async with flow:
                 await flow.send("grid", "/Ac/L1/Power", 230.0)
                 battery = (await c.get_items("com.victronenergy.battery.esess_a")).body[0]
@@ -213,7 +214,7 @@ def test_device_instance_comes_from_class_and_vrm_instance_setting(bus_address: 
     async def scenario() -> None:
         settings = VeService(bus_address, "com.victronenergy.settings", {
             f"{KEPT}": "temperature:7"})
-        async with settings, Consumer(bus_address) as c:
+        async with settings, VictronClient(bus_address) as c:
             async with NodeHarness("""
                 id: t
                 type: dbus.service

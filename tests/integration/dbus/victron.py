@@ -1,24 +1,22 @@
-"""Stand-ins for Victron's side of the bus, written straight on dbus-fast.
+"""A stand-in for Victron's side of the bus, written straight on dbus-fast.
 
-`Consumer` behaves like systemcalc, the GUI and the MQTT bridge: it scans a service
-with GetItems, reads with GetValue/GetText, writes with SetValue, and records the
-ItemsChanged and PropertiesChanged signals it receives. `VeService` is a minimal
-velib-like service (e.g. com.victronenergy.settings or .system) whose values the
-test sets; it can leave the bus and come back. Neither uses our adapter, so the
-tests check our nodes against the wire, not against our own codec.
+`VeService` is a minimal velib-like service (e.g. com.victronenergy.settings or
+.system) whose values the test sets; it can leave the bus and come back. The client
+side (GetItems, GetValue, SetValue and the signals, as systemcalc and the GUI use them)
+is `testkit.dbus.VictronClient`. Neither uses our adapter, so the tests check our
+nodes against the wire, not against our own codec.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from dbus_fast import Message, MessageType, NameFlag, Variant
 from dbus_fast.aio import MessageBus
-from testkit.dbus import plain
+from testkit.dbus import BUSITEM, plain
 
-BUSITEM = "com.victronenergy.BusItem"
 INVALID = Variant("ai", [])
 
 
@@ -32,63 +30,6 @@ def variant(value: Any) -> Variant:
     if isinstance(value, float):
         return Variant("d", value)
     return Variant("s", str(value))
-
-
-class Consumer:
-    """A Victron-style client on its own connection."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.bus = MessageBus(bus_address=address)
-        self.signals: list[Message] = []
-
-    async def __aenter__(self) -> Consumer:
-        await self.bus.connect()
-        self.bus.add_message_handler(self._record)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.bus.disconnect()
-
-    def _record(self, msg: Message) -> None:
-        if msg.message_type is MessageType.SIGNAL and msg.interface == BUSITEM:
-            self.signals.append(msg)
-
-    async def follow(self, service: str) -> None:
-        await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "AddMatch", "s",
-                        [f"type='signal',sender='{service}',interface='{BUSITEM}'"],
-                        interface="org.freedesktop.DBus")
-
-    async def call(self, service: str, path: str, member: str, signature: str = "",
-                   body: Iterable[Any] = (), *, interface: str | None = BUSITEM) -> Message:
-        reply = await self.bus.call(Message(destination=service, path=path, interface=interface,
-                                            member=member, signature=signature,
-                                            body=list(body)))
-        assert reply is not None
-        return reply
-
-    async def get_items(self, service: str) -> Message:
-        return await self.call(service, "/", "GetItems")
-
-    async def get_value(self, service: str, path: str) -> Message:
-        return await self.call(service, path, "GetValue")
-
-    async def get_text(self, service: str, path: str) -> Message:
-        return await self.call(service, path, "GetText")
-
-    async def set_value(self, service: str, path: str, value: Variant) -> int:
-        reply = await self.call(service, path, "SetValue", "v", [value])
-        assert reply.message_type is MessageType.METHOD_RETURN, reply.body
-        assert reply.signature == "i"
-        return int(reply.body[0])
-
-    async def has_owner(self, name: str) -> bool:
-        reply = await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                "NameHasOwner", "s", [name], interface="org.freedesktop.DBus")
-        return bool(reply.body[0])
-
-    def of(self, member: str) -> list[Message]:
-        return [m for m in self.signals if m.member == member]
 
 
 class VeService:

@@ -8,7 +8,7 @@ import re
 import sys
 
 from conftest import ROOT, run
-from venuskit import VictronClient
+from testkit.dbus import VictronClient
 
 ADDRESS = re.compile(r"export DBUS_SYSTEM_BUS_ADDRESS='([^']+)'")
 

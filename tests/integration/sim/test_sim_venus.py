@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import eventually, run
 from dbus_fast import Variant
-from venuskit import VictronClient
+from testkit.dbus import VictronClient
 
 from flowengine.testing import NodeHarness
 from nodes.dbus.daemon import PrivateBus
