@@ -29,6 +29,7 @@ the one of `http.poll`: after `offline_after` failed polls every value becomes N
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -70,9 +71,14 @@ class ShellyMeterConfig:
 
 
 def _num(value: Any, scale: float = 1.0) -> float | None:
+    """A number of the reply, scaled; None for anything else (and for NaN, infinity)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return value * scale
+    try:
+        number = value * scale
+    except OverflowError:  # an int beyond any double
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _dig(document: Any, *keys: str | int) -> Any:
@@ -110,14 +116,14 @@ def _gen1_3em(replies: list[Any], channel: int) -> Values:
 
 
 def _sum(values: Values, name: str) -> float | None:
-    """The phases' sum, or None when a phase is unknown."""
+    """The phases' sum, or None when a phase is unknown (or the sum is no double)."""
     total = 0.0
     for phase in PHASES:
         value = values[f"{phase}/{name}"]
         if not isinstance(value, float | int):
             return None
         total += value
-    return total
+    return total if math.isfinite(total) else None
 
 
 def _gen1_meter(replies: list[Any], channel: int) -> Values:

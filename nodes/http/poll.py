@@ -62,7 +62,7 @@ def resolve_pointer(document: Any, pointer: str) -> JsonValue:
             if key not in node:
                 return None
             node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+        elif isinstance(node, list) and _is_index(key) and int(key) < len(node):
             node = node[int(key)]
         else:
             return None
@@ -112,6 +112,11 @@ class HttpPoll(Poller[HttpPollConfig]):
         return values
 
 
+def _is_index(key: str) -> bool:
+    """An array index int() can read: a few ASCII digits (not '²', not 5000 digits)."""
+    return key.isascii() and key.isdigit() and len(key) <= 18
+
+
 def _present(document: Any, pointer: str) -> bool:
     """True when the pointer resolves (to null, possibly)."""
     if pointer == "":
@@ -121,4 +126,4 @@ def _present(document: Any, pointer: str) -> bool:
     key = last.replace("~1", "/").replace("~0", "~")
     if isinstance(container, dict):
         return key in container
-    return isinstance(container, list) and key.isdigit() and int(key) < len(container)
+    return isinstance(container, list) and _is_index(key) and int(key) < len(container)

@@ -14,6 +14,13 @@ time. Basic authentication (Shelly Gen1) is a precomputed header. Every failure 
 timeout, refused connection, HTTP error status, a body that is not JSON — raises
 `DeviceUnreachable` with a short text that never contains the password.
 
+`decode_json` is the one JSON decoder of device replies. It refuses, as
+`DeviceUnreachable` (a failed poll, never a failed node), whatever a status document
+cannot be: invalid UTF-8 or JSON, `NaN` and `Infinity`, numbers beyond 64-bit integers
+or doubles, and nesting deeper than `MAX_DEPTH` (Python's parser would raise
+RecursionError at about 1000 levels; a document just below that would break the nodes
+downstream instead).
+
 aiohttp is imported when the first session opens, not with this module: it costs
 about 20 MB of memory, which a GX without HTTP devices should not pay.
 """
@@ -23,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -37,10 +46,13 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = ["CONNECTION_KINDS", "DeviceUnreachable", "HttpAuth", "HttpSession",
-           "HttpSessionConfig", "JsonClient"]
+           "HttpSessionConfig", "JsonClient", "decode_json"]
 
 AuthKind = Literal["none", "basic", "digest"]
 MAX_BODY_BYTES = 1 << 20  # a device reply larger than this is not a status document
+MAX_DEPTH = 32  # a Shelly status nests 4 levels deep
+_INT_LIMIT = 1 << 64
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # maybe a lone half, which UTF-8 cannot carry
 
 
 class DeviceUnreachable(DeviceError):
@@ -107,10 +119,76 @@ class JsonClient:
             raise DeviceUnreachable(exc.strerror or type(exc).__name__) from None
         if len(body) > MAX_BODY_BYTES:
             raise DeviceUnreachable(f"reply larger than {MAX_BODY_BYTES} bytes")
+        return decode_json(body)
+
+
+def decode_json(body: bytes) -> Any:
+    """A device's JSON reply as Python values; DeviceUnreachable if it is not a sane one."""
+    try:
+        document = json.loads(body, parse_constant=_refuse_constant,
+                              parse_float=_finite_float, parse_int=_bounded_int)
+    except RecursionError:
+        raise DeviceUnreachable(f"reply is not JSON (nested deeper than {MAX_DEPTH})") from None
+    except MemoryError:
+        raise DeviceUnreachable("reply is not JSON (too large to decode)") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, our refusals
+        raise DeviceUnreachable(f"reply is not JSON ({_reason(exc)})") from None
+    if _too_deep(document):
+        raise DeviceUnreachable(f"reply is not JSON (nested deeper than {MAX_DEPTH})")
+    if _SURROGATE.search(body) is not None:
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DeviceUnreachable(f"reply is not JSON ({exc.__class__.__name__})") from None
+            json.dumps(document, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise DeviceUnreachable("reply is not JSON (a lone UTF-16 surrogate)") from None
+    return document
+
+
+class _Refused(ValueError):
+    """A number JSON's grammar allows but a device status cannot hold."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _Refused(f"{text[:20]} is out of range")
+    return number
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 21:  # 2**64 has 20 digits; a longer one cannot be in range
+        raise _Refused(f"an integer of {len(text)} digits")
+    number = int(text)
+    if not -_INT_LIMIT < number < _INT_LIMIT:
+        raise _Refused(f"{text} is out of range")
+    return number
+
+
+def _reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at byte {exc.pos}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}"
+    return str(exc)[:80]
+
+
+def _too_deep(document: Any) -> bool:
+    """True when lists and objects nest deeper than MAX_DEPTH (without recursion)."""
+    level: list[Any] = [document]
+    for _ in range(MAX_DEPTH + 1):
+        inner: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                inner.extend(v for v in item.values() if isinstance(v, dict | list))
+            elif isinstance(item, list):
+                inner.extend(v for v in item if isinstance(v, dict | list))
+        if not inner:
+            return False
+        level = inner
+    return True
 
 
 class HttpSession:

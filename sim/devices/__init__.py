@@ -9,10 +9,10 @@
 | `ShellyRelayGen1` | Gen1 `/relay/0?turn=` | the `ExtraLoad` it switches |
 
 Every device is an async context manager with `.url`, `.faults` (slow, hang,
-garbage, clear) and `go_away()` / `come_back()`.
+garbage, deep, answer, clear) and `go_away()` / `come_back()`.
 """
 
-from sim.devices.faults import GARBAGE_BODY, Fault, Faults
+from sim.devices.faults import DEEP_BODY, GARBAGE_BODY, Fault, Faults
 from sim.devices.pm import (
     Meter,
     Reading,
@@ -27,6 +27,7 @@ from sim.devices.server import DeviceServer
 from sim.devices.shelly3em import Shelly3EMGen1
 
 __all__ = [
+    "DEEP_BODY",
     "GARBAGE_BODY",
     "DeviceServer",
     "Fault",

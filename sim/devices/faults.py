@@ -3,6 +3,9 @@
 - `slow(delay_s)`: answer every request, but only after a delay;
 - `hang()`: accept the connection and the request, never answer (a client times out);
 - `garbage()`: answer 200 with a body that is not JSON;
+- `deep()`: answer 200 with `{"emeters":` and 50000 `[`, nested too deep for a JSON parser
+  (Python's raises RecursionError, not a decode error);
+- `answer(body)`: answer 200 with exactly these bytes (any other broken or odd reply);
 - going away (the port closed) is `DeviceServer.go_away()`, since it needs the server.
 
 `clear()` ends the fault; requests left hanging are then answered normally.
@@ -16,9 +19,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["GARBAGE_BODY", "Fault", "Faults"]
+__all__ = ["DEEP_BODY", "GARBAGE_BODY", "Fault", "Faults"]
 
 GARBAGE_BODY = b'{"emeters": [{"power": 12\x00\xff<html>oops'
+DEEP_BODY = b'{"emeters":' + b"[" * 50_000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -28,6 +32,8 @@ class Fault(enum.Enum):
     SLOW = "slow"
     HANG = "hang"
     GARBAGE = "garbage"
+    DEEP = "deep"
+    BODY = "body"
 
 
 class Faults:
@@ -36,6 +42,8 @@ class Faults:
     def __init__(self) -> None:
         self.mode = Fault.NONE
         self.delay_s = 0.0
+        self.body = b""
+        """what GARBAGE, DEEP and BODY answer"""
         self.hanging = 0
         """requests waiting for a hang to end"""
         self._release = asyncio.Event()
@@ -51,6 +59,15 @@ class Faults:
 
     def garbage(self) -> None:
         self._set(Fault.GARBAGE)
+        self.body = GARBAGE_BODY
+
+    def deep(self) -> None:
+        self._set(Fault.DEEP)
+        self.body = DEEP_BODY
+
+    def answer(self, body: bytes) -> None:
+        self._set(Fault.BODY)
+        self.body = body
 
     def clear(self) -> None:
         self._set(Fault.NONE)
@@ -60,6 +77,7 @@ class Faults:
         self._release = asyncio.Event()
         self.mode = mode
         self.delay_s = 0.0
+        self.body = b""
 
     def release(self) -> None:
         """Let hanging requests go (on shutdown) without changing the mode."""
@@ -76,6 +94,6 @@ class Faults:
                 await release.wait()
             finally:
                 self.hanging -= 1
-        elif self.mode is Fault.GARBAGE:
-            return web.Response(body=GARBAGE_BODY, content_type="application/json")
+        elif self.mode in (Fault.GARBAGE, Fault.DEEP, Fault.BODY):
+            return web.Response(body=self.body, content_type="application/json")
         return await handler(request)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import textwrap
 from collections.abc import AsyncIterator
@@ -19,6 +21,7 @@ from flowengine.registry import Registry
 from flowengine.runner import NodeRunner
 from flowengine.runtime import FlowRun, Runtime
 from nodes.devices.shelly import detect_model
+from nodes.http.session import DeviceUnreachable, HttpSessionConfig, open_session
 from sim import EnergyModel, mixed_phases_noon
 from sim.devices import Shelly3EMGen1, ShellyPlus1PM, ShellyPMMiniGen3, ShellyPro3EM
 
@@ -245,5 +248,79 @@ def test_a_single_phase_device_configured_as_three_phase_says_what_to_set(
             runner = run_.runners["shelly"]
             await eventually(lambda: runner.status.level == "error", 3)
             assert "set phases: 1" in runner.status.text
+
+    run(scenario())
+
+
+def test_a_too_deep_reply_is_a_failed_poll_not_a_failed_node(tmp_path: Path) -> None:
+    """`{"emeters":` + 50000 `[` made Python's parser raise RecursionError, which failed
+    the node; its restart backoff then kept the meter missing long after the device was
+    healthy again."""
+    interval = 0.2
+
+    async def scenario() -> None:
+        async with Shelly3EMGen1(model(), password=PASSWORD) as device, \
+                running(meter_flow(device.url, interval_ms=int(interval * 1000)),
+                        tmp_path) as (run_, seen):
+            runner = run_.runners["shelly"]
+            await eventually(lambda: runner.status.level == "ok", 3)
+            failed = runner.node.failed_polls  # type: ignore[union-attr]
+            device.faults.deep()
+            await eventually(lambda: runner.status.level == "error", 5)
+            assert "nested deeper than" in runner.status.text
+            assert runner.node.failed_polls >= failed + 3  # type: ignore[union-attr]
+            assert seen.latest("L1/power") is None and seen.latest("connected") == 0
+            device.faults.clear()
+            cleared = asyncio.get_running_loop().time()
+            await eventually(lambda: isinstance(seen.latest("L1/power"), float), 3)
+            # the next poll after the fault, one interval (and one answer) later
+            assert asyncio.get_running_loop().time() - cleared < interval + 0.5
+            assert runner.restarts == 0 and runner.failures == 0
+            assert runner.status.level == "ok"
+
+    run(scenario())
+
+
+BROKEN_REPLIES = {
+    "deep": b'{"emeters":' + b"[" * 50_000,
+    "just-too-deep": b"[" * 900 + b"]" * 900,
+    "invalid-utf8": b'{"total_power": "\xff\xfe"}',
+    "nan": b'{"total_power": NaN}',
+    "infinity": b'{"total_power": -Infinity}',
+    "float-overflow": b'{"total_power": 1e400}',
+    "huge-int": b'{"total_power": ' + b"9" * 5000 + b"}",
+    "lone-surrogate": b'{"total_power": "\\ud800"}',
+    "truncated": b'{"emeters": [{"power": 1',
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("body", BROKEN_REPLIES.values(), ids=BROKEN_REPLIES.keys())
+def test_a_broken_reply_is_device_unreachable(body: bytes) -> None:
+    async def scenario() -> None:
+        async with Shelly3EMGen1(model()) as device, \
+                open_session("default", HttpSessionConfig()) as session:
+            client = session.client()
+            assert isinstance(await client.get_json(device.url + "/status", timeout_s=2), dict)
+            device.faults.answer(body)
+            with pytest.raises(DeviceUnreachable, match="reply is not JSON"):
+                await client.get_json(device.url + "/status", timeout_s=2)
+
+    run(scenario())
+
+
+def test_numbers_near_a_doubles_limit_and_a_sum_beyond_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with Shelly3EMGen1(model()) as device, \
+                running(meter_flow(device.url, offline_after=1), tmp_path) as (run_, seen):
+            runner = run_.runners["shelly"]
+            await eventually(lambda: runner.status.level == "ok", 3)
+            huge = 18446744073709551615  # in range for the decoder; times 0.001 it is fine
+            device.faults.answer(json.dumps({"emeters": [
+                {"power": 1.7e308, "total": huge, "total_returned": 1e308}] * 3}).encode())
+            await eventually(lambda: seen.latest("L1/power") == 1.7e308, 3)
+            assert seen.latest("power") is None  # the phases' sum is no double: unknown
+            assert seen.latest("L1/energy_forward") == pytest.approx(huge / 1000)
+            assert runner.status.level == "ok" and runner.restarts == 0
 
     run(scenario())
