@@ -20,6 +20,11 @@ A config error renders as one line that says where, what, and how to fix it::
 
     flows/time-to-go.yaml:21:17: flow 'time-to-go', node 'seconds' (formula):
     unknown name 'SOCC'; did you mean 'soc'?
+
+A message echoes a value with `shown(value)` (or a name with `shorten(name)`), so a
+rejected value of 100,000 characters appears as its first 80 and its length. Messages
+built elsewhere (a node's own checks) are cut in the middle past MESSAGE_CHARS when
+rendered.
 """
 
 from __future__ import annotations
@@ -44,7 +49,34 @@ __all__ = [
     "StateError",
     "UnknownNodeType",
     "YamlSyntaxError",
+    "shorten",
+    "shown",
 ]
+
+VALUE_CHARS = 80  # of a value or a name that a message echoes
+MESSAGE_CHARS = 500  # of a message or a hint, however it was built
+
+
+def shorten(text: str, limit: int = VALUE_CHARS) -> str:
+    """`text`, or its first `limit` characters and its length: 'aaaa… (100000 characters)'."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown(value: Any) -> str:
+    """A value as a message echoes it: its repr, shortened (a Secret's repr is '***')."""
+    if isinstance(value, str) and len(value) > VALUE_CHARS:
+        return f"{value[:VALUE_CHARS]!r}… ({len(value)} characters)"
+    return shorten(repr(value))
+
+
+def _bounded(text: str) -> str:
+    """A message or hint cut in the middle if it is longer than MESSAGE_CHARS."""
+    if len(text) <= MESSAGE_CHARS:
+        return text
+    head, tail = text[:MESSAGE_CHARS * 3 // 5], text[-MESSAGE_CHARS // 5:]
+    return f"{head}… ({len(text) - len(head) - len(tail)} characters left out) …{tail}"
 
 
 class FlowEngineError(Exception):
@@ -79,9 +111,9 @@ class ConfigError(FlowEngineError):
             where.append(node)
         if where:
             parts.append(", ".join(where) + ":")
-        text = self.message
+        text = _bounded(self.message)
         if self.hint:
-            text += f"; {self.hint}"
+            text += f"; {_bounded(self.hint)}"
         parts.append(text)
         return " ".join(parts)
 
@@ -99,8 +131,8 @@ class ConfigError(FlowEngineError):
             "node": self.node,
             "node_type": self.node_type,
             "kind": type(self).__name__,
-            "message": self.message,
-            "hint": self.hint,
+            "message": _bounded(self.message),
+            "hint": _bounded(self.hint) if self.hint else self.hint,
             "text": str(self),
         }
 

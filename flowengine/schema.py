@@ -20,7 +20,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from flowengine.errors import ConfigError, SchemaError
+from flowengine.errors import ConfigError, SchemaError, shorten, shown
 from flowengine.model import JsonValue, Secret, SourceMark
 from flowengine.node import CONNECTION_META
 
@@ -184,17 +184,10 @@ def _describe(schema: Any) -> str | None:
     return _describe_type(kind)
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, Secret):
-        return repr(value)
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
     """(path, message, hint) for one jsonschema error."""
     path: Path = tuple(error.absolute_path)
-    where = f"option '{'.'.join(str(p) for p in path)}'" if path else "this mapping"
+    where = f"option '{shorten('.'.join(str(p) for p in path))}'" if path else "this mapping"
     validator: Any = error.validator
     value: Any = error.validator_value
     instance: Any = error.instance
@@ -206,7 +199,7 @@ def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
         hint = did_you_mean(str(name), allowed)
         if hint is None and allowed:
             hint = "known options: " + ", ".join(allowed)
-        return (*path, name), f"unknown option '{name}'", hint
+        return (*path, name), f"unknown option '{shorten(str(name))}'", hint
     if validator == "required":
         missing = _missing(error)
         prop = schema.get("properties", {}).get(missing, {})
@@ -219,16 +212,16 @@ def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
         return path, f"missing required option '{missing}'", hint
     if validator == "type":
         return path, (f"{where} must be {_describe_type(value)}, "
-                      f"got {_show(instance)}"), None
+                      f"got {shown(instance)}"), None
     if validator == "enum":
         choices = [str(c) for c in value]
         hint = did_you_mean(str(instance), choices) or ("one of: " + ", ".join(choices))
-        return path, f"{where} has the unknown value {_show(instance)}", hint
+        return path, f"{where} has the unknown value {shown(instance)}", hint
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {"minimum": "at least", "maximum": "at most",
                  "exclusiveMinimum": "more than", "exclusiveMaximum": "less than"}
         return path, (f"{where} must be {words[str(validator)]} {value}, "
-                      f"got {_show(instance)}"), None
+                      f"got {shown(instance)}"), None
     if validator == "pattern":
         return path, f"{where} does not match the pattern {value!r}", None
     if validator == "minItems":
@@ -245,9 +238,10 @@ def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
         return path, f"{where} takes only one of " + " and ".join(f"`{k}:`" for k in keys), None
     accepts = _describe(schema) if validator == "anyOf" else None
     if accepts:
-        return path, f"{where} must be {accepts}, got {_show(instance)}", \
+        return path, f"{where} must be {accepts}, got {shown(instance)}", \
             schema.get("description")
-    return path, f"{where}: {error.message}", None
+    # jsonschema's own text quotes the value in full ("'...' is too long")
+    return path, f"{where}: {error.message.replace(repr(instance), shown(instance))}", None
 
 
 def _missing(error: ValidationError) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowengine.errors import ConfigError, GraphError, SchemaError
+from flowengine.errors import ConfigError, GraphError, SchemaError, shorten, shown
 from flowengine.formats import VAR_TYPES
 from flowengine.model import FlowSpec, JsonValue, NodeSpec, Secret, SourceMark, VarSpec
 from flowengine.schema import did_you_mean, make_validator
@@ -59,7 +59,7 @@ def var_values(specs: Mapping[str, VarSpec], values: Mapping[str, Any], *,
         if name not in specs:
             hint = did_you_mean(name, specs) or (
                 "this flow's vars: " + ", ".join(specs) if specs else "this flow has no vars")
-            errors.append(GraphError(f"unknown var '{name}'", where(name), hint=hint))
+            errors.append(GraphError(f"unknown var '{shorten(name)}'", where(name), hint=hint))
     for name, spec in specs.items():
         if name in values:
             value = values[name]
@@ -103,15 +103,15 @@ def _check_var_type(spec: VarSpec, value: Any) -> str | None:
         return None
     errs = list(make_validator({"type": json_type}).iter_errors(value))
     if errs:
-        return f"must be of type {spec.type}, got {value!r}"
+        return f"must be of type {spec.type}, got {shown(value)}"
     limits: Mapping[str, Any] = spec.limits
     if "enum" in limits and value not in limits["enum"]:
-        return f"must be one of {', '.join(map(str, limits['enum']))}, got {value!r}"
+        return f"must be one of {', '.join(map(str, limits['enum']))}, got {shown(value)}"
     if isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in limits and value < limits["minimum"]:
-            return f"must be at least {limits['minimum']}, got {value!r}"
+            return f"must be at least {limits['minimum']}, got {shown(value)}"
         if "maximum" in limits and value > limits["maximum"]:
-            return f"must be at most {limits['maximum']}, got {value!r}"
+            return f"must be at most {limits['maximum']}, got {shown(value)}"
     return None
 
 
@@ -175,7 +175,7 @@ def _known(name: str, path: tuple[str | int, ...], sub: Substitution) -> bool:
         sub.used.add(name)
         return name in sub.values  # a declared var without value was reported already
     hint = did_you_mean(name, sub.declared) or "declare it under vars:"
-    sub.errors.append(GraphError(f"unknown var '${{{name}}}'", sub.marks.nearest(path),
+    sub.errors.append(GraphError(f"unknown var '${{{shorten(name)}}}'", sub.marks.nearest(path),
                                  hint=hint))
     return False
 
@@ -205,7 +205,7 @@ def blame_var(error: ConfigError, flow: FlowSpec, node: NodeSpec) -> ConfigError
     option = ".".join(str(k) for k in key)
     if len(names) > 1:  # which one is wrong? the error stays at the flow line
         error.message += (f"; made with vars {', '.join(repr(n) for n in names)} "
-                          f"({option}: {_short(text)})")
+                          f"({option}: {shorten(text, 60)})")
         error.hint = error.hint or \
             f"change the value of var {' or '.join(repr(n) for n in names)}"
         return error
@@ -213,11 +213,11 @@ def blame_var(error: ConfigError, flow: FlowSpec, node: NodeSpec) -> ConfigError
     how = "set by" if _VAR_RE.fullmatch(text) else "made with"
     set_at = flow.var_marks.get(name)
     if set_at is None:  # a value from the command line
-        error.message += f"; {how} var '{name}' ({option}: {_short(text)})"
+        error.message += f"; {how} var '{name}' ({option}: {shorten(text, 60)})"
         error.hint = error.hint or f"change the value of var '{name}'"
         return error
     error.mark = set_at
-    error.message += f"; {how} var '{name}' ({used_at}: {option}: {_short(text)})"
+    error.message += f"; {how} var '{name}' ({used_at}: {option}: {shorten(text, 60)})"
     if set_at.file == flow.file:  # the var's default or example
         fix = f"set var '{name}' under vars: in the site file, or change it here"
         error.hint = f"{error.hint}; {fix}" if error.hint else fix
@@ -239,7 +239,3 @@ def _option_at(mark: SourceMark | None, node: NodeSpec) -> tuple[str | int, ...]
         if node.key_marks.get(key) == mark:
             return key
     return None
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -4,10 +4,18 @@
 `SecretRef`) and `Marks`: JSON-path tuple -> SourceMark. Mapping entries are marked
 at their key, list items at the item. Duplicate keys are errors (PyYAML would keep
 the last one silently).
+
+A bad file cannot exhaust the GX: the file is read up to `MAX_FILE_BYTES`, and the
+document is composed here, not by PyYAML, so that alias uses (`*name`, also in
+`<<: *name`), the size of the document with every alias expanded and the nesting
+depth are counted before anything is built. A file past a limit is refused at the
+line of the alias or value that crosses it (a "billion laughs" file is a few hundred
+bytes that expand to a billion values).
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +23,36 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.events import (
+    AliasEvent,
+    CollectionStartEvent,
+    Event,
+    ScalarEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 
-from flowengine.errors import ConfigError, ConfigErrors, YamlSyntaxError
+from flowengine.errors import ConfigError, ConfigErrors, YamlSyntaxError, shorten
 from flowengine.model import SourceMark
 
-__all__ = ["Marks", "SecretRef", "read_yaml", "read_yaml_text"]
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_VALUES",
+    "Marks",
+    "SecretRef",
+    "read_yaml",
+    "read_yaml_text",
+]
+
+# No flow or site file comes near these; the largest shipped flow is 4.7 kB with 247
+# values, no aliases and 6 levels. A file at the limits builds in well under a second.
+MAX_FILE_BYTES = 2 * 1024 * 1024  # 400 times the largest shipped flow
+MAX_VALUES = 50_000  # scalars, lists and mappings, every alias use counting its anchor's
+MAX_ALIASES = 1_000  # uses of `*name`: an anchor for each node's common options is ~100
+MAX_DEPTH = 100  # nested lists and mappings; builder, vars and schema checks recurse
 
 try:  # the C loader is several times faster; PyYAML without libyaml falls back
     _Base: type[Any] = yaml.CSafeLoader
@@ -109,7 +141,7 @@ class _Builder:
                 if key in out:
                     first = marks.get((*path, key))
                     self.errors.append(YamlSyntaxError(
-                        f"duplicate key '{key}'", key_mark,
+                        f"duplicate key '{shorten(key)}'", key_mark,
                         hint=f"it is set already at line {first.line}" if first else None))
                     continue
                 marks.add((*path, key), key_mark)
@@ -122,27 +154,190 @@ class _Builder:
                 items.append(self.build(item, (*path, i), marks))
             return items
         if node.tag.startswith("!") and not node.tag.startswith("!!"):
-            self.errors.append(YamlSyntaxError(f"unknown tag '{node.tag}'", _mark(self.file, node),
+            self.errors.append(YamlSyntaxError(f"unknown tag '{shorten(node.tag)}'",
+                                               _mark(self.file, node),
                                                hint="the only tag here is !secret"))
             return None
         return self.constructor.construct_object(node, deep=True)
+
+
+@dataclass(slots=True)
+class _Open:
+    """A list or mapping being composed."""
+
+    node: CollectionNode
+    anchor: str | None
+    values_before: int  # values composed before this one
+    height: int = 0  # levels of nesting inside it
+    key: Node | None = None  # a mapping's key waiting for its value
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchored:
+    node: Node
+    values: int  # what one use expands to
+    height: int  # levels of nesting: 0 for a scalar
+
+
+class _Composer:
+    """Parser events -> one document's nodes, refused early if it would grow too large.
+
+    PyYAML's composer turns an alias into the anchored node itself; building the data
+    copies that node's values once per use. Here every use counts its anchor's values,
+    so a document's built size is known, alias by alias, before anything is built.
+    """
+
+    def __init__(self, loader: Any, file: str) -> None:
+        self.loader = loader
+        self.file = file
+        self.stack: list[_Open] = []
+        self.anchors: dict[str, _Anchored | None] = {}  # None: its list or mapping is open
+        self.anchor_marks: dict[str, SourceMark] = {}
+        self.values = 0
+        self.aliases = 0
+
+    def compose(self) -> Node | None:
+        """The single document of the stream, or None for an empty file."""
+        self.loader.get_event()  # StreamStartEvent
+        if self.loader.check_event(StreamEndEvent):
+            return None
+        self.loader.get_event()  # DocumentStartEvent
+        root = self._document()
+        self.loader.get_event()  # DocumentEndEvent
+        if not self.loader.check_event(StreamEndEvent):
+            raise self._error("the file holds more than one YAML document",
+                              self.loader.peek_event().start_mark,
+                              hint="a flow or site file is one document; remove the `---` line")
+        return root
+
+    def _document(self) -> Node:
+        while True:
+            event = self.loader.get_event()
+            if isinstance(event, AliasEvent):
+                node, height = self._alias(event)
+            elif isinstance(event, ScalarEvent):
+                tag = event.tag
+                if tag is None or tag == "!":
+                    tag = self.loader.resolve(ScalarNode, event.value, event.implicit)
+                start: Any = event.start_mark  # the C parser's marks, not yaml.Mark
+                end: Any = event.end_mark
+                node = ScalarNode(tag, event.value, start, end, style=event.style)
+                height = 0
+                self._define(event.anchor, event)
+                self._count(1, event)
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = _Anchored(node, 1, 0)
+            elif isinstance(event, CollectionStartEvent):
+                self._open(event)
+                continue
+            else:  # SequenceEndEvent, MappingEndEvent
+                done = self.stack.pop()
+                node = done.node
+                node.end_mark = event.end_mark
+                height = done.height + 1
+                if done.anchor is not None:
+                    self.anchors[done.anchor] = _Anchored(
+                        node, self.values - done.values_before, height)
+            if not self.stack:
+                return node
+            self._add(node, height)
+
+    def _open(self, event: CollectionStartEvent) -> None:
+        kind = SequenceNode if isinstance(event, SequenceStartEvent) else MappingNode
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(kind, None, event.implicit)
+        if len(self.stack) >= MAX_DEPTH:
+            raise self._error(f"the file nests lists and mappings deeper than {MAX_DEPTH} "
+                              "levels", event.start_mark,
+                              hint="a flow or site file needs far fewer")
+        self._define(event.anchor, event)
+        start: Any = event.start_mark
+        self.stack.append(_Open(kind(tag, [], start, None, flow_style=event.flow_style),
+                                event.anchor, self.values))
+        self._count(1, event)
+
+    def _add(self, node: Node, height: int) -> None:
+        parent = self.stack[-1]
+        parent.height = max(parent.height, height)
+        if isinstance(parent.node, SequenceNode):
+            parent.node.value.append(node)
+        elif parent.key is None:
+            parent.key = node
+        else:
+            parent.node.value.append((parent.key, node))
+            parent.key = None
+
+    def _define(self, anchor: str | None, event: Event) -> None:
+        if anchor is None:
+            return
+        first = self.anchor_marks.get(anchor)
+        if first is not None:
+            raise self._error(f"the anchor &{shorten(anchor)} is defined twice",
+                              event.start_mark, hint=f"first at line {first.line}; "
+                                                     "give each anchor its own name")
+        self.anchor_marks[anchor] = _where(self.file, event.start_mark)
+        self.anchors[anchor] = None
+
+    def _alias(self, event: AliasEvent) -> tuple[Node, int]:
+        anchor = str(event.anchor)
+        name = shorten(anchor)
+        if anchor not in self.anchors:
+            raise self._error(f"unknown alias *{name}", event.start_mark,
+                              hint=f"an alias needs its anchor &{name} written before it")
+        anchored = self.anchors[anchor]
+        if anchored is None:
+            raise self._error(f"the alias *{name} is inside its own anchor &{name}",
+                              event.start_mark,
+                              hint="the value would contain itself without end")
+        self.aliases += 1
+        if self.aliases > MAX_ALIASES:
+            raise self._error(f"more than {MAX_ALIASES} aliases (*name) in one file",
+                              event.start_mark, hint="a flow or site file needs far fewer")
+        if len(self.stack) + anchored.height > MAX_DEPTH:
+            raise self._error(f"the alias *{name} nests lists and mappings deeper than "
+                              f"{MAX_DEPTH} levels", event.start_mark,
+                              hint="a flow or site file needs far fewer")
+        self._count(anchored.values, event, alias=name)
+        return anchored.node, anchored.height
+
+    def _count(self, values: int, event: Event, *, alias: str | None = None) -> None:
+        self.values += values
+        if self.values <= MAX_VALUES:
+            return
+        if alias is None:
+            raise self._error(f"the file holds more than {MAX_VALUES} values",
+                              event.start_mark, hint="a flow or site file needs far fewer")
+        raise self._error(f"the alias *{alias} makes the file expand to more than "
+                          f"{MAX_VALUES} values", event.start_mark,
+                          hint="each use of an alias counts every value of its anchor "
+                               "again; a flow or site file needs far fewer")
+
+    def _error(self, message: str, mark: Any, *, hint: str) -> ConfigErrors:
+        return ConfigErrors([YamlSyntaxError(message, _where(self.file, mark), hint=hint)])
+
+
+def _where(file: str, mark: Any) -> SourceMark:
+    return SourceMark(file, mark.line + 1, mark.column + 1) if mark else SourceMark(file, 1, 1)
+
+
+def _syntax_error(exc: yaml.YAMLError, file: str, fallback: SourceMark) -> ConfigErrors:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        return ConfigErrors([YamlSyntaxError(
+            f"not valid YAML: {exc.problem or exc}",
+            _where(file, mark) if mark else fallback,
+            hint="check indentation and quoting on this line")])
+    return ConfigErrors([YamlSyntaxError(f"not valid YAML: {exc}", fallback)])
 
 
 def read_yaml_text(text: str, file: str) -> tuple[Any, Marks]:
     """Parse one YAML document. Raises ConfigErrors (YamlSyntaxError, duplicate keys)."""
     loader = _Loader(text)
     try:
-        root = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = SourceMark(file, mark.line + 1, mark.column + 1) if mark else \
-            SourceMark(file, 1, 1)
-        raise ConfigErrors([YamlSyntaxError(
-            f"not valid YAML: {exc.problem or exc}", where,
-            hint="check indentation and quoting on this line")]) from exc
+        root = _Composer(loader, file).compose()
     except yaml.YAMLError as exc:
-        raise ConfigErrors([YamlSyntaxError(f"not valid YAML: {exc}",
-                                            SourceMark(file, 1, 1))]) from exc
+        raise _syntax_error(exc, file, SourceMark(file, 1, 1)) from exc
     finally:
         loader.dispose()
     if root is None:
@@ -151,20 +346,55 @@ def read_yaml_text(text: str, file: str) -> tuple[Any, Marks]:
     builder = _Builder(file)
     try:
         data = builder.build(root, (), marks)
-    except yaml.YAMLError as exc:
-        raise ConfigErrors([YamlSyntaxError(f"not valid YAML: {exc}", marks.root)]) from exc
+    except yaml.YAMLError as exc:  # a merge key (`<<:`) with something other than mappings
+        raise _syntax_error(exc, file, marks.root) from exc
+    except RecursionError as exc:  # PyYAML's merging recurses along chains of `<<: *name`
+        raise ConfigErrors([YamlSyntaxError(
+            "the file's merge keys (<<:) are chained too deeply", marks.root,
+            hint="merge from fewer anchors in a row")]) from exc
     if builder.errors:
         raise ConfigErrors(builder.errors)
     return data, marks
 
 
+_OTHER_ENCODINGS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                    (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _decode(raw: bytes, file: str) -> str:
+    """The text of a UTF-8 file (a leading byte order mark is dropped)."""
+    for bom, encoding in _OTHER_ENCODINGS:
+        if raw.startswith(bom):
+            raise ConfigErrors([YamlSyntaxError(
+                f"the file is {encoding}, not UTF-8", SourceMark(file, 1, 1),
+                hint="save it as UTF-8 (without a byte order mark)")])
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = start + exc.start
+        newline = raw.rfind(b"\n", start, bad)
+        line_start = start if newline < 0 else newline + 1
+        column = len(raw[line_start:bad].decode("utf-8")) + 1
+        where = SourceMark(file, raw.count(b"\n", start, bad) + 1, column)
+        raise ConfigErrors([YamlSyntaxError(
+            f"the file is not valid UTF-8 (byte 0x{raw[bad]:02x} at offset {bad})", where,
+            hint="save it as UTF-8")]) from exc
+
+
 def read_yaml(path: str | Path) -> tuple[Any, Marks]:
+    """Read and parse one YAML file (at most MAX_FILE_BYTES, UTF-8)."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError as exc:
         raise ConfigErrors([ConfigError("file not found", SourceMark(file, 0, 0))]) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigErrors([ConfigError(f"cannot read the file: {exc}",
                                         SourceMark(file, 0, 0))]) from exc
-    return read_yaml_text(text, file)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigErrors([YamlSyntaxError(
+            f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+            SourceMark(file, 0, 0), hint="a flow or site file needs far less")])
+    return read_yaml_text(_decode(raw, file), file)
