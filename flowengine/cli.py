@@ -10,11 +10,12 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -30,6 +31,7 @@ from flowengine.errors import (
     SchemaError,
 )
 from flowengine.formats import flow_schema, node_file_schema, site_schema
+from flowengine.guard import ENV_FD, GuardianLink
 from flowengine.loader import Secrets, Site, is_site_file, load_flow, load_site
 from flowengine.log import configure_logging, parse_level
 from flowengine.node import CONNECTION_META
@@ -39,6 +41,7 @@ from flowengine.runtime import Runtime
 from flowengine.schema import build_config, config_schema, make_validator, schema_errors
 from flowengine.state import StateStore
 from flowengine.vars import blame_var
+from flowengine.watchdog import LoopWatchdog
 from flowengine.yamlsrc import read_yaml
 
 __all__ = ["main"]
@@ -214,12 +217,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     site = loaded.site
     level = args.log_level or (site.log_level if site else "INFO")
-    configure_logging(level, file=args.log_file or (site.log_file if site else None))
     state_dir = args.state_dir or (site.state_dir if site else None)
+    guarded = on_gx() if args.guardian is None else args.guardian
+    if guarded and ENV_FD not in os.environ:  # become the guardian; it starts us again
+        timeout = args.guardian_timeout or (site.guardian_timeout_s if site else 10.0)
+        exec_guardian(args.argv, state_dir=state_dir, timeout_s=timeout, log_level=level)
+    configure_logging(level, file=args.log_file or (site.log_file if site else None))
     connections = Connections(registry.connection_kinds, site.connections if site else {})
-    runtime = Runtime(registry, state=StateStore(state_dir), connections=connections)
+    runtime = Runtime(registry, state=StateStore(state_dir), connections=connections,
+                      guardian=GuardianLink.from_environment())
     observe = [(kind, name) for kind, name, _ in site.observe] if site else []
     return asyncio.run(_run(runtime, loaded.plans, args.duration, observe))
+
+
+def on_gx() -> bool:
+    """True on Venus OS (where the guardian is on by default)."""
+    return Path("/opt/victronenergy").is_dir()
+
+
+def exec_guardian(argv: Sequence[str], *, state_dir: str | None, timeout_s: float,
+                  log_level: str) -> NoReturn:
+    """Replace this process by the guardian, which runs this command line again as its
+    child (with --no-guardian). The process id stays, so the service's signals reach it."""
+    child = [sys.executable, str(REPO / "esess-flowctl"), *_without_guardian_flags(argv)]
+    command = [sys.executable, "-m", "flowengine.guardian", "--timeout", f"{timeout_s:g}",
+               "--log-level", log_level]
+    if state_dir:
+        command += ["--state-dir", state_dir]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [*command, "--", *child], env)
+
+
+def _without_guardian_flags(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--guardian", "--no-guardian"):
+            continue
+        if arg == "--guardian-timeout":
+            skip = True
+            continue
+        if arg.startswith("--guardian-timeout="):
+            continue
+        out.append(arg)
+    index = out.index("run") if "run" in out else 0
+    return [*out[:index + 1], "--no-guardian", *out[index + 1:]]
 
 
 async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | None,
@@ -228,6 +275,12 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watchdog = LoopWatchdog()
+    watchdog.start()
+    link = runtime.guardian
+    if link is not None:
+        link.on_lost = stop.set
+        await link.open()
     started = 0
     try:
         for kind, name in observe:  # before the flows start, so their start is reported
@@ -257,6 +310,9 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
     finally:
         log.info("stopping: applying safe states")
         await runtime.stop("shutdown")
+        if link is not None:
+            await link.close()
+        await watchdog.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("stopped")
@@ -361,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", help="also log to this file (rotated daily, 14 kept)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop after this many seconds")
+    p.add_argument("--guardian", action=argparse.BooleanOptionalAction, default=None,
+                   help="run under the guardian, which applies the safe states if this "
+                        "process dies or hangs (default: on a GX; --no-guardian to develop)")
+    p.add_argument("--guardian-timeout", type=float, metavar="SECONDS",
+                   help="no heartbeat for this long means the runtime hangs "
+                        "(default: the site file's guardian: timeout_s, else 10)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("schemas", help="write the JSON Schemas generated from the node types",
@@ -413,6 +475,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     result: int = args.func(args)
     return result
 

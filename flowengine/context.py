@@ -50,6 +50,8 @@ class _Host(Protocol):
     def spawn_task(self, coro: Awaitable[None], role: str) -> asyncio.Task[None]: ...
     def node_state(self) -> NodeState: ...
     def event(self, level: int, text: str) -> None: ...
+    async def hold_safe_action(self, action: Mapping[str, Any]) -> bool: ...
+    async def release_safe_action(self) -> None: ...
     async def spawn_child(self, child_id: str, type_name: str,
                           config: Mapping[str, JsonValue]) -> None: ...
     def send_child(self, child_id: str, msg: Message, port: str) -> None: ...
@@ -188,6 +190,23 @@ class NodeContext:
     def event(self, text: str, level: int = logging.INFO) -> None:
         """An operational message of this flow (logged; published as a service message)."""
         self._host.event(level, text)
+
+    # -- the guardian -------------------------------------------------------------------
+    async def register_safe_action(self, action: Mapping[str, Any]) -> bool:
+        """Tell the guardian what to do for this node if the runtime dies or hangs.
+
+        Call it before the node first drives the outside world, and again when the action
+        changes (only changes are sent). The action is a D-Bus SetValue, an MQTT publish
+        or an HTTP GET (`flowengine.guardian.actions`). It is withdrawn by the runtime once
+        the node's `safe_state()` has succeeded. True when the guardian has it on disk,
+        or when there is no guardian (development); False if it refused or did not
+        answer (logged).
+        """
+        return await self._host.hold_safe_action(action)
+
+    async def withdraw_safe_action(self) -> None:
+        """The outside world is safe without the guardian's help (e.g. nothing requested)."""
+        await self._host.release_safe_action()
 
     # -- dynamic children -------------------------------------------------------------
     async def spawn(self, child_id: str, type_name: str,

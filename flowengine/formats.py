@@ -129,6 +129,14 @@ SITE_SCHEMA: dict[str, Any] = {
                                "CRITICAL"], "default": "INFO"},
             "file": {"type": "string",
                      "description": "log file, rotated daily at midnight UTC, 14 kept"}}},
+        "guardian": {"type": "object", "additionalProperties": False,
+                     "description": "the process that applies the safe states when the "
+                                    "runtime dies or hangs (on by default on a GX)",
+                     "properties": {"timeout_s": {
+                         "type": "number", "minimum": 2, "maximum": 600, "default": 10,
+                         "description": "no heartbeat from the runtime for this long: it "
+                                        "hangs; the guardian applies the safe states, kills "
+                                        "and restarts it"}}},
     },
 }
 

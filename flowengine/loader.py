@@ -196,6 +196,7 @@ class Site:
     state_dir: str = "/data/es-ESS/state"
     log_level: str = "INFO"
     log_file: str | None = None
+    guardian_timeout_s: float = 10.0  # no heartbeat for this long: the runtime hangs
     secrets: Secrets | None = None
     # connections that report the runtime's events and node statuses: (kind, name, mark)
     observe: list[tuple[str, str, SourceMark]] = field(default_factory=list)
@@ -217,6 +218,7 @@ def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
     site = Site(file=str(path), state_dir=data.get("state_dir", "/data/es-ESS/state"),
                 secrets=secrets)
     site.log_level = data.get("log", {}).get("level", "INFO")
+    site.guardian_timeout_s = float(data.get("guardian", {}).get("timeout_s", 10.0))
     site.log_file = data.get("log", {}).get("file")
     for i, entry in enumerate(data.get("observe") or ()):
         kind, _, name = entry.partition(".")

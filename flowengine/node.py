@@ -182,7 +182,13 @@ class Node(Generic[ConfigT]):
 
     @classmethod
     def drives_outside_world(cls) -> bool:
+        """True for types that may drive the outside world (they have a safe state)."""
         return cls.safe_state is not Node.safe_state
+
+    def has_safe_state(self) -> bool:
+        """True if this node, as configured, drives the outside world; override when an
+        option decides it (an mqtt.out with a safe payload)."""
+        return type(self).drives_outside_world()
 
     def emit(self, msg: Message | str, value: JsonValue = None, *,
              port: str = DEFAULT_PORT) -> None:

@@ -109,6 +109,24 @@ class NodeRunner:
     def event(self, level: int, text: str) -> None:
         self.flow.runtime.event(self.flow_id, level, f"{self.node_id}: {text}")
 
+    @property
+    def guard_key(self) -> str:
+        return f"{self.flow_id}/{self.node_id}"
+
+    async def hold_safe_action(self, action: Mapping[str, Any]) -> bool:
+        link = self.flow.runtime.guardian
+        return True if link is None else await link.hold(self.guard_key, action)
+
+    async def release_safe_action(self) -> None:
+        link = self.flow.runtime.guardian
+        if link is not None:
+            await link.release(self.guard_key)
+
+    @property
+    def drives_outside_world(self) -> bool:
+        node = self.node
+        return node.has_safe_state() if node is not None else self.cls.drives_outside_world()
+
     async def spawn_child(self, child_id: str, type_name: str,
                           config: Mapping[str, JsonValue]) -> None:
         if child_id in self.children:
@@ -221,7 +239,7 @@ class NodeRunner:
     async def apply_safe_state(self, reason: str) -> None:
         """Run safe_state() of this node if it drives the outside world. Never raises."""
         node = self.node
-        if node is None or not self.cls.drives_outside_world():
+        if node is None or not node.has_safe_state():
             return
         try:
             async with asyncio.timeout(SAFE_TIMEOUT_S):
@@ -236,6 +254,7 @@ class NodeRunner:
             self.logger.info("safe state applied (%s)", reason)
             self.flow.runtime.event(self.flow_id, logging.WARNING,
                                     f"node '{self.node_id}': safe state applied ({reason})")
+            await self.release_safe_action()
 
     async def _stop_node(self) -> None:
         node = self.node

@@ -30,6 +30,7 @@ from flowengine.runner import NodeRunner
 from flowengine.state import StateStore
 
 if TYPE_CHECKING:
+    from flowengine.guard import GuardianLink
     from flowengine.plan import FlowPlan
     from flowengine.registry import Registry
 
@@ -96,7 +97,7 @@ class FlowRun:
         runners = list(reversed(self.started))
         self.started = []
         await asyncio.gather(*(r.halt_inputs() for r in runners))
-        hardware = [r for r in runners if r.cls.drives_outside_world() or r.children]
+        hardware = [r for r in runners if r.drives_outside_world or r.children]
         others = [r for r in runners if r not in hardware]
         await asyncio.gather(*(r.stop_now(reason) for r in hardware))
         for runner in others:  # restart input tasks briefly so queued values go out
@@ -122,12 +123,13 @@ class Runtime:
 
     def __init__(self, registry: Registry, *, state: StateStore | None = None,
                  connections: Connections | None = None, clock: Clock | None = None,
-                 queue_capacity: int = 256) -> None:
+                 queue_capacity: int = 256, guardian: GuardianLink | None = None) -> None:
         self.registry = registry
         self.state = state or StateStore(None)
         self.connections = connections or Connections(registry.connection_kinds)
         self.clock = clock or LoopClock()
         self.queue_capacity = queue_capacity
+        self.guardian = guardian  # None: nobody keeps safe states if this process dies
         self.flows: dict[str, FlowRun] = {}
         self._status_listeners: list[Callable[[str, str, NodeStatus], None]] = []
         self._event_listeners: list[Callable[[EngineEvent], None]] = []

@@ -41,7 +41,7 @@ from urllib.parse import quote
 
 from flowengine.errors import StateError
 
-__all__ = ["NodeState", "StateStore", "file_name"]
+__all__ = ["NodeState", "StateStore", "file_name", "write_atomically"]
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ class StateStore:
             entry.state._mark_clean()
             return 0
         try:
-            _write_atomically(entry.path, entry.state._document())
+            write_atomically(entry.path, entry.state._document())
         except OSError as exc:
             if not entry.failing:
                 logger.error("%s: cannot save state (%s); keeping it in memory, will retry",
@@ -312,7 +312,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write `text` to `path` so that a crash leaves the old file or the new one."""
     directory = path.parent
     if not directory.is_dir():

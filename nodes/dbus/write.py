@@ -24,6 +24,9 @@ does not change still arrives once the service is back). The safe value is writt
 when the flow stops, when the runtime gets SIGTERM and when this node fails; with
 `safe_value: null` nothing is written then, with `safe_value: invalid` the path is
 made invalid (so a value this flow no longer computes is not left standing).
+
+Before its first write the node registers the same safe write with the guardian, so it
+is also made when the runtime is killed, hangs or loses power (then at the next start).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from flowengine.context import NodeContext, Timer
 from flowengine.errors import ConfigError, NotConnected
 from flowengine.model import Message, NodeSpec
 from flowengine.node import Node, node_type, option
-from nodes.dbus.bus import BusCallError, ServiceAbsent
+from nodes.dbus.bus import BusCallError, ServiceAbsent, encode
 from nodes.dbus.link import DbusLink
 
 __all__ = ["DbusWrite", "DbusWriteConfig"]
@@ -94,6 +97,7 @@ class DbusWrite(Node[DbusWriteConfig]):
         self._release: Timer | None = None
         self._retry_s = RETRY_FIRST_S
         self._retrying = False  # the timer in _release is a retry's (a backoff)
+        self._guarded = False  # the guardian has our safe write
 
     async def start(self, ctx: NodeContext) -> None:
         await super().start(ctx)
@@ -142,21 +146,25 @@ class DbusWrite(Node[DbusWriteConfig]):
         if held is not None and held != self._written:
             await self._write(held)
 
-    async def _write_invalid(self, *, timeout_ms: float | None = None) -> bool:
+    async def _write_invalid(self, *, timeout_ms: float | None = None,
+                             safe: bool = False) -> bool:
         """Make the path invalid, once (not again while it is)."""
         if self._written_invalid:
             return True
         if self._release is not None:
             self._release.cancel()
         self._held = None
-        done = await self._write(None, timeout_ms=timeout_ms, retry=False)
+        done = await self._write(None, timeout_ms=timeout_ms, retry=False, safe=safe)
         self._written_invalid = done
         return done
 
     async def _write(self, value: Number | None, *, timeout_ms: float | None = None,
-                     retry: bool = True) -> bool:
+                     retry: bool = True, safe: bool = False) -> bool:
         """SetValue; True when the service accepted it. Sets the status either way; a
-        number that fails is tried again later (`retry`)."""
+        number that fails is tried again later (`retry`). Any write but the safe state's
+        own (`safe`) is registered with the guardian first."""
+        if not safe:
+            await self._guard()
         done = await self._set(value, timeout_ms)
         if done:
             self._retry_s = RETRY_FIRST_S
@@ -169,6 +177,17 @@ class DbusWrite(Node[DbusWriteConfig]):
             self._retrying = True
             self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
         return done
+
+    async def _guard(self) -> None:
+        """Register the safe write with the guardian, once, before the first write."""
+        safe = self.config.safe_value
+        if self._guarded or safe is None or self._link is None:
+            return
+        variant = encode(None if safe == "invalid" else self._limit(safe))
+        self._guarded = await self.ctx.register_safe_action({
+            "type": "dbus.set_value", "bus": self._link.bus.address,
+            "service": self.config.service, "path": self.config.path,
+            "signature": variant.signature, "value": variant.value})
 
     async def _set(self, value: Number | None, timeout_ms: float | None) -> bool:
         cfg, ctx = self.config, self.ctx
@@ -216,11 +235,12 @@ class DbusWrite(Node[DbusWriteConfig]):
         if safe is None or self._link is None:
             return
         if safe == "invalid":
-            if not await self._write_invalid(timeout_ms=SAFE_TIMEOUT_MS):
+            if not await self._write_invalid(timeout_ms=SAFE_TIMEOUT_MS, safe=True):
                 raise RuntimeError(self.ctx.status.current.text)
             return
         if self._release is not None:
             self._release.cancel()
         self._held = None
-        if not await self._write(self._limit(safe), timeout_ms=SAFE_TIMEOUT_MS, retry=False):
+        if not await self._write(self._limit(safe), timeout_ms=SAFE_TIMEOUT_MS, retry=False,
+                                 safe=True):
             raise RuntimeError(self.ctx.status.current.text)

@@ -22,6 +22,12 @@
 
 While the broker is away, the connection keeps the latest payload of each topic and
 sends it after reconnecting; the status shows what is queued and what was dropped.
+
+- `safe_payload`: for a topic that switches something (a heater's allowance, a relay):
+  published to the (fixed) topic with this node's `qos` and `retain` when the flow
+  stops, on SIGTERM and when the node fails, and by the guardian when the runtime is
+  killed, hangs or lost power (it is registered there before the first publish). A
+  device listening there should also act on the broker's `Offline` last will.
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ class MqttOutConfig:
     min_interval_ms: float | None = option(
         "at most one message per topic in this time (the latest held back goes out after)",
         default=None, minimum=1, example=1000)
+    safe_payload: str | None = option(
+        "published on stop, failure and by the guardian if the runtime dies (a fixed "
+        "topic only)", default=None, example="0")
 
 
 def encode_value(value: JsonValue) -> str:
@@ -105,6 +114,11 @@ class MqttOut(Node[MqttOutConfig]):
             raise ConfigError("format: template goes with a `template:` and only with it",
                               mark=self.mark_of("template" if config.template else "format"))
         self._fixed = "{" not in self._prefix and not self._star
+        if config.safe_payload is not None and not self._fixed:
+            raise ConfigError("safe_payload needs a fixed topic", mark=self.mark_of("topic"),
+                              hint="write the topic out in full (no {names}, no *): the "
+                                   "safe payload goes to that one topic")
+        self._guarded = False
         self._plain_topic = self._prefix == "{topic}"
         self._encode: Callable[[Message], str] = {
             "plain": lambda m: encode_value(m.value),
@@ -130,7 +144,39 @@ class MqttOut(Node[MqttOutConfig]):
             self._unlisten()
             self._broker = None
 
+    def has_safe_state(self) -> bool:
+        return self.config.safe_payload is not None
+
+    async def safe_state(self) -> None:
+        """Publish the safe payload; raise if the broker cannot take it now (the guardian,
+        which still has it, then publishes it when the runtime ends)."""
+        payload, broker = self.config.safe_payload, self._broker
+        if payload is None or broker is None:
+            return
+        for held in self._held.values():
+            held[1].cancel()
+        self._held.clear()
+        if not broker.connected:
+            raise RuntimeError(f"not connected to {broker.address}")
+        broker.publish(self._prefix, payload, qos=self.config.qos, retain=self.config.retain)
+        self._last[self._prefix] = payload
+
+    async def _guard(self, broker: Broker) -> None:
+        """Register the safe publish with the guardian (once, before the first publish)."""
+        cfg, bcfg = self.config, broker.config
+        action: dict[str, JsonValue] = {
+            "type": "mqtt.publish", "host": bcfg.host, "port": broker.port,
+            "tls": broker.use_tls, "ca_file": bcfg.ca_file, "insecure": bcfg.insecure,
+            "username": bcfg.username,
+            "password": None if bcfg.password is None else bcfg.password.reveal(),
+            "client_id": f"{broker.client_id}-guardian", "topic": self._prefix,
+            "payload": cfg.safe_payload, "qos": cfg.qos, "retain": cfg.retain}
+        self._guarded = await self.ctx.register_safe_action(action)
+
     async def on_message(self, port: str, msg: Message) -> None:
+        if self.config.safe_payload is not None and not self._guarded \
+                and self._broker is not None:
+            await self._guard(self._broker)
         try:
             topic = self._topic(msg)
             payload = self._encode(msg)

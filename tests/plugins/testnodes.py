@@ -7,6 +7,7 @@ to a file (its "device"), and its safe state writes the configured safe value th
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,3 +152,31 @@ class TestStuck(Node[StuckConfig]):
 
     async def stop(self) -> None:
         await asyncio.sleep(3600)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockConfig:
+    after_ms: float = option("block the event loop this long after the start", default=1000)
+    once_file: str | None = option("block only if this file does not exist (then create it)",
+                                   default=None)
+
+
+@node_type("test.block", config=BlockConfig)
+class TestBlock(Node[BlockConfig]):
+    """Block the whole event loop (a stand-in for code that hangs in C or in a loop)."""
+
+    inputs = {}
+    outputs = ()
+
+    async def start(self, ctx: NodeContext) -> None:
+        await super().start(ctx)
+        ctx.after(self.config.after_ms, self._block, name="block")
+
+    def _block(self) -> None:
+        marker = self.config.once_file
+        if marker is not None:
+            if Path(marker).exists():
+                return
+            Path(marker).write_text("blocked\n")
+        while True:  # never returns: only SIGKILL ends this
+            time.sleep(3600)
