@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowengine.errors import ConfigError, ConfigErrors, GraphError, SecretError
+from flowengine.errors import ConfigError, ConfigErrors, GraphError, SecretError, shorten
 from flowengine.formats import FLOW_SCHEMA, SITE_SCHEMA
 from flowengine.model import (
     DEFAULT_PORT,
@@ -80,9 +80,10 @@ class Secrets:
         if ref.name in values:
             return Secret(ref.name, values[ref.name])
         where = f"the secrets file {self.file}" if self.file else "a secrets file"
-        raise SecretError(f"secret '{ref.name}' is not set", ref.mark,
-                          hint=f"add `{ref.name}: ...` to {where} or set the "
-                               f"environment variable {env}")
+        name = shorten(ref.name)
+        raise SecretError(f"secret '{name}' is not set", ref.mark,
+                          hint=f"add `{name}: ...` to {where} or set the "
+                               f"environment variable {shorten(env)}")
 
 
 # -- flows ------------------------------------------------------------------------------
@@ -242,7 +243,8 @@ def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
             if not file.exists():
                 known = sorted(p.stem for p in shipped.glob("*.yaml"))
                 errors.append(ConfigError(
-                    f"no shipped flow '{entry['use']}'", marks.nearest(("flows", i, "use")),
+                    f"no shipped flow '{shorten(str(entry['use']))}'",
+                    marks.nearest(("flows", i, "use")),
                     hint=did_you_mean(entry["use"], known) or
                     ("shipped flows: " + ", ".join(known) if known else
                      f"no flows in {shipped}")))
@@ -260,7 +262,7 @@ def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
             continue
         if spec.id in seen:
             errors.append(GraphError(
-                f"flow '{spec.id}' is enabled twice", entry_mark,
+                f"flow '{shorten(spec.id)}' is enabled twice", entry_mark,
                 hint=f"first at line {seen[spec.id].line}; give each an `instance:` name"))
             continue
         seen[spec.id] = entry_mark
