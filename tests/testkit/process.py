@@ -18,7 +18,8 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 __all__ = ["RuntimeProcess", "kill_leftovers", "rss_kb"]
@@ -84,6 +85,17 @@ class RuntimeProcess:
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
+
+    async def until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait for `condition`; fail with `what` and the runtime's output when it does not
+        come in time or the runtime exits first."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if not self.running():
+                raise AssertionError(f"the runtime exited before {what}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout} s: {what}\n{self.output()}")
+            await asyncio.sleep(0.01)
 
     def kill(self) -> None:
         """SIGKILL: no safe state, no flush, as a crash."""
