@@ -141,20 +141,26 @@ class _Builder:
                 return None
             return SecretRef(str(node.value).strip(), _mark(self.file, node))
         if isinstance(node, MappingNode):
-            self.constructor.flatten_mapping(node)
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
+            chosen: dict[str, tuple[Node, Node]] = {}
+            written: dict[str, SourceMark] = {}
+            for key_node, value_node, merged in self._pairs(node):
                 key = self.constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str):
                     key = str(key)  # `on:`/`1:` style keys: keep them addressable
+                if merged:  # of several mappings merged, the first listed gives the key
+                    chosen.setdefault(key, (key_node, value_node))
+                    continue
                 key_mark = _mark(self.file, key_node)
-                if key in out:
-                    first = marks.get((*path, key))
+                if key in written:
                     self.errors.append(YamlSyntaxError(
                         f"duplicate key '{shorten(key)}'", key_mark,
-                        hint=f"it is set already at line {first.line}" if first else None))
+                        hint=f"it is set already at line {written[key].line}"))
                     continue
-                marks.add((*path, key), key_mark)
+                written[key] = key_mark
+                chosen[key] = (key_node, value_node)  # a key written out beats a merged one
+            out: dict[str, Any] = {}
+            for key, (key_node, value_node) in chosen.items():
+                marks.add((*path, key), _mark(self.file, key_node))
                 out[key] = self.build(value_node, (*path, key), marks)
             return out
         if isinstance(node, SequenceNode):
@@ -169,6 +175,27 @@ class _Builder:
                                                hint="the only tag here is !secret"))
             return None
         return self.constructor.construct_object(node, deep=True)
+
+    def _pairs(self, node: MappingNode) -> list[tuple[Node, Node, bool]]:
+        """A mapping's (key, value, merged) with `<<: *name` expanded: merged pairs first,
+        in the order they take precedence, then the pairs written out."""
+        merged: list[tuple[Node, Node, bool]] = []
+        written: list[tuple[Node, Node, bool]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != "tag:yaml.org,2002:merge":
+                written.append((key_node, value_node, False))
+                continue
+            sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, MappingNode):
+                    self.errors.append(YamlSyntaxError(
+                        "`<<:` merges a mapping or a list of mappings", _mark(self.file, source),
+                        hint="write `<<: *name` where `&name` is on a mapping"))
+                    continue
+                own = self._pairs(source)  # its written pairs beat what it merges itself
+                merged += [(k, v, True) for k, v, by_merge in own if not by_merge]
+                merged += [(k, v, True) for k, v, by_merge in own if by_merge]
+        return merged + written
 
 
 @dataclass(slots=True)
