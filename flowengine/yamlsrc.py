@@ -33,7 +33,7 @@ from yaml.events import (
 )
 from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 
-from flowengine.errors import ConfigError, ConfigErrors, YamlSyntaxError, shorten
+from flowengine.errors import ConfigError, ConfigErrors, YamlSyntaxError, shorten, shown
 from flowengine.model import SourceMark
 
 __all__ = [
@@ -53,7 +53,8 @@ __all__ = [
 MAX_FILE_BYTES = 2 * 1024 * 1024  # 400 times the largest shipped flow
 MAX_VALUES = 20_000  # scalars, lists, mappings and keys; an alias counts its anchor's again
 MAX_ALIASES = 1_000  # uses of `*name`; an anchor for each node's common options is ~100
-MAX_DEPTH = 100  # nested lists and mappings; the builder, vars and schema checks recurse
+MAX_DEPTH = 100  # nested lists and mappings, through aliases too; the builder, its merging,
+#                  vars and schema checks recurse this deep, Python stops at 1000 frames
 
 try:  # the C loader is several times faster; PyYAML without libyaml falls back
     _Base: type[Any] = yaml.CSafeLoader
@@ -144,7 +145,7 @@ class _Builder:
             chosen: dict[str, tuple[Node, Node]] = {}
             written: dict[str, SourceMark] = {}
             for key_node, value_node, merged in self._pairs(node):
-                key = self.constructor.construct_object(key_node, deep=True)
+                key = self._construct(key_node)
                 if not isinstance(key, str):
                     key = str(key)  # `on:`/`1:` style keys: keep them addressable
                 if merged:  # of several mappings merged, the first listed gives the key
@@ -174,7 +175,15 @@ class _Builder:
                                                _mark(self.file, node),
                                                hint="the only tag here is !secret"))
             return None
-        return self.constructor.construct_object(node, deep=True)
+        return self._construct(node)
+
+    def _construct(self, node: Node) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # 2024-02-30, an int of 5,000 digits
+            raise ConfigErrors([*self.errors, YamlSyntaxError(
+                f"cannot read the value {shown(node.value)}: {exc}", _mark(self.file, node),
+                hint="quote it to keep it as text")]) from exc
 
     def _pairs(self, node: MappingNode) -> list[tuple[Node, Node, bool]]:
         """A mapping's (key, value, merged) with `<<: *name` expanded: merged pairs first,
@@ -383,12 +392,8 @@ def read_yaml_text(text: str, file: str) -> tuple[Any, Marks]:
     builder = _Builder(file)
     try:
         data = builder.build(root, (), marks)
-    except yaml.YAMLError as exc:  # a merge key (`<<:`) with something other than mappings
+    except yaml.YAMLError as exc:  # a scalar PyYAML cannot construct
         raise _syntax_error(exc, file, marks.root) from exc
-    except RecursionError as exc:  # PyYAML's merging recurses along chains of `<<: *name`
-        raise ConfigErrors([YamlSyntaxError(
-            "the file's merge keys (<<:) are chained too deeply", marks.root,
-            hint="merge from fewer anchors in a row")]) from exc
     if builder.errors:
         raise ConfigErrors(builder.errors)
     return data, marks
