@@ -240,7 +240,8 @@ def exec_guardian(argv: Sequence[str], *, state_dir: str | None, timeout_s: floa
     """Replace this process by the guardian, which runs this command line again as its
     child (with --no-guardian). The process id stays, so the service's signals reach it."""
     child = [sys.executable, str(REPO / "esess-flowctl"), *_without_guardian_flags(argv)]
-    command = [sys.executable, "-m", "flowengine.guardian", "--timeout", f"{timeout_s:g}",
+    # -S: no site-packages (the guardian needs none), a few MB less resident memory
+    command = [sys.executable, "-S", "-m", "flowengine.guardian", "--timeout", f"{timeout_s:g}",
                "--log-level", log_level]
     if state_dir:
         command += ["--state-dir", state_dir]

@@ -37,6 +37,9 @@ class ConnectionKind:
     # observe(connection, runtime): make an open connection report the runtime's events
     # and node statuses (the site file's `observe: [kind.name]`); None if it cannot
     observe: Callable[[Any, Any], None] | None = None
+    # lint(name, config): warnings about one configured connection for `validate`, which
+    # prints them and still passes (e.g. a password sent without TLS); None if none
+    lint: Callable[[str, Any], list[str]] | None = None
 
 
 class Connections:

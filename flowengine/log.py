@@ -18,13 +18,15 @@ Engine modules log through ``logging.getLogger(__name__)``; a node logs through 
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import IO, Any
+
+TYPE_CHECKING = False  # typing costs the guardian 2 MB resident; mypy still sees these
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 __all__ = [
     "APP_DEBUG",
@@ -82,8 +84,11 @@ def configure_logging(level: str = "INFO", *, file: str | os.PathLike[str] | Non
     handlers: list[logging.Handler] = [
         logging.StreamHandler(sys.stdout if stream is None else stream)]
     if file is not None:
+        # imported only with a file (the guardian logs to its stream alone)
+        from logging.handlers import TimedRotatingFileHandler
+
         Path(file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.TimedRotatingFileHandler(
+        handlers.append(TimedRotatingFileHandler(
             file, when="midnight", utc=True, backupCount=_ROTATE_KEEP_DAYS, encoding="utf-8"))
 
     root = logging.getLogger()

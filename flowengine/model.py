@@ -52,6 +52,9 @@ class Message:
 
     `value` None means invalid / unknown, as on Venus OS; it is never replaced by 0.
     `ts` is the monotonic time of the reading, `wall` the wall-clock time (epoch seconds).
+    `keep` marks an event rather than a reading: every input queue keeps it, in order,
+    instead of replacing it by a newer message of its topic (see `Mailbox`); messages
+    made from it by `with_value` and `with_meta` are events too.
     """
 
     topic: str
@@ -59,16 +62,17 @@ class Message:
     ts: float = field(default_factory=time.monotonic)
     wall: float = field(default_factory=time.time)
     meta: Mapping[str, JsonValue] | None = None
+    keep: bool = False
 
     def with_value(self, value: JsonValue, topic: str | None = None) -> Message:
-        """A new message with the same times and meta, another value (and topic)."""
+        """A new message with the same times, meta and `keep`, another value (and topic)."""
         return Message(self.topic if topic is None else topic, value, self.ts, self.wall,
-                       self.meta)
+                       self.meta, self.keep)
 
     def with_meta(self, **meta: JsonValue) -> Message:
         merged = dict(self.meta or {})
         merged.update(meta)
-        return Message(self.topic, self.value, self.ts, self.wall, merged)
+        return Message(self.topic, self.value, self.ts, self.wall, merged, self.keep)
 
 
 class Secret:

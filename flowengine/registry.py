@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from flowengine.connections import ConnectionKind
-from flowengine.errors import UnknownNodeType
+from flowengine.errors import UnknownNodeType, shown
 from flowengine.model import SourceMark
 from flowengine.node import Node
 from flowengine.schema import did_you_mean
@@ -105,6 +105,9 @@ class Registry:
                 log.error("node plugin '%s' is neither a module nor a node class", ep.name)
 
     def get(self, name: str, *, mark: SourceMark | None = None) -> type[Node[Any]]:
+        if not isinstance(name, str):  # `type: ${var}` with a var that is null or a number
+            raise UnknownNodeType(f"a node type is a text, not {shown(name)}", mark=mark,
+                                  hint="see `esess-flowctl list-nodes` for the known types")
         found = self.node_types.get(name)
         if found is None:
             hint = did_you_mean(name, self.node_types) or \

@@ -26,7 +26,6 @@ collision-free, and no id can climb out of the state directory.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -39,9 +38,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from flowengine.atomic import write_atomically
 from flowengine.errors import StateError
 
-__all__ = ["NodeState", "StateStore", "file_name", "write_atomically"]
+__all__ = ["NodeState", "StateStore", "file_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -310,36 +310,3 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a crash leaves the old file or the new one."""
-    directory = path.parent
-    if not directory.is_dir():
-        directory.mkdir(parents=True, exist_ok=True)
-        _fsync_directory(directory.parent)
-    temporary = directory / f".{path.name}.tmp"  # one fixed name: no litter after a crash
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):  # the write error is what gets reported
-            temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable; best effort (not every system allows it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):  # some file systems refuse it; renames stay atomic
-            os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -80,7 +80,7 @@ def describe_running(frame: FrameType | None) -> str:
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename.startswith(_ROOT) and "-packages" not in filename \
-                and not filename.endswith("watchdog.py"):
+                and filename != __file__:
             where = f"{os.path.relpath(filename, _ROOT)}:{frame.f_lineno} " \
                     f"{frame.f_code.co_name}"
             break

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
-from typing import Any
 
 from flowengine.guardian.dbuswire import call_set_value
 from flowengine.guardian.mqttwire import MqttTarget, publish_once
+
+TYPE_CHECKING = False  # typing costs the guardian 2 MB resident; mypy still sees these
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ActionError", "apply_action", "check_action", "describe"]
 
@@ -114,6 +116,8 @@ def apply_action(action: Mapping[str, Any]) -> None:
                          qos=int(action.get("qos", 0)), retain=bool(action.get("retain")),
                          timeout_s=timeout)
         elif kind == "http.get":
+            import urllib.request  # when needed: it pulls in http, email and ssl
+
             request = urllib.request.Request(action["url"])
             if action.get("username") is not None:
                 pair = f"{action['username']}:{action.get('password') or ''}".encode()
@@ -130,6 +134,9 @@ def apply_action(action: Mapping[str, Any]) -> None:
         raise
     except TimeoutError as exc:
         raise ActionError(f"no answer within {timeout:g} s") from exc
-    except OSError as exc:  # includes the wire errors, URLError, ssl errors
+    except OSError as exc:  # includes the wire errors, URLError, HTTPError, ssl errors
         reason = getattr(exc, "reason", None) or exc.strerror or exc
+        status = getattr(exc, "code", None)  # an HTTPError's status
+        if isinstance(status, int):
+            reason = f"the device answered HTTP {status} {reason}"
         raise ActionError(str(reason)) from exc

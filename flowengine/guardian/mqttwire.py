@@ -10,10 +10,8 @@ explicit choice and is logged by the caller.
 from __future__ import annotations
 
 import socket
-import ssl
 import struct
 import time
-from dataclasses import dataclass
 
 __all__ = ["MqttTarget", "MqttWireError", "publish_once"]
 
@@ -27,18 +25,21 @@ class MqttWireError(OSError):
     """The broker could not be reached or refused the connection or the message."""
 
 
-@dataclass(frozen=True, slots=True)
 class MqttTarget:
     """Where to publish: a broker as the site file names it."""
 
-    host: str
-    port: int
-    tls: bool = False
-    ca_file: str | None = None
-    insecure: bool = False
-    username: str | None = None
-    password: str | None = None
-    client_id: str = "esess-guardian"
+    __slots__ = ("ca_file", "client_id", "host", "insecure", "password", "port", "tls",
+                 "username")
+
+    def __init__(self, host: str, port: int, *, tls: bool = False, ca_file: str | None = None,
+                 insecure: bool = False, username: str | None = None,
+                 password: str | None = None, client_id: str = "esess-guardian") -> None:
+        self.host, self.port, self.tls, self.ca_file = host, port, tls, ca_file
+        self.insecure, self.username, self.password = insecure, username, password
+        self.client_id = client_id
+
+    def __repr__(self) -> str:  # never the password
+        return f"MqttTarget({self.host}:{self.port})"
 
 
 def _text(value: str) -> bytes:
@@ -63,6 +64,8 @@ class _Link:
         sock: socket.socket = raw
         try:
             if target.tls or target.ca_file or target.insecure:
+                import ssl  # when needed: it is a large module for a small process
+
                 context = ssl.create_default_context(cafile=target.ca_file)
                 if target.insecure:  # the user's explicit `insecure: true`
                     context.check_hostname = False

@@ -13,18 +13,18 @@ files; it cannot protect them from someone who can read both files as root.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
+from flowengine.atomic import write_atomically
 from flowengine.guardian.actions import SECRET_FIELDS, ActionError, check_action
-from flowengine.state import write_atomically
+
+TYPE_CHECKING = False  # typing costs the guardian 2 MB resident; mypy still sees these
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["PendingStore"]
 
@@ -119,13 +119,21 @@ class PendingStore:
         return key
 
 
+# hashlib loads OpenSSL (about 4 MB resident): imported only when a password is sealed
+
 def _keystream(key: bytes, nonce: bytes, size: int) -> bytes:
+    import hashlib
+
     blocks = (hashlib.sha256(key + nonce + i.to_bytes(4, "big")).digest()
               for i in range((size + 31) // 32))
     return b"".join(blocks)[:size]
 
 
 def _seal(key: bytes, plain: bytes) -> str:
+    import base64
+    import hashlib
+    import hmac
+
     nonce = os.urandom(16)
     cipher = bytes(a ^ b for a, b in zip(plain, _keystream(key, nonce, len(plain)),
                                          strict=True))
@@ -134,6 +142,10 @@ def _seal(key: bytes, plain: bytes) -> str:
 
 
 def _open(key: bytes, text: str) -> bytes:
+    import base64
+    import hashlib
+    import hmac
+
     try:
         raw = base64.b64decode(text, validate=True)
     except ValueError as exc:

@@ -52,6 +52,8 @@ class TestActuator(Node[ActuatorConfig]):
     async def on_message(self, port: str, msg: Message) -> None:
         if self.config.fail_on is not None and msg.value == self.config.fail_on:
             raise RuntimeError(f"cannot drive value {msg.value}")
+        await self.ctx.register_safe_action({  # what the guardian would do for us
+            "type": "http.get", "url": f"http://127.0.0.1:9/safe?value={self.config.safe_value}"})
         Path(self.config.device).write_text(f"{msg.value}\n")
 
     async def safe_state(self) -> None:

@@ -259,3 +259,13 @@ def test_readme_main_command_runs_from_the_checkout() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mosquitto_sub -h 127.0.0.1 -p " in done.stdout
     assert "[demo] " in done.stdout
+
+
+def test_the_guardian_runs_the_same_command_line_with_no_guardian() -> None:
+    from flowengine.cli import _without_guardian_flags
+
+    assert _without_guardian_flags(
+        ["run", "--guardian", "--guardian-timeout", "5", "--state-dir", "s", "site.yaml"]
+    ) == ["run", "--no-guardian", "--state-dir", "s", "site.yaml"]
+    assert _without_guardian_flags(["run", "--guardian-timeout=3", "f.yaml"]) == [
+        "run", "--no-guardian", "f.yaml"]
