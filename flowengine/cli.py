@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -209,6 +210,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    guarded = on_gx() if args.guardian is None else args.guardian
+    if guarded and ENV_FD not in os.environ:
+        # Become the guardian at once, before the files are checked: what an unclean end
+        # left pending is applied even when the site file has an error now, and a file
+        # with errors is tried again with the guardian's backoff, not in a tight loop.
+        settings = _guardian_settings(args.file)
+        exec_guardian(args.argv, state_dir=args.state_dir or settings.get("state_dir"),
+                      timeout_s=args.guardian_timeout or settings.get("timeout_s", 10.0),
+                      log_level=args.log_level or settings.get("level", "INFO"))
     registry = Registry.default()
     loaded = load_files([args.file], registry, variables=_vars(args.var), for_run=True)
     if loaded.errors:
@@ -218,16 +228,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     site = loaded.site
     level = args.log_level or (site.log_level if site else "INFO")
     state_dir = args.state_dir or (site.state_dir if site else None)
-    guarded = on_gx() if args.guardian is None else args.guardian
-    if guarded and ENV_FD not in os.environ:  # become the guardian; it starts us again
-        timeout = args.guardian_timeout or (site.guardian_timeout_s if site else 10.0)
-        exec_guardian(args.argv, state_dir=state_dir, timeout_s=timeout, log_level=level)
     configure_logging(level, file=args.log_file or (site.log_file if site else None))
     connections = Connections(registry.connection_kinds, site.connections if site else {})
     runtime = Runtime(registry, state=StateStore(state_dir), connections=connections,
                       guardian=GuardianLink.from_environment())
     observe = [(kind, name) for kind, name, _ in site.observe] if site else []
     return asyncio.run(_run(runtime, loaded.plans, args.duration, observe))
+
+
+def _guardian_settings(file: str) -> dict[str, Any]:
+    """state_dir, guardian timeout_s and log level of a site file, as far as it can be
+    read (the runtime reports what is wrong with it); defaults otherwise."""
+    try:
+        data, _ = read_yaml(file)
+    except (ConfigErrors, OSError):
+        data = None
+    if not is_site_file(data):
+        return {}
+    out: dict[str, Any] = {"state_dir": "/data/es-ESS/state"}
+    for key, value, kind in (("state_dir", data.get("state_dir"), str),
+                             ("timeout_s", _get(data, "guardian", "timeout_s"), float),
+                             ("level", _get(data, "log", "level"), str)):
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError):
+                out[key] = kind(value)
+    return out
+
+
+def _get(data: dict[str, Any], section: str, key: str) -> Any:
+    part = data.get(section)
+    return part.get(key) if isinstance(part, dict) else None
 
 
 def on_gx() -> bool:

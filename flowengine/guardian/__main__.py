@@ -33,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the runtime's command after --")
-    configure_logging(args.log_level)
+    try:
+        configure_logging(args.log_level)
+    except ValueError:  # a wrong level in the site file must not keep the guardian down
+        configure_logging("INFO")
     guardian = Guardian(command, state_dir=args.state_dir, timeout_s=args.timeout,
                         start_timeout_s=args.start_timeout, stop_timeout_s=args.stop_timeout,
                         pending_wait_s=args.pending_wait)

@@ -21,6 +21,8 @@ from testkit.guarded import Guarded, plugin_path, rss_kb
 from testkit.mosquitto import Mosquitto
 from testkit.mqtt import client
 
+from flowengine.guardian.store import PendingStore
+
 from .victron import VeService
 
 SETTINGS = "com.victronenergy.settings"
@@ -135,6 +137,26 @@ def test_power_loss_the_pending_safe_value_is_written_before_any_flow_starts(
                 started = await g.wait_for("runtime started")
                 assert applied < started
                 assert await g.stop() == 0
+
+    run(scenario())
+
+
+def test_a_pending_safe_value_is_written_even_when_the_flow_file_has_an_error_now(
+        bus_address: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        PendingStore(tmp_path / "state").save({"hold/setpoint": {
+            "type": "dbus.set_value", "bus": bus_address, "service": SETTINGS,
+            "path": SETPOINT, "signature": "i", "value": 0}})
+        broken = tmp_path / "hold.yaml"
+        broken.write_text("id: hold\nnodes:\n  - {id: x, type: dbus.wirte}\n")
+        async with settings(bus_address) as svc, Guarded(
+                broken, address=bus_address, state_dir=tmp_path / "state",
+                plugins=plugin_path(tmp_path / "plugins")) as g:
+            await eventually(lambda: svc.values[SETPOINT] == 0, timeout=10)
+            await g.wait_for("unknown node type 'dbus.wirte'")
+            await g.wait_for("starting the runtime again in 1 s")
+            assert await g.stop() == 0
+        assert not (tmp_path / "state" / PENDING).exists()
 
     run(scenario())
 
