@@ -60,6 +60,17 @@ def test_billion_laughs_is_refused_at_the_alias_quickly(write, levels: int) -> N
     assert peak < 20_000_000
 
 
+def test_laughs_made_of_merge_keys_are_refused_like_aliases() -> None:
+    lines = ["a0: &a0 {" + ", ".join(f"k{i}: lol" for i in range(9)) + "}"]
+    for level in range(1, 9):  # a<n>: {k0: {<<: *a<n-1>}, ... k8: {<<: *a<n-1>}}
+        merges = ", ".join(f"k{i}: {{<<: *a{level - 1}}}" for i in range(9))
+        lines.append(f"a{level}: &a{level} {{{merges}}}")
+    with pytest.raises(ConfigErrors) as exc:
+        read_yaml_text("\n".join(lines) + "\n", "f.yaml")
+    assert errors_of(exc)[0].startswith(
+        f"f.yaml:5:19: the alias *a3 makes the file expand to more than {MAX_VALUES} values")
+
+
 def test_file_at_the_value_limit_loads_and_one_value_more_is_refused() -> None:
     items = MAX_VALUES - 1  # the list itself is a value
     data, _ = read_yaml_text("[" + "0, " * items + "]", "f.yaml")
