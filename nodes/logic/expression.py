@@ -5,9 +5,28 @@ names, `+ - * / // % **`, comparisons, `and or not`, `a if cond else b`,
 `x['key']` and `x[0]` with a constant index, and calls of the functions in
 `FUNCTIONS`. `check_expression` refuses everything else before anything runs
 (attributes, hence `__class__` tricks; lambdas; comprehensions; literals of lists,
-dicts, sets and tuples; f-strings; `:=`; names starting with `_`). What is left is
-evaluated by asteval, parsed once; integer powers are bounded before they are
-computed and results beyond `MAX_MAGNITUDE` are errors, so evaluation stays short.
+dicts, sets and tuples; f-strings; `:=`; names starting with `_`; a call with the
+wrong number of arguments; a number beyond the float range).
+
+What is left is parsed once and run by asteval's node handlers, with our own dispatch,
+operators and calls. Every operation that could make a large value is bounded before
+it is computed, so that an evaluation takes microseconds or fails with an
+EvaluationError that says why:
+
+- an integer that an operator takes or makes is within ±2**1024 (`MAX_INT_BITS`, the
+  range of a float, about ±1.8e308); `**` is refused before it is computed when its
+  result would be larger, and so is an exponent above `MAX_EXPONENT`;
+- a text or list that `+`, `*` or `%` makes has at most `MAX_TEXT` characters or items;
+- `text % value` formats one number, text, True, False or None, or a mapping for
+  `%(key)s` fields: at most `MAX_FIELDS` fields, widths and precisions of at most
+  `MAX_WIDTH`, no `*`;
+- `round(x, ndigits)` takes ndigits within ±`MAX_NDIGITS`;
+- a numeric result beyond ±`MAX_MAGNITUDE`, inf or nan is an error.
+
+Comparisons, `in`, and min/max of one list only read their values, in time linear in
+their size. A part without names (`round(1, -10**7)`, `10**10**10`) is computed once
+when the expression is compiled, so a part that always fails is refused by
+`validate`, as is a constant ndigits out of range (`round(x, -10**8)`).
 """
 
 from __future__ import annotations
@@ -15,27 +34,33 @@ from __future__ import annotations
 import ast
 import difflib
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
 
 from asteval import Interpreter
-from asteval.astutils import MAX_EXPONENT, safe_pow
 
 from flowengine.model import JsonValue
+from nodes.logic.bounded import (
+    ARITY,
+    BEYOND,
+    BIG,
+    BINARY,
+    CONSTANT_ARGS,
+    FUNCTIONS,
+    EvaluationError,
+    kind,
+    shorten,
+    show,
+)
 
 __all__ = ["FUNCTIONS", "EvaluationError", "Expression", "ExpressionError", "suggest"]
 
-
-def clamp(x: float, lo: float, hi: float) -> float:
-    """x limited to the range lo..hi."""
-    return lo if x < lo else hi if x > hi else x
-
-
-FUNCTIONS = {"min": min, "max": max, "abs": abs, "round": round, "clamp": clamp,
-             "floor": math.floor, "ceil": math.ceil, "sqrt": math.sqrt}
-MAX_MAGNITUDE = 1e15
-MAX_POW_BITS = 4096  # an integer power larger than this is refused before it is computed
+MAX_MAGNITUDE = 1e15  # a numeric result beyond this is an error
 MAX_DEPTH = 100
 MAX_LENGTH = 2000
+
+
+# -- the check before anything runs --------------------------------------------------------
 
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 _OPERATORS = {ast.LShift: "<<", ast.RShift: ">>", ast.BitAnd: "&", ast.BitOr: "|",
@@ -56,10 +81,6 @@ class ExpressionError(ValueError):
     def __init__(self, message: str, hint: str | None = _HINT) -> None:
         super().__init__(message)
         self.hint = hint
-
-
-class EvaluationError(ArithmeticError):
-    """Evaluating failed (division by zero, a result too large, a wrong type...)."""
 
 
 def suggest(name: str, choices: Collection[str]) -> str | None:
@@ -95,8 +116,7 @@ def _check(node: ast.AST, names: dict[str, None], depth: int) -> None:
         raise ExpressionError(f"the expression is nested more than {MAX_DEPTH} levels deep")
     children: Iterable[ast.AST] = ()
     if isinstance(node, ast.Constant):
-        if node.value is not None and not isinstance(node.value, int | float | str):
-            raise ExpressionError(f"the constant {node.value!r} is not allowed")
+        _check_constant(node.value)
     elif isinstance(node, ast.Name):
         _check_name(node.id)
         if node.id in FUNCTIONS:
@@ -124,7 +144,7 @@ def _check(node: ast.AST, names: dict[str, None], depth: int) -> None:
         if not (isinstance(key, ast.Constant) and isinstance(key.value, int | str)):
             raise ExpressionError("an index must be a constant number or text, "
                                   "like x['soc'] or x[0]", hint=None)
-        children = (node.value,)
+        children = (node.value, key)
     elif isinstance(node, ast.Attribute):
         raise ExpressionError(f"attribute access ('.{node.attr}') is not allowed")
     else:
@@ -132,6 +152,14 @@ def _check(node: ast.AST, names: dict[str, None], depth: int) -> None:
         raise ExpressionError(f"{what} is not allowed in an expression")
     for child in children:
         _check(child, names, depth + 1)
+
+
+def _check_constant(value: object) -> None:
+    if value is not None and not isinstance(value, int | float | str):
+        raise ExpressionError(f"the constant {value!r} is not allowed")
+    if (isinstance(value, int) and not -BIG < value < BIG) \
+            or (isinstance(value, float) and math.isinf(value)):
+        raise ExpressionError(f"a number {BEYOND} is not allowed", hint=None)
 
 
 def _check_name(name: str) -> None:
@@ -149,47 +177,140 @@ def _check_call(node: ast.Call) -> list[ast.expr]:
             func.id, FUNCTIONS) or "functions: " + ", ".join(FUNCTIONS))
     if node.keywords:
         raise ExpressionError(f"keyword arguments are not allowed ({func.id}(...))")
+    least, most = ARITY[func.id]
+    if len(node.args) < least or (most is not None and len(node.args) > most):
+        takes = f"at least {least}" if most is None else f"{least} or {most}" \
+            if least < most else str(least)
+        plural = "" if takes.endswith("1") else "s"
+        raise ExpressionError(f"{func.id} takes {takes} argument{plural}, "
+                              f"got {len(node.args)}", hint=None)
     return node.args
 
 
+
+# -- evaluation ------------------------------------------------------------------------------
+
+_NODES = (ast.Constant, ast.Name, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
+          ast.IfExp, ast.Call, ast.Subscript)
+
+
 class _Interpreter(Interpreter):  # type: ignore[misc]
-    """asteval, with integer powers bounded in size before they are computed."""
+    """asteval's node handlers; our dispatch, bounded operators and calls.
+
+    `run` dispatches on the node class and lets errors propagate as Python exceptions
+    (asteval's error list and messages, which quote every argument, are not used); the
+    nodes are those `check_expression` allows.
+    """
+
+    def __init__(self, symtable: dict[str, object]) -> None:
+        super().__init__(symtable=symtable, minimal=True, use_numpy=False,
+                         config={"ifexp": True})
+        handlers = self.node_handlers
+        self._dispatch: dict[type[ast.AST], Callable[[Any], object]] = {
+            cls: handlers[cls.__name__.lower()] for cls in _NODES}
+
+    def run(self, node: ast.AST, expr: object = None, lineno: object = None,
+            with_raise: bool = True) -> object:
+        return self._dispatch[node.__class__](node)
 
     def on_binop(self, node: ast.BinOp) -> object:
-        if not isinstance(node.op, ast.Pow):
-            return super().on_binop(node)
-        base, exp = self.run(node.left), self.run(node.right)
-        if isinstance(base, int) and isinstance(exp, int) and 0 < exp <= MAX_EXPONENT \
-                and abs(base).bit_length() * exp > MAX_POW_BITS:
-            raise OverflowError("the power is too large")
-        return safe_pow(base, exp)
+        return BINARY[node.op.__class__](self.run(node.left), self.run(node.right))
+
+    def on_call(self, node: ast.Call) -> object:
+        name = node.func.id  # type: ignore[attr-defined]  # a Name, by check_expression
+        args = [self.run(arg) for arg in node.args]
+        try:
+            return FUNCTIONS[name](*args)
+        except EvaluationError:
+            raise
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise EvaluationError(f"{name}: {exc}") from None
+
+    def on_subscript(self, node: ast.Subscript) -> object:
+        value = self.run(node.value)
+        key = node.slice.value  # type: ignore[attr-defined]  # a Constant, as checked
+        try:
+            return value[key]  # type: ignore[index]
+        except KeyError:
+            problem = f"the mapping has no key {show(key)}"
+        except IndexError:
+            problem = f"the index {show(key)} is beyond the end of {kind(value)} " \
+                      f"of length {len(value)}"  # type: ignore[arg-type]
+        except TypeError:
+            problem = f"{kind(value)} cannot be indexed with {show(key)}"
+        raise EvaluationError(problem)
 
 
 class Expression:
     """A checked expression, parsed once; `evaluate` runs it with values for its names."""
 
-    __slots__ = ("_interp", "_symbols", "_tree", "names", "text")
+    __slots__ = ("_interp", "_root", "_symbols", "names", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text.strip()
         self.names = check_expression(self.text)
         self._symbols: dict[str, object] = dict(FUNCTIONS)
-        self._interp = _Interpreter(symtable=self._symbols, minimal=True, use_numpy=False,
-                                    config={"ifexp": True})
-        self._tree = self._interp.parse(self.text)
+        self._interp = _Interpreter(self._symbols)
+        self._root: ast.expr = self._interp.parse(self.text).body[0].value
+        self._check_constant_parts()
 
     def evaluate(self, values: Mapping[str, JsonValue]) -> JsonValue:
         """The result; a name without a value is None. Raises EvaluationError."""
         symbols = self._symbols
         for name in self.names:
             symbols[name] = values.get(name)
-        interp = self._interp
-        interp.error = []
-        interp.error_msg = None
-        result = interp.run(self._tree, with_raise=False)
-        if interp.error:
-            raise EvaluationError(interp.error[-1].get_error()[1].splitlines()[-1])
+        result = self._run(self._root)
         if isinstance(result, int | float) and not isinstance(result, bool) \
                 and not abs(result) <= MAX_MAGNITUDE:  # also refuses nan
             raise EvaluationError(f"the result is beyond ±{MAX_MAGNITUDE:g}")
         return result
+
+    def _run(self, node: ast.AST) -> object:
+        try:
+            return self._interp.run(node)
+        except EvaluationError:
+            raise
+        except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError,
+                MemoryError) as exc:
+            raise EvaluationError(f"{type(exc).__name__}: {exc}") from None
+
+    def _check_constant_parts(self) -> None:
+        """Compute each part without names once: refuse one that always fails."""
+        parts: list[tuple[ast.expr, Callable[[object], None] | None]] = []
+        if _without_names(self._root, parts) and not isinstance(self._root, ast.Constant):
+            parts.append((self._root, None))
+        for part, check in parts:
+            try:
+                value = self._run(part)
+                if check is not None:
+                    check(value)
+            except EvaluationError as exc:
+                if check is not None:
+                    raise ExpressionError(str(exc), hint=None) from None
+                where = "the expression" if part is self._root else \
+                    f"'{shorten(ast.get_source_segment(self.text, part) or '')}'"
+                raise ExpressionError(f"{where} always fails: {exc}", hint=None) from None
+
+
+def _without_names(node: ast.expr, parts: list[tuple[ast.expr, Any]]) -> bool:
+    """True when `node` uses no names; the largest parts without names go to `parts`."""
+    if isinstance(node, ast.Name):
+        return False
+    if isinstance(node, ast.Call):
+        children: list[ast.expr] = node.args
+    elif isinstance(node, ast.Subscript):
+        children = [node.value]
+    else:
+        children = [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.expr)]
+    free = [_without_names(child, parts) for child in children]
+    if all(free):
+        return True
+    parts.extend((child, None) for child, alone in zip(children, free, strict=True)
+                 if alone and not isinstance(child, ast.Constant))
+    if isinstance(node, ast.Call):
+        name = node.func.id  # type: ignore[attr-defined]
+        parts.extend((child, CONSTANT_ARGS[name, i]) for i, child in enumerate(children)
+                     if free[i] and (name, i) in CONSTANT_ARGS)
+    return False
+
+

@@ -16,7 +16,15 @@ None, input names, `+ - * / // % **`, comparisons, `and or not`,
 `a if cond else b`, `x['key']` and `x[0]` on mapping and list inputs, and the
 functions min, max, abs, round, clamp(x, lo, hi), floor, ceil and sqrt. Anything else
 (attributes, lambdas, comprehensions, list literals, ...) is refused by `validate`.
-Flow vars are not names: write `${var}` and the loader puts its text in.
+Flow vars are not names: write `${var}` and the loader puts its text in. Texts are
+formatted with `%`: `'%.1f kW' % (power / 1000)`, `'%(soc)d%%' % joined`.
+
+Every operation is bounded before it runs, so an evaluation takes microseconds: an
+integer stays within ±2**1024 (about 1.8e308, as a float); a text or list that `+`,
+`*` or `%` makes has at most 4096 characters or items; a `%` format has at most 20
+fields, widths and precisions of at most 100 and no `*`; `round` takes ndigits from
+-30 to 30. Beyond that is a run-time error, or a `validate` error for a part without
+names (`round(x, -10**8)`, `'%099999999d' % 1`), which is computed once up front.
 
 Invalid stays invalid: while a name the expression uses has no value yet or is
 invalid (None), the result is invalid (None); with `skip_invalid: true` nothing is
@@ -32,6 +40,7 @@ from dataclasses import dataclass
 from flowengine.errors import ConfigError
 from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, UpstreamInfo, node_type, option
+from nodes.logic.bounded import MAX_NDIGITS
 from nodes.logic.expression import EvaluationError, Expression, ExpressionError, suggest
 
 __all__ = ["Formula", "FormulaConfig"]
@@ -52,7 +61,7 @@ class FormulaConfig:
     skip_invalid: bool = option("emit nothing instead of an invalid (None) result",
                                 default=False)
     decimals: int | None = option("round the result to this many decimals", default=None,
-                                  example=0)
+                                  example=0, minimum=-MAX_NDIGITS, maximum=MAX_NDIGITS)
 
 
 @node_type("formula", config=FormulaConfig)

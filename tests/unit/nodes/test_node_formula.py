@@ -14,6 +14,7 @@ from flowengine.loader import Secrets, load_flow
 from flowengine.plan import plan_flow
 from flowengine.registry import Registry
 from flowengine.testing import NodeHarness
+from nodes.logic.expression import EvaluationError, Expression
 
 REG = Registry()
 REG.add_modules(["nodes.logic.formula", "nodes.logic.join"])
@@ -174,14 +175,14 @@ def test_formula_division_by_zero_gives_invalid_and_warning(tmp_path: Path,
 
 def test_formula_refuses_huge_powers_at_run_time_quickly(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with harness(tmp_path, "expression: 10**10**10 + x") as h:
-            await h.send("x", 1)
+        async with harness(tmp_path, "expression: 10**x + 1") as h:
+            await h.send("x", 10**10)
             assert h.values() == [None]
             assert h.node_status.level == "warning"
-            assert "exponent" in h.node_status.text
+            assert h.node_status.text == "'**': the exponent 10000000000 is more than 10000"
     began = time.monotonic()
     asyncio.run(scenario())
-    assert evaluate(tmp_path, "(9**999)**999", x=1) == [None]
+    assert evaluate(tmp_path, "(x**999)**999", x=9) == [None]
     assert time.monotonic() - began < 5
 
 
@@ -192,6 +193,140 @@ def test_formula_refuses_results_beyond_1e15(tmp_path: Path) -> None:
             assert h.values() == [None]
             assert "beyond" in h.node_status.text
     asyncio.run(scenario())
+
+
+# -- bounded operations (issue 11): each fails quickly with a clear message ---------------
+
+def quick_error(expression: str, **values: object) -> str:
+    """The EvaluationError of evaluating `expression`, which must take under 10 ms."""
+    compiled = Expression(expression)
+    began = time.process_time()
+    with pytest.raises(EvaluationError) as info:
+        compiled.evaluate(values)
+    assert time.process_time() - began < 0.010
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("expression", "wording"), [
+    ("round(x, -10**8)", "round: ndigits must be between -30 and 30, got -100000000"),
+    ("round(1, -10**7)", "the expression always fails: round: ndigits must be between "
+                         "-30 and 30, got -10000000"),
+    ("'%0999999999d' % 1", "the expression always fails: '%': the width 999999999 is "
+                           "more than 100"),
+    ("'%099999999d' % 1", "the expression always fails: '%': the width 99999999 is more "
+                          "than 100"),
+    ("x + 10**10**10", "'10**10**10' always fails: '**': the exponent 10000000000 is "
+                       "more than 10000"),
+    ("x * ('a' * 10**9)", "''a' * 10**9' always fails: '*': the result would be "
+                          "1000000000 characters long, more than 4096"),
+    ("x + 1e999", "a number beyond ±2**1024 (about 1.8e308) is not allowed"),
+    ("round(x, 1, 2)", "round takes 1 or 2 arguments, got 3"),
+    ("clamp(x, 0)", "clamp takes 3 arguments, got 2"),
+    ("min()", "min takes at least 1 argument, got 0"),
+    ("sqrt()", "sqrt takes 1 argument, got 0"),
+])
+def test_formula_refuses_constant_parts_that_always_fail_at_validate(
+        tmp_path: Path, expression: str, wording: str) -> None:
+    began = time.process_time()
+    text = expression_error(tmp_path, f'"{expression}"')
+    assert f"flow.yaml:5:5: flow 'calc', node 'calc' (formula): {wording}" in text
+    assert time.process_time() - began < 1
+
+
+@pytest.mark.parametrize(("expression", "values", "wording"), [
+    # the four expressions of the issue, their big numbers and format texts as inputs
+    ("round(x, n)", {"x": 1, "n": -10**8},
+     "round: ndigits must be between -30 and 30, got -100000000"),
+    ("round(x, n)", {"x": 1.5, "n": 10**7},
+     "round: ndigits must be between -30 and 30, got 10000000"),
+    ("f % x", {"f": "%0999999999d", "x": 1}, "'%': the width 999999999 is more than 100"),
+    ("f % x", {"f": "%099999999d", "x": 1}, "'%': the width 99999999 is more than 100"),
+    ("f % x", {"f": "%.500f", "x": 1.0}, "'%': the precision 500 is more than 100"),
+    ("f % x", {"f": "%*d", "x": 5}, "'%': the field at '%*d' is not supported"),
+    ("f % x", {"f": "%(a)s" * 21, "x": {"a": 1}}, "'%': the format text has more than 20 "
+                                                  "fields"),
+    ("f % x", {"f": "%%" * 21, "x": 1}, "'%': the format text has more than 20 fields"),
+    ("f % x", {"f": "%s %s", "x": 5}, "'%': the format text has more fields than values"),
+    ("f % x", {"f": "%100s" * 20, "x": {}}, "'%': with a mapping, write fields with a key"),
+    ("f % x", {"f": "%(a).100f" * 20, "x": {"a": 1e308}},
+     "'%': the text could be 9240 characters long, more than 4096"),
+    ("'%s' % x", {"x": [1, 2]}, "'%' formats numbers, texts, True, False and None, not a list"),
+    ("'%d' % x", {"x": 2**2000}, "'%': an integer beyond ±2**1024"),
+    ("'%(b)s' % x", {"x": {"a": 1}}, "'%': the mapping has no key 'b'"),
+    # texts, lists and integers that operators make
+    ("x * n", {"x": "ab", "n": 10**8}, "'*': the result would be 200000000 characters "
+                                       "long, more than 4096"),
+    ("n * x", {"x": [0], "n": 10**20}, "'*': the result would be 1e+20 items long"),
+    ("x + x", {"x": "a" * 3000}, "'+': the result would be 6000 characters long"),
+    ("x * x", {"x": 2**600}, "'*': the result would be beyond ±2**1024"),
+    ("x ** 2000", {"x": 2}, "'**': the result would be beyond ±2**1024"),
+    ("x // 3", {"x": 10**4000}, "'//': an integer beyond ±2**1024 (about 1.8e308) is not "
+                                "allowed"),
+    ("x % 3", {"x": -10**4000}, "'%': an integer beyond ±2**1024"),
+    ("x ** 0.5", {"x": -4}, "'**': a negative number to a fractional power is not a real "
+                            "number"),
+    ("x ** 400", {"x": 10.0}, "'**': the result is too large for a float"),
+    # functions given the wrong types
+    ("sqrt(x)", {"x": -1}, "sqrt: the number is negative (-1)"),
+    ("floor(x)", {"x": "a"}, "floor: must be real number, not str"),
+    ("floor(x)", {"x": float("inf")}, "floor: cannot convert float infinity to integer"),
+    ("round(x, n)", {"x": 1.5, "n": 0.5}, "round: 'float' object cannot be interpreted as "
+                                          "an integer"),
+    ("min(x)", {"x": []}, "min: min() arg is an empty sequence"),
+    ("clamp(x, 0, 1)", {"x": "a"}, "clamp: '<' not supported between instances"),
+    ("abs(x)", {"x": None}, "abs: bad operand type for abs(): 'NoneType'"),
+    # indexes
+    ("x['soc']", {"x": {}}, "the mapping has no key 'soc'"),
+    ("x[3]", {"x": [1]}, "the index 3 is beyond the end of a list of length 1"),
+    ("x[0]", {"x": None}, "None cannot be indexed with 0"),
+])
+def test_formula_operations_are_bounded_at_run_time(expression: str,
+                                                    values: dict[str, object],
+                                                    wording: str) -> None:
+    assert wording in quick_error(expression, **values)
+
+
+def test_formula_run_time_bounds_reach_the_status(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with harness(tmp_path, "expression: round(x, n)") as h:
+            await h.send("x", 1)
+            await h.send("n", -10**8)
+            assert h.values() == [None, None]  # waiting for n, then the refusal
+            assert h.node_status.level == "warning"
+            assert h.node_status.text == \
+                "round: ndigits must be between -30 and 30, got -100000000"
+            await h.send("n", -1)
+            assert h.values()[-1] == 0
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("expression", "values", "expected"), [
+    ("'%.1f kW' % (x / 1000)", {"x": 1234}, "1.2 kW"),
+    ("'%(soc)d%% %(state)s' % j", {"j": {"soc": 55.4, "state": "ok"}}, "55% ok"),
+    ("'[%5s]' % x", {"x": "ab"}, "[   ab]"),
+    ("'%x' % x", {"x": 2**1000}, format(2**1000, "x")),
+    ("'%100.100f' % x", {"x": 1e308}, format(1e308, "100.100f")),
+    ("'-' * 4096", {}, "-" * 4096),
+    ("round(x, -30) == 0 and round(y, 30) == y", {"x": 10**29, "y": 0.1}, True),
+    ("x ** 1023 > 0", {"x": 2}, True),
+    ("floor(x) - 1 > 10**307", {"x": 1e308}, True),
+])
+def test_formula_bounds_leave_ordinary_use_alone(expression: str,
+                                                 values: dict[str, object],
+                                                 expected: object) -> None:
+    assert Expression(expression).evaluate(values) == expected
+
+
+def test_formula_decimals_beyond_30_are_refused_at_validate(tmp_path: Path) -> None:
+    text = plan_errors(tmp_path, """
+        id: calc
+        nodes:
+          - id: calc
+            type: formula
+            expression: x
+            decimals: -100000000
+        """)
+    assert "decimals" in text and "-30" in text
 
 
 # -- the sandbox -------------------------------------------------------------------------
