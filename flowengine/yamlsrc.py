@@ -56,7 +56,7 @@ MAX_ALIASES = 1_000  # uses of `*name`; an anchor for each node's common options
 MAX_DEPTH = 100  # nested lists and mappings, through aliases too; the builder, its merging,
 #                  vars and schema checks recurse this deep, Python stops at 1000 frames
 
-try:  # the C loader is several times faster; PyYAML without libyaml falls back
+try:  # the C parser is several times faster; PyYAML without libyaml falls back
     _Base: type[Any] = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the platform's PyYAML
     _Base = yaml.SafeLoader
