@@ -11,8 +11,15 @@ usual: `local` (the GX's own broker, localhost:1883, no site entry needed) and `
 What a broker connection does for every flow that uses it:
 
 - **Reconnects** by itself, with capped, jittered exponential backoff
-  (`reconnect_min_ms` doubling up to `reconnect_max_ms`); gmqtt's own reconnect is
-  switched off. Subscriptions are restored after every reconnect.
+  (`reconnect_min_ms` doubling up to `reconnect_max_ms`, each wait 50-100 % of that);
+  gmqtt's own reconnect is switched off. Subscriptions are restored after every
+  reconnect. With the defaults (0.5 s doubling to 3 s) the waits are 0.25-0.5, 0.5-1,
+  1-2 s and then 1.5-3 s for as long as the broker stays away: the connection is back
+  within about 3 s of the broker's return, whatever the length of the outage, and a
+  broker that stays down sees one connection attempt every 2.25 s on average (a refused
+  TCP connect, which costs a broker next to nothing). A broker that is up and refuses
+  the login (wrong password, not authorised) is asked again only every 15-30 s, since
+  asking sooner cannot help.
 - **Keeps what is published while disconnected**: a bounded outbox holds the latest
   value of each topic (at most `outbox_size` topics; beyond that the oldest topic is
   dropped and counted) and sends it after the reconnect. QoS 1/2 messages the broker
@@ -24,13 +31,18 @@ What a broker connection does for every flow that uses it:
   `Offline` as the retained last will and on a clean shutdown.
 - **TLS is verified by default** against the system's CAs or `ca_file`;
   `insecure: true` turns the checks off and says so in a warning on every connect.
-  Passwords are `!secret`s and never logged.
+  Passwords are `!secret`s and never logged. A password sent without TLS to a broker
+  that is not on this machine (localhost, 127.0.0.0/8, ::1) is warned about by
+  `validate` and on the first connect: turn on `tls: true` (see "MQTT over TLS" in
+  docs/flows.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import itertools
 import logging
 import random
 import socket
@@ -51,7 +63,7 @@ from flowengine.model import Secret
 from flowengine.node import option
 
 __all__ = ["CONNECTION_KINDS", "Broker", "MqttBrokerConfig", "Subscription", "backoff_s",
-           "topic_matches"]
+           "cleartext_password_warning", "is_loopback", "lint_broker", "topic_matches"]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +72,14 @@ _GMQTT_LOG = logging.getLogger("gmqtt.client")
 _GMQTT_QUIET = logging.WARNING
 
 _SLOW_WARNING_EVERY_S = 600.0  # a slow broker is logged as a warning at most this often
+_REFUSED_MAX_MS = 30_000  # longest wait after a broker refused the login
+# CONNACK codes that mean "up, but not now" (3.1.1: unavailable; 5.0: unavailable, busy):
+# these are retried as fast as a broker that is down
+_TRANSIENT_REFUSALS = frozenset({3, 136, 137})
 
 Payload = bytes | str
+_Waiting = tuple[str, Payload, int, bool, bool]
+"""A message waiting to be sent: (topic, payload, qos, retain, keep)."""
 InboundHandler = Callable[[str, bytes, bool], None]
 """Called with (topic, payload, retained) for each message matching a subscription."""
 
@@ -101,8 +119,11 @@ class MqttBrokerConfig:
     send_buffer_kb: int = option(
         "most KiB waiting to be sent to a slow broker; beyond it only the latest value "
         "of each topic waits (in the outbox)", default=256, minimum=16)
-    reconnect_min_ms: int = option("first reconnect delay", default=500, minimum=10)
-    reconnect_max_ms: int = option("longest reconnect delay", default=30000, minimum=100)
+    reconnect_min_ms: int = option("first reconnect delay (each wait is 50-100 % of the "
+                                   "delay)", default=500, minimum=10)
+    reconnect_max_ms: int = option(
+        "longest reconnect delay: bounds how long after the broker's return the "
+        "connection is back", default=3000, minimum=100)
     connect_timeout_ms: int = option("give up on one connection attempt after",
                                      default=5000, minimum=100)
 
@@ -112,6 +133,45 @@ def backoff_s(attempt: int, min_ms: int, max_ms: int,
     """Delay before reconnect `attempt` (0-based): doubling from min, capped, 50-100 %."""
     ceiling: float = min(max_ms, min_ms * 2 ** min(attempt, 30))
     return ceiling * (0.5 + 0.5 * rand()) / 1000
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine: localhost, 127.0.0.0/8 or ::1 (names are not
+    looked up, except localhost)."""
+    name = host.strip().rstrip(".").strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def cleartext_password_warning(name: str, config: MqttBrokerConfig) -> str | None:
+    """The warning for a connection that sends its password in clear text over the
+    network (no TLS, a broker that is not on this machine), or None."""
+    if config.password is None or config.tls or config.ca_file is not None \
+            or config.insecure or is_loopback(config.host):
+        return None
+    return (f"mqtt.{name}: the password for {config.host}:{config.port or 1883} goes over "
+            "the network in clear text (TLS is off); anyone on the way can read it. Set "
+            "`tls: true` (and `ca_file` for a private CA) in the site file, see \"MQTT "
+            "over TLS\" in docs/flows.md")
+
+
+def lint_broker(name: str, config: MqttBrokerConfig) -> list[str]:
+    """Warnings about one broker connection for `validate` (it still passes)."""
+    warnings = []
+    cleartext = cleartext_password_warning(name, config)
+    if cleartext is not None:
+        warnings.append(cleartext)
+    if config.insecure:
+        warnings.append(f"mqtt.{name}: insecure: true turns off the TLS certificate "
+                        f"checks; anyone on the way can pose as {config.host}")
+    return warnings
 
 
 def topic_matches(filter_parts: tuple[str, ...], topic_parts: list[str]) -> bool:
@@ -156,19 +216,19 @@ class _GmqttClient(gmqtt.Client):  # type: ignore[misc]
     broker has not acknowledged yet known by topic (to send again after a lost link)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.unacked: dict[int, tuple[str, Payload, int, bool]] = {}  # mid -> message
+        self.unacked: dict[int, _Waiting] = {}  # mid -> message
         super().__init__(*args, **kwargs)
 
     async def reconnect(self, delay: bool = False) -> None:
         """Switched off: `Broker` owns reconnecting (gmqtt calls this on every loss)."""
 
     def publish(self, topic: str, payload: Payload, qos: int = 0,
-                retain: bool = False) -> None:
+                retain: bool = False, keep: bool = False) -> None:
         message = gmqtt.Message(topic, payload, qos=qos, retain=retain)
         mid, package = self._connection.publish(message)
         if qos > 0:
             self._persistent_storage.push_message(mid, package)
-            self.unacked[mid] = (topic, payload, qos, retain)
+            self.unacked[mid] = (topic, payload, qos, retain, keep)
 
     def _remove_message_from_queue(self, mid: int) -> None:  # the broker acknowledged mid
         self.unacked.pop(mid, None)
@@ -190,12 +250,17 @@ class Broker:
         self.dropped = 0  # outbox entries lost because the outbox was full
         self.published = 0
         self.connects = 0
+        self.attempts = 0  # connection attempts, failed ones included
         self._ssl = self._ssl_context() if self.use_tls else None
         self._client: Any = None
         self._filters: dict[str, _Filter] = {}
         self._exact: dict[str, list[Subscription]] = {}
         self._wild: list[_Filter] = []
-        self._outbox: OrderedDict[str, tuple[Payload, int, bool]] = OrderedDict()
+        # topic -> latest value, or a number -> a kept message (in order, never replaced)
+        self._outbox: OrderedDict[object, _Waiting] = OrderedDict()
+        self._kept = itertools.count()
+        self._holding = False  # publishing goes to the outbox (listeners run on connect)
+        self._cleartext = cleartext_password_warning(name, config)
         self._listeners: list[Callable[[Broker], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._drainer: asyncio.Task[None] | None = None
@@ -207,25 +272,31 @@ class Broker:
 
     # -- public surface ---------------------------------------------------------------
     def publish(self, topic: str, payload: Payload, *, qos: int = 0,
-                retain: bool = False) -> None:
+                retain: bool = False, keep: bool = False) -> None:
         """Send now, or keep the latest value of `topic` until the broker is back (or, when
-        it reads slowly, until it has caught up)."""
+        it reads slowly, until it has caught up).
+
+        `keep`: an event, not a value: while it waits it keeps its place in line and is
+        not replaced by a newer message of its topic (the outbox bound still applies).
+        """
         client = self._client
-        if client is not None and self.connected and client.is_connected:
+        if client is not None and self.connected and not self._holding \
+                and client.is_connected:
             if not self._outbox and self.backlog() < self._send_limit:
-                client.publish(topic, payload, qos=qos, retain=retain)
+                client.publish(topic, payload, qos=qos, retain=retain, keep=keep)
                 self.published += 1
                 return
             self._drain_soon()  # values waiting: this one waits behind them
         if self._closing:
             return
         outbox = self._outbox
-        if topic in outbox:
-            outbox.move_to_end(topic)
+        key: object = next(self._kept) if keep else topic
+        if key in outbox:
+            outbox.move_to_end(key)
         elif len(outbox) >= self.config.outbox_size:
             outbox.popitem(last=False)
             self.dropped += 1
-        outbox[topic] = (payload, qos, retain)
+        outbox[key] = (topic, payload, qos, retain, keep)
 
     def subscribe(self, topic_filter: str, handler: InboundHandler, *,
                   qos: int = 0) -> Subscription:
@@ -285,8 +356,8 @@ class Broker:
                 continue
             client, outbox = self._client, self._outbox
             while outbox and self.backlog() < self._send_limit:
-                topic, (payload, qos, retain) = outbox.popitem(last=False)
-                client.publish(topic, payload, qos=qos, retain=retain)
+                _, (topic, payload, qos, retain, keep) = outbox.popitem(last=False)
+                client.publish(topic, payload, qos=qos, retain=retain, keep=keep)
                 self.published += 1
         if not self._outbox and self.connected:
             log.info("mqtt.%s: %s caught up", self.name, self.address)
@@ -358,12 +429,14 @@ class Broker:
         attempt = 0
         while True:
             lost = asyncio.Event()
+            if self.attempts == 0 and self._cleartext is not None:
+                log.warning("%s", self._cleartext)
+            self.attempts += 1
             try:
                 await self._connect(lost)
             except (OSError, TimeoutError, MQTTConnectError) as exc:
                 self._failed(exc, attempt)
-                await asyncio.sleep(backoff_s(attempt, self.config.reconnect_min_ms,
-                                              self.config.reconnect_max_ms))
+                await asyncio.sleep(self._retry_delay_s(exc, attempt))
                 attempt += 1
                 continue
             attempt = 0
@@ -371,6 +444,17 @@ class Broker:
             self._lost()
             await asyncio.sleep(backoff_s(0, self.config.reconnect_min_ms,
                                           self.config.reconnect_max_ms))
+
+    def _retry_delay_s(self, exc: BaseException, attempt: int) -> float:
+        """The wait before the next attempt: short while the broker is away, long when
+        it is there and refuses us (the login, or our trust in its certificate)."""
+        cfg = self.config
+        refused = isinstance(exc, ssl.SSLCertVerificationError) or (
+            isinstance(exc, MQTTConnectError)
+            and getattr(exc, "_code", None) not in _TRANSIENT_REFUSALS)
+        longest = max(cfg.reconnect_max_ms, _REFUSED_MAX_MS) if refused \
+            else cfg.reconnect_max_ms
+        return backoff_s(attempt, cfg.reconnect_min_ms, longest)
 
     async def _connect(self, lost: asyncio.Event) -> None:
         cfg = self.config
@@ -406,14 +490,21 @@ class Broker:
         if self._filters:
             client.subscribe([gmqtt.Subscription(f, qos=e.qos)
                               for f, e in self._filters.items()])
+        # listeners first, while what they publish still goes to the outbox: a value that
+        # was true only while disconnected (a node's "not connected" status) is replaced
+        # there by the current one and never sent
+        self._holding = True
+        try:
+            self._notify()
+        finally:
+            self._holding = False
         outbox, self._outbox = self._outbox, OrderedDict()
-        for topic, (payload, qos, retain) in outbox.items():
-            client.publish(topic, payload, qos=qos, retain=retain)
+        for topic, payload, qos, retain, keep in outbox.values():
+            client.publish(topic, payload, qos=qos, retain=retain, keep=keep)
         if outbox:
             log.info("mqtt.%s: sent %d value(s) kept while disconnected", self.name,
                      len(outbox))
         self._up.set()
-        self._notify()
 
     def _lost(self) -> None:
         if self._drainer is not None:  # the reconnect sends what waits, in one go
@@ -430,24 +521,27 @@ class Broker:
         self._notify()
 
     def _keep_unacked(self, client: _GmqttClient) -> None:
-        """QoS 1/2 messages the broker never acknowledged go out again after the reconnect
-        (unless a newer value of their topic waits already); the next client is a new
-        session, so gmqtt would not send them again itself."""
+        """QoS 1/2 messages the broker never acknowledged go out again after the reconnect,
+        before what waits already (unless a newer value of their topic waits; kept
+        messages all go, in order); the next client is a new session, so gmqtt would not
+        send them again itself."""
         outbox, status = self._outbox, self.config.status_topic
-        latest = {topic: (payload, qos, retain)  # in publishing order: the last one wins
-                  for topic, payload, qos, retain in client.unacked.values()}
-        again = 0
-        for topic, (payload, qos, retain) in latest.items():
-            if topic == status or topic in outbox:
+        again: OrderedDict[object, _Waiting] = OrderedDict()
+        for message in client.unacked.values():  # in publishing order: the last one wins
+            topic, keep = message[0], message[4]
+            if topic == status or (not keep and topic in outbox):
                 continue
-            if len(outbox) >= self.config.outbox_size:
-                outbox.popitem(last=False)
-                self.dropped += 1
-            outbox[topic] = (payload, qos, retain)
-            again += 1
-        if again:
-            log.info("mqtt.%s: %d message(s) the broker did not acknowledge will be sent "
-                     "again", self.name, again)
+            again[next(self._kept) if keep else topic] = message
+        if not again:
+            return
+        count = len(again)
+        again.update(outbox)
+        while len(again) > self.config.outbox_size:
+            again.popitem(last=False)
+            self.dropped += 1
+        self._outbox = again
+        log.info("mqtt.%s: %d message(s) the broker did not acknowledge will be sent "
+                 "again", self.name, count)
 
     def _failed(self, exc: BaseException, attempt: int) -> None:
         text = self._explain(exc)
@@ -542,7 +636,7 @@ def _observe(broker: Any, runtime: Any) -> None:
 
 CONNECTION_KINDS = (
     ConnectionKind(
-        "mqtt", MqttBrokerConfig, open_broker,
+        "mqtt", MqttBrokerConfig, open_broker, lint=lint_broker,
         summary="MQTT brokers: main (yours, from the site file) and local (the GX's own)",
         # the GX's broker: no Online/Offline of ours there (it goes to `main`, and a user
         # whose main broker is the GX's own would otherwise get two writers of one topic)

@@ -7,7 +7,7 @@ import signal
 
 from conftest import eventually, run
 
-from nodes.mqtt.broker import MqttBrokerConfig, open_broker
+from nodes.mqtt.broker import Broker, MqttBrokerConfig, open_broker
 
 from .mqttkit import Mosquitto, client, settle
 
@@ -123,4 +123,30 @@ def test_qos1_messages_the_broker_never_acknowledged_are_sent_again_after_reconn
                 await settle(reader.broker)
                 got = {r.topic: r.payload for r in reader.received}
                 assert got == {"inflight/a": "new", "inflight/b": "2"}
+    run(scenario())
+
+
+def test_a_value_superseded_while_connecting_is_never_sent(mosquitto: Mosquitto) -> None:
+    """A listener that publishes its state (as node status does) says "down" before the
+    first connect and "up" on it: subscribers only ever see "up", not a stale "down"
+    followed by "up"."""
+    async def scenario() -> None:
+        async with client(mosquitto, "watching") as watcher:
+            watcher.listen("sv/#")
+            await settle(watcher.broker)
+            config = MqttBrokerConfig(host=mosquitto.host, port=mosquitto.port,
+                                      status_topic=None, client_id="superseded")
+            async with open_broker("main", config) as broker:
+                def state(b: Broker) -> None:
+                    b.publish("sv/state", "up" if b.connected else "down", qos=1,
+                              retain=True)
+                broker.on_change(state)
+                state(broker)  # not connected yet: this waits in the outbox
+                broker.publish("sv/other", "kept", qos=1)  # not superseded: still sent
+                await broker.wait_connected(5)
+                await settle(broker)
+                await eventually(lambda: len(watcher.received) == 2, timeout=5)
+                await settle(watcher.broker)
+                assert (watcher.payloads("sv/state"), watcher.payloads("sv/other")) == \
+                    (["up"], ["kept"])
     run(scenario())

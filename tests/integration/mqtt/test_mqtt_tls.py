@@ -10,6 +10,7 @@ from conftest import eventually, run
 from testkit.mosquitto import Mosquitto, make_ca
 
 from flowengine.errors import NotConnected
+from flowengine.model import Secret
 from nodes.mqtt.broker import MqttBrokerConfig, open_broker
 
 
@@ -77,3 +78,44 @@ def test_missing_ca_file_is_reported_when_the_connection_opens(
             pass
     with pytest.raises(NotConnected, match=r"mqtt.main: cannot use ca_file '.*nope.pem'"):
         run(scenario())
+
+
+def test_a_password_in_clear_text_to_another_host_is_warned_about_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """192.0.2.1 (TEST-NET-1) stands for a broker elsewhere on the network: no broker
+    answers there, which does not matter: the warning comes with the first attempt, as
+    the password would go out with it."""
+    config = MqttBrokerConfig(host="192.0.2.1", username="esess",
+                              password=Secret("mqtt_password", "s3cret"),
+                              client_id="cleartext", connect_timeout_ms=100,
+                              reconnect_min_ms=20, reconnect_max_ms=40)
+
+    async def scenario() -> None:
+        async with open_broker("main", config) as broker:
+            await eventually(lambda: broker.attempts >= 3, timeout=5)
+    run(scenario())
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+              and "clear text" in r.getMessage()]
+    assert warned == ["mqtt.main: the password for 192.0.2.1:1883 goes over the network in "
+                      "clear text (TLS is off); anyone on the way can read it. Set `tls: "
+                      "true` (and `ca_file` for a private CA) in the site file, see \"MQTT "
+                      "over TLS\" in docs/flows.md"]
+    assert not any("s3cret" in r.getMessage() for r in caplog.records)
+
+
+def test_no_clear_text_warning_with_tls_or_for_this_machine(
+        tls_mosquitto: Mosquitto, mosquitto: Mosquitto,
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert tls_mosquitto.tls is not None
+    secret = Secret("mqtt_password", "s3cret")
+    configs = [tls_config(tls_mosquitto, ca_file=str(tls_mosquitto.tls["ca"]),
+                          username="esess", password=secret),
+               MqttBrokerConfig(host=mosquitto.host, port=mosquitto.port, username="esess",
+                                password=secret, client_id="loopback", status_topic=None)]
+
+    async def scenario() -> None:
+        for config in configs:
+            async with open_broker("main", config) as broker:
+                await broker.wait_connected(5)
+    run(scenario())
+    assert not [r for r in caplog.records if "clear text" in r.getMessage()]

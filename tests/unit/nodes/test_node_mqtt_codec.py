@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from flowengine.model import Message
+from flowengine.model import Message, Secret
 from flowengine.schema import build_config
-from nodes.mqtt.broker import CONNECTION_KINDS, backoff_s, topic_matches
+from nodes.mqtt.broker import (
+    CONNECTION_KINDS,
+    MqttBrokerConfig,
+    backoff_s,
+    cleartext_password_warning,
+    is_loopback,
+    topic_matches,
+)
 from nodes.mqtt.in_ import DecodeError, make_decoder, parse_path
 from nodes.mqtt.out import encode_value, exporter_topic
 
@@ -27,6 +34,17 @@ def test_payload_kinds_decode(kind: str, raw: bytes, value: object) -> None:
 def test_undecodable_payloads_raise_decode_error(kind: str, raw: bytes) -> None:
     with pytest.raises(DecodeError):
         make_decoder(kind)(raw)
+
+
+DEEP = [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000]
+
+
+@pytest.mark.parametrize("raw", DEEP, ids=["open", "closed", "objects"])
+@pytest.mark.parametrize(("kind", "path"), [("auto", None), ("json", None), ("number", "a")])
+def test_json_nested_too_deeply_is_a_decode_error(kind: str, path: str | None,
+                                                  raw: bytes) -> None:
+    with pytest.raises(DecodeError, match="JSON nested too deeply"):
+        make_decoder(kind, path)(raw)
 
 
 def test_json_paths_in_both_spellings() -> None:
@@ -87,6 +105,16 @@ def test_topic_filters_match_as_mqtt_defines(topic_filter: str, topic: str,
     assert topic_matches(tuple(topic_filter.split("/")), topic.split("/")) is expected
 
 
+def test_default_backoff_is_back_within_3_s_of_the_broker_and_waits_at_least_1_5_s() -> None:
+    config = MqttBrokerConfig()
+    low = [backoff_s(n, config.reconnect_min_ms, config.reconnect_max_ms, rand=lambda: 0.0)
+           for n in range(40)]
+    high = [backoff_s(n, config.reconnect_min_ms, config.reconnect_max_ms, rand=lambda: 1.0)
+            for n in range(40)]
+    assert low[:5] == [0.25, 0.5, 1.0, 1.5, 1.5] and high[:5] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert max(high) == 3.0 and min(low[3:]) == 1.5  # for as long as the broker stays away
+
+
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     low = [backoff_s(n, 500, 30000, rand=lambda: 0.0) for n in range(8)]
     high = [backoff_s(n, 500, 30000, rand=lambda: 1.0) for n in range(8)]
@@ -100,3 +128,36 @@ def test_the_gx_broker_needs_no_entry_and_gets_no_status_topic_of_ours() -> None
     assert (local.host, local.port, local.status_topic) == ("localhost", 1883, None)
     assert build_config(kind.config_class, {"host": "broker.lan"}).status_topic == \
         "es-ESS/$SYS/Status"  # the user's own broker does get Online/Offline
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("localhost", True), ("LOCALHOST.", True), ("127.0.0.1", True), ("127.8.9.10", True),
+    ("::1", True), ("[::1]", True), ("::ffff:127.0.0.1", True), ("broker.lan", False),
+    ("192.168.1.5", False), ("10.0.0.1", False), ("fe80::1", False), ("localhost.lan", False),
+])
+def test_loopback_hosts_are_this_machine(host: str, local: bool) -> None:
+    assert is_loopback(host) is local
+
+
+def test_a_password_without_tls_to_another_host_is_warned_about() -> None:
+    password = Secret("mqtt_password", "s3cret")
+    remote = MqttBrokerConfig(host="broker.lan", username="esess", password=password)
+    text = cleartext_password_warning("main", remote)
+    assert text is not None
+    assert text.startswith("mqtt.main: the password for broker.lan:1883 goes over the "
+                           "network in clear text (TLS is off)")
+    assert "tls: true" in text and "s3cret" not in text
+    for quiet in (MqttBrokerConfig(host="broker.lan", password=password, tls=True),
+                  MqttBrokerConfig(host="broker.lan", password=password, ca_file="/ca.pem"),
+                  MqttBrokerConfig(host="127.0.0.1", password=password),
+                  MqttBrokerConfig(host="broker.lan", username="esess")):
+        assert cleartext_password_warning("main", quiet) is None
+    lint = CONNECTION_KINDS[0].lint
+    assert lint is not None
+    assert lint("main", remote) == [text]
+    insecure = lint("main", MqttBrokerConfig(host="broker.lan", password=password,
+                                             insecure=True))
+    assert insecure == ["mqtt.main: insecure: true turns off the TLS certificate checks; "
+                        "anyone on the way can pose as broker.lan"]
+    assert lint("local", build_config(CONNECTION_KINDS[0].config_class,
+                                      CONNECTION_KINDS[0].defaults["local"])) == []
