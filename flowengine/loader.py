@@ -240,7 +240,7 @@ def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
         entry_mark = marks.nearest(("flows", i))
         if "use" in entry:
             file = shipped / f"{entry['use']}.yaml"
-            if not file.exists():
+            if not _is_file(file):
                 known = sorted(p.stem for p in shipped.glob("*.yaml"))
                 errors.append(ConfigError(
                     f"no shipped flow '{shorten(str(entry['use']))}'",
@@ -270,6 +270,13 @@ def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
     if errors:
         raise ConfigErrors(errors)
     return site
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name longer than the file system takes (ENAMETOOLONG)
+        return False
 
 
 def _instance_id(entry: Mapping[str, Any], file: Path) -> str | None:

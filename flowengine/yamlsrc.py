@@ -60,6 +60,7 @@ try:  # the C parser is several times faster; PyYAML without libyaml falls back
     _Base: type[Any] = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the platform's PyYAML
     _Base = yaml.SafeLoader
+_BYTE_OFFSETS = _Base is not yaml.SafeLoader  # libyaml reports a bad character's byte offset
 
 
 class _Loader(_Base):  # type: ignore[misc]
@@ -180,10 +181,14 @@ class _Builder:
     def _construct(self, node: Node) -> Any:
         try:
             return self.constructor.construct_object(node, deep=True)
-        except (ValueError, OverflowError) as exc:  # 2024-02-30, an int of 5,000 digits
+        # what PyYAML's constructors raise for a value its tag does not fit: 2024-02-30,
+        # an int of 5,000 digits, `!!int x`, `!!bool x`, `!!timestamp x`
+        except (ValueError, OverflowError, KeyError, AttributeError) as exc:
+            kind = str(node.tag).rpartition(":")[2]
+            why = f" ({exc})" if isinstance(exc, ValueError | OverflowError) else ""
             raise ConfigErrors([*self.errors, YamlSyntaxError(
-                f"cannot read the value {shown(node.value)}: {exc}", _mark(self.file, node),
-                hint="quote it to keep it as text")]) from exc
+                f"{shown(node.value)} is not a valid {kind}{why}", _mark(self.file, node),
+                hint="to keep it as text, write it in quotes (without a !! tag)")]) from exc
 
     def _pairs(self, node: MappingNode) -> list[tuple[Node, Node, bool]]:
         """A mapping's (key, value, merged) with `<<: *name` expanded: merged pairs first,
@@ -377,15 +382,26 @@ def _syntax_error(exc: yaml.YAMLError, file: str, fallback: SourceMark) -> Confi
     return ConfigErrors([YamlSyntaxError(f"not valid YAML: {exc}", fallback)])
 
 
-def read_yaml_text(text: str, file: str) -> tuple[Any, Marks]:
-    """Parse one YAML document. Raises ConfigErrors (YamlSyntaxError, duplicate keys)."""
-    loader = _Loader(text)
+def _compose(text: str, file: str) -> Node | None:
+    loader = _Loader(text)  # PyYAML's own reader checks the characters here
     try:
-        root = _Composer(loader, file).compose()
-    except yaml.YAMLError as exc:
-        raise _syntax_error(exc, file, SourceMark(file, 1, 1)) from exc
+        return _Composer(loader, file).compose()
     finally:
         loader.dispose()
+
+
+def read_yaml_text(text: str, file: str) -> tuple[Any, Marks]:
+    """Parse one YAML document. Raises ConfigErrors (YamlSyntaxError, duplicate keys)."""
+    try:
+        root = _compose(text, file)
+    except yaml.reader.ReaderError as exc:  # a control character
+        raise ConfigErrors([YamlSyntaxError(
+            f"the file holds the control character #x{exc.character:04x}, which YAML does "
+            "not allow", _offset_mark(text, exc.position, file),
+            hint='remove it; a text in double quotes can hold it as an escape ("\\x1a")')]) \
+            from exc
+    except yaml.YAMLError as exc:
+        raise _syntax_error(exc, file, SourceMark(file, 1, 1)) from exc
     if root is None:
         raise ConfigErrors([YamlSyntaxError("the file is empty", SourceMark(file, 1, 1))])
     marks = Marks(file, _mark(file, root))
@@ -397,6 +413,11 @@ def read_yaml_text(text: str, file: str) -> tuple[Any, Marks]:
     if builder.errors:
         raise ConfigErrors(builder.errors)
     return data, marks
+
+
+def _offset_mark(text: str, offset: int, file: str) -> SourceMark:
+    before = text.encode()[:offset].decode(errors="replace") if _BYTE_OFFSETS else text[:offset]
+    return SourceMark(file, before.count("\n") + 1, len(before) - before.rfind("\n"))
 
 
 _OTHER_ENCODINGS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),

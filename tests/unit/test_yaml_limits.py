@@ -195,8 +195,24 @@ def test_second_document_is_refused_at_its_start() -> None:
 def test_value_yaml_cannot_construct_is_an_error_at_its_line() -> None:
     with pytest.raises(ConfigErrors) as exc:
         read_yaml_text("id: date\nsince: 2024-02-30\n", "f.yaml")
-    assert errors_of(exc) == ["f.yaml:2:8: cannot read the value '2024-02-30': day is out of "
-                              "range for month; quote it to keep it as text"]
+    assert errors_of(exc) == ["f.yaml:2:8: '2024-02-30' is not a valid timestamp (day is out "
+                              "of range for month); to keep it as text, write it in quotes "
+                              "(without a !! tag)"]
+
+
+def test_explicit_tag_the_value_does_not_fit_is_an_error_at_its_line() -> None:
+    with pytest.raises(ConfigErrors) as exc:
+        read_yaml_text("id: tag\nsince: !!timestamp soon\n", "f.yaml")
+    assert errors_of(exc) == ["f.yaml:2:8: 'soon' is not a valid timestamp; to keep it as "
+                              "text, write it in quotes (without a !! tag)"]
+
+
+def test_control_character_is_reported_at_its_line_and_column() -> None:
+    with pytest.raises(ConfigErrors) as exc:
+        read_yaml_text("id: ctl\nname: grüße\x1a\n", "f.yaml")
+    assert errors_of(exc) == ["f.yaml:2:12: the file holds the control character #x001a, which "
+                              "YAML does not allow; remove it; a text in double quotes can hold "
+                              'it as an escape ("\\x1a")']
 
 
 # -- a rejected value of 100,000 characters ------------------------------------------------
