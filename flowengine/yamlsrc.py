@@ -376,10 +376,11 @@ def _syntax_error(exc: yaml.YAMLError, file: str, fallback: SourceMark) -> Confi
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         return ConfigErrors([YamlSyntaxError(
-            f"not valid YAML: {exc.problem or exc}",
+            f"not valid YAML: {' '.join(str(exc.problem or exc).split())}",
             _where(file, mark) if mark else fallback,
             hint="check indentation and quoting on this line")])
-    return ConfigErrors([YamlSyntaxError(f"not valid YAML: {exc}", fallback)])
+    return ConfigErrors([YamlSyntaxError(f"not valid YAML: {' '.join(str(exc).split())}",
+                                         fallback)])  # PyYAML puts marks on lines of their own
 
 
 def _compose(text: str, file: str) -> Node | None:
