@@ -62,6 +62,7 @@ class Loaded:
     def __init__(self) -> None:
         self.plans: list[FlowPlan] = []
         self.errors: list[ConfigError] = []
+        self.warnings: list[str] = []  # "file:line:col: warning: ..." (validate still passes)
         self.site: Site | None = None
 
 
@@ -78,7 +79,7 @@ def load_files(files: Sequence[str], registry: Registry, *, variables: dict[str,
             if is_site_file(data):
                 site = load_site(file)
                 out.site = site
-                out.errors.extend(_check_connections(site, registry))
+                out.errors.extend(_check_connections(site, registry, out.warnings))
                 specs = site.flows
             else:
                 specs = [load_flow(file, values=variables, secrets=Secrets(
@@ -146,7 +147,8 @@ def check_connection_refs(plan: FlowPlan, site: Site | None,
     return errors
 
 
-def _check_connections(site: Site, registry: Registry) -> list[ConfigError]:
+def _check_connections(site: Site, registry: Registry,
+                       warnings: list[str]) -> list[ConfigError]:
     errors: list[ConfigError] = []
     for kind, named in site.connections.items():
         spec = registry.connection_kinds.get(kind)
@@ -166,6 +168,9 @@ def _check_connections(site: Site, registry: Registry) -> list[ConfigError]:
             errors.extend(problems)
             if not problems:
                 named[name] = build_config(spec.config_class, conf)
+                if spec.lint is not None:
+                    warnings.extend(f"{mark}: warning: {text}"
+                                    for text in spec.lint(name, named[name]))
     for kind, name, mark in site.observe:
         spec = registry.connection_kinds.get(kind)
         if spec is None or spec.observe is None:
@@ -195,13 +200,16 @@ def _print_errors(errors: Sequence[ConfigError], as_json: bool) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     registry = Registry.default()
     loaded = load_files(args.files, registry, variables=_vars(args.var), for_run=False)
+    if not args.json:
+        for warning in loaded.warnings:
+            print(warning, file=sys.stderr)
     if loaded.errors:
         _print_errors(loaded.errors, args.json)
         return 1
     if args.json:
         json.dump({"valid": True, "flows": [
             {"id": p.spec.id, "file": p.spec.file, "nodes": len(p.nodes)} for p in loaded.plans
-        ]}, sys.stdout, indent=2)
+        ], "warnings": loaded.warnings}, sys.stdout, indent=2)
         print()
     else:
         for plan in loaded.plans:

@@ -269,3 +269,29 @@ def test_the_guardian_runs_the_same_command_line_with_no_guardian() -> None:
     ) == ["run", "--no-guardian", "--state-dir", "s", "site.yaml"]
     assert _without_guardian_flags(["run", "--guardian-timeout=3", "f.yaml"]) == [
         "run", "--no-guardian", "f.yaml"]
+
+
+@pytest.mark.parametrize(("host", "tls", "warned"), [
+    ("broker.lan", "false", True), ("192.168.1.5", "false", True),
+    ("broker.lan", "true", False), ("localhost", "false", False), ("127.0.0.1", "false", False)])
+def test_validate_warns_of_a_password_sent_in_clear_to_another_host(
+        write, capsys: pytest.CaptureFixture[str], host: str, tls: str, warned: bool) -> None:
+    site = write("site.yaml", f"""
+        connections:
+          mqtt:
+            main: {{host: {host}, username: esess, password: !secret pw, tls: {tls}}}
+        flows: []
+        """)
+    os.environ["ESESS_SECRET_PW"] = "hunter2-secret"
+    try:
+        assert main(["validate", str(site)]) == 0
+    finally:
+        del os.environ["ESESS_SECRET_PW"]
+    err = capsys.readouterr().err
+    assert "hunter2-secret" not in err
+    if warned:
+        assert err.startswith(f"{site}:3:5: warning: mqtt.main: the password for {host}:1883 "
+                              "goes over the network in clear text")
+        assert "tls: true" in err
+    else:
+        assert err == ""
