@@ -129,14 +129,17 @@ async def bench(rounds: int, timeout: float) -> dict[str, Any]:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 out.task.cancel()
+    return {"rounds": rounds, "timeout_s": timeout, "kill9_s": kills, "hang_s": hangs,
+            "sigterm_s": term, "guardian_exit": code, "guardian_rss_kb": guardian_kb}
+
+
+def bare_python_rss_kb() -> int:
+    """The floor: a python3 -S that does nothing (outside the event loop)."""
     floor = subprocess.run([sys.executable, "-S", "-c",
                             "print(open('/proc/self/status').read())"],
                            capture_output=True, text=True, check=True).stdout
-    floor_kb = int(next(line for line in floor.splitlines()
-                        if line.startswith("VmRSS:")).split()[1])
-    return {"rounds": rounds, "timeout_s": timeout, "kill9_s": kills, "hang_s": hangs,
-            "sigterm_s": term, "guardian_exit": code, "guardian_rss_kb": guardian_kb,
-            "bare_python_rss_kb": floor_kb}
+    return int(next(line for line in floor.splitlines()
+                    if line.startswith("VmRSS:")).split()[1])
 
 
 def main() -> int:
@@ -148,6 +151,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = asyncio.run(bench(args.rounds, args.timeout))
+    result["bare_python_rss_kb"] = bare_python_rss_kb()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
