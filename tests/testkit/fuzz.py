@@ -232,9 +232,84 @@ def _repeat_block(data: bytes, rng: random.Random) -> bytes:
     return b"\n".join([*lines[:j], *lines[i:j] * rng.choice([2, 3, 50]), *lines[j:]])
 
 
+def _extreme_value(rng: random.Random, depth: int = 0) -> Any:
+    """A random value of any JSON/YAML type, often at a limit."""
+    pick = rng.randrange(14 if depth < 3 else 9)
+    return [
+        lambda: None, lambda: rng.choice([True, False]),
+        lambda: rng.choice([0, -1, 1, 2**31, -2**63, 2**64, 10**30, 7]),
+        lambda: rng.choice([0.0, -0.0, 1e-320, 1.7976931348623157e308, 0.1, -5.5,
+                            float("inf"), float("-inf"), float("nan")]),
+        lambda: rng.choice(["", " ", "x" * rng.choice([1, 80, 5000, 200_000]), "${host}",
+                            "/Ac/L1/Power", "com.victronenergy.grid", "192.168.1.50",
+                            "http://x", "*", "\u2028", "{topic}", "{", "%s", "\\"]),
+        lambda: rng.choice(["timer", "formula", "mqtt.out", "dbus.service", "shelly.meter",
+                            "no.such.type", "Timer"]),
+        lambda: rng.choice(["id", "type", "to", "nodes", "vars", "flows", "use", "file"]),
+        lambda: [],
+        lambda: {},
+        lambda: [_extreme_value(rng, depth + 1) for _ in range(rng.randint(1, 4))],
+        lambda: {rng.choice(["id", "type", "to", "x", "value", "default", "nodes"]):
+                 _extreme_value(rng, depth + 1) for _ in range(rng.randint(1, 3))},
+        lambda: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+        lambda: list(range(rng.choice([100, 5000]))),
+        lambda: {f"k{i}": i for i in range(rng.choice([50, 3000]))},
+    ][pick]()
+
+
+def _paths(document: Any, limit: int = 3000) -> list[tuple[Any, ...]]:
+    """Paths to the values of a document, breadth first, 12 levels and `limit` at most
+    (an alias bomb loads as a small graph that would be a huge tree)."""
+    found: list[tuple[Any, ...]] = []
+    level: list[tuple[tuple[Any, ...], Any]] = [((), document)]
+    for _ in range(12):
+        inner: list[tuple[tuple[Any, ...], Any]] = []
+        for path, value in level:
+            found.append(path)
+            if len(found) >= limit:
+                return found
+            items = value.items() if isinstance(value, dict) else \
+                enumerate(value) if isinstance(value, list) else ()
+            inner.extend(((*path, key), item) for key, item in items)
+        level = inner
+    return found
+
+
+def _replaced(document: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(document, dict):
+        return {**document, head: _replaced(document[head], rest, new)}
+    copy = list(document)
+    copy[head] = _replaced(copy[head], rest, new)
+    return copy
+
+
+def _replace_subtree(data: bytes, rng: random.Random) -> bytes:
+    """Valid YAML again, with one value anywhere swapped for an odd one (so the case gets
+    past the parser, into schemas, vars, the graph and the node constructors)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(data)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return data
+    paths = [p for p in _paths(document) if p]
+    if not paths:
+        return data
+    path = rng.choice(paths)
+    changed = _replaced(document, path, _extreme_value(rng))
+    try:
+        return yaml.safe_dump(changed, allow_unicode=True, sort_keys=False).encode()
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return data
+
+
 FILE_MUTATIONS = [_replace_scalar, _replace_scalar, _replace_scalar, _swap_type, _flip_byte,
                   _delete_bytes, _insert_bytes, _duplicate_line, _delete_line, _swap_lines,
-                  _indent, _truncate, _repeat_block]
+                  _indent, _truncate, _repeat_block, _replace_subtree, _replace_subtree,
+                  _replace_subtree, _replace_subtree]
 
 JSON_EXTREMES = [b"1e308", b"-1e308", b"1e400", b"-0", b"NaN", b"-Infinity", b"9" * 30,
                  b"9" * 5000, b"18446744073709551616", b"1.7976931348623157e308", b"null",
@@ -253,7 +328,23 @@ def _replace_json_value(data: bytes, rng: random.Random) -> bytes:
     return data[:start] + rng.choice(JSON_EXTREMES) + data[end:]
 
 
-PAYLOAD_MUTATIONS = [_replace_json_value, _replace_json_value, _replace_json_value,
+def _replace_json_subtree(data: bytes, rng: random.Random) -> bytes:
+    """The reply with one value anywhere swapped for an odd one, as JSON again (NaN and
+    Infinity as Python writes them)."""
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return data
+    paths = [p for p in _paths(document) if p] or [()]
+    changed = _replaced(document, rng.choice(paths), _extreme_value(rng))
+    try:
+        return json.dumps(changed).encode()
+    except (ValueError, RecursionError):
+        return data
+
+
+PAYLOAD_MUTATIONS = [_replace_json_subtree, _replace_json_subtree, _replace_json_subtree,
+                     _replace_json_value, _replace_json_value, _replace_json_value,
                      _flip_byte, _delete_bytes, _insert_bytes, _truncate,
                      lambda d, r: r.choice(JSON_EXTREMES),
                      lambda d, r: d + d,
