@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,15 +20,18 @@ __all__ = [
     "BEYOND",
     "BIG",
     "BINARY",
+    "COMPARE",
     "CONSTANT_ARGS",
     "FUNCTIONS",
     "MAX_EXPONENT",
     "MAX_FIELDS",
     "MAX_INT_BITS",
+    "MAX_ITEMS",
     "MAX_NDIGITS",
     "MAX_TEXT",
     "MAX_WIDTH",
     "EvaluationError",
+    "check_lists",
     "check_ndigits",
     "kind",
     "shorten",
@@ -36,7 +40,8 @@ __all__ = [
 
 MAX_INT_BITS = 1024  # integers that operators take and make stay below 2**1024 in size
 MAX_EXPONENT = 10_000  # the largest exponent of `**` (asteval's limit)
-MAX_TEXT = 4096  # characters or items of a text or list that an operator makes
+MAX_TEXT = 4096  # characters of a text that an operator makes
+MAX_ITEMS = 1000  # items of a list that an operator makes or searches, or min/max go through
 MAX_FIELDS = 20  # %-fields in one format text, %% included
 MAX_WIDTH = 100  # width and precision of one %-field
 MAX_NDIGITS = 30  # round(x, ndigits) with |ndigits| at most this
@@ -92,6 +97,24 @@ def _round(x: Any, ndigits: Any = None) -> Any:
     return round(x, ndigits)
 
 
+def _through(name: str, args: tuple[Any, ...]) -> None:
+    """min/max of one list (or text, or mapping) go through at most MAX_ITEMS items."""
+    if len(args) == 1 and isinstance(args[0], list | str | dict) \
+            and len(args[0]) > MAX_ITEMS:
+        raise EvaluationError(f"{name} goes through at most {MAX_ITEMS} items, got "
+                              f"{kind(args[0])} of {len(args[0])}")
+
+
+def _min(*args: Any) -> Any:
+    _through("min", args)
+    return min(*args)
+
+
+def _max(*args: Any) -> Any:
+    _through("max", args)
+    return max(*args)
+
+
 def _sqrt(x: Any) -> float:
     if isinstance(x, int | float) and x < 0:
         raise EvaluationError(f"sqrt: the number is negative ({show(x)})")
@@ -99,7 +122,7 @@ def _sqrt(x: Any) -> float:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "min": min, "max": max, "abs": abs, "round": _round, "clamp": clamp,
+    "min": _min, "max": _max, "abs": abs, "round": _round, "clamp": clamp,
     "floor": math.floor, "ceil": math.ceil, "sqrt": _sqrt}
 ARITY = {"min": (1, None), "max": (1, None), "abs": (1, 1), "round": (1, 2),
          "clamp": (3, 3), "floor": (1, 1), "ceil": (1, 1), "sqrt": (1, 1)}
@@ -119,10 +142,11 @@ def _int(symbol: str, result: int) -> int:
 
 
 def _sized(symbol: str, sequence: object, size: int) -> None:
-    if size > MAX_TEXT:
-        unit = "characters" if isinstance(sequence, str) else "items"
+    text = isinstance(sequence, str)
+    if size > (MAX_TEXT if text else MAX_ITEMS):
+        unit, limit = ("characters", MAX_TEXT) if text else ("items", MAX_ITEMS)
         raise EvaluationError(f"'{symbol}': the result would be {show(size)} {unit} long, "
-                              f"more than {MAX_TEXT}")
+                              f"more than {limit}")
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -196,6 +220,27 @@ def _pow(a: Any, b: Any) -> Any:
 BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: _add, ast.Sub: _sub, ast.Mult: _mul, ast.Div: _truediv,
     ast.FloorDiv: _floordiv, ast.Mod: _mod, ast.Pow: _pow}
+
+_COMPARE_SYMBOLS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
+                    ast.GtE: ">=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in",
+                    ast.NotIn: "not in"}
+COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_,
+    ast.IsNot: operator.is_not, ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b}
+
+
+def check_lists(op: type[ast.cmpop], a: object, b: object) -> None:
+    """A comparison or `in` of lists goes through at most MAX_ITEMS items."""
+    if op is ast.In or op is ast.NotIn:
+        size = len(b) if isinstance(b, list) else 0
+    else:
+        size = min(len(a), len(b)) if isinstance(a, list) and isinstance(b, list) else 0
+    if size > MAX_ITEMS:
+        raise EvaluationError(f"'{_COMPARE_SYMBOLS[op]}' goes through at most {MAX_ITEMS} "
+                              f"items of a list, got {size}")
+
 
 # -- text % value ------------------------------------------------------------------------------
 

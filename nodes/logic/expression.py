@@ -16,17 +16,23 @@ EvaluationError that says why:
 - an integer that an operator takes or makes is within ±2**1024 (`MAX_INT_BITS`, the
   range of a float, about ±1.8e308); `**` is refused before it is computed when its
   result would be larger, and so is an exponent above `MAX_EXPONENT`;
-- a text or list that `+`, `*` or `%` makes has at most `MAX_TEXT` characters or items;
+- a text that `+`, `*` or `%` makes has at most `MAX_TEXT` characters;
+- a list that `+` or `*` makes, or that `in`, a comparison of lists, min or max goes
+  through, has at most `MAX_ITEMS` items (min and max of one text or mapping, too);
 - `text % value` formats one number, text, True, False or None, or a mapping for
   `%(key)s` fields: at most `MAX_FIELDS` fields, widths and precisions of at most
-  `MAX_WIDTH`, no `*`;
+  `MAX_WIDTH`, no `*`, and a result that could be longer than `MAX_TEXT` is refused;
 - `round(x, ndigits)` takes ndigits within ±`MAX_NDIGITS`;
 - a numeric result beyond ±`MAX_MAGNITUDE`, inf or nan is an error.
 
-Comparisons, `in`, and min/max of one list only read their values, in time linear in
-their size. A part without names (`round(1, -10**7)`, `10**10**10`) is computed once
-when the expression is compiled, so a part that always fails is refused by
-`validate`, as is a constant ndigits out of range (`round(x, -10**8)`).
+With at most `MAX_LENGTH` characters and `MAX_DEPTH` levels, the dearest expression
+takes a few milliseconds (tests/unit/nodes/test_formula_property.py). Not bounded,
+being linear at C speed or constant time: comparing texts or numbers, `in` on a text
+or a mapping, the items of nested lists.
+
+A part without names (`round(1, -10**7)`, `10**10**10`) is computed once when the
+expression is compiled, so a part that always fails is refused by `validate`, as is a
+constant ndigits out of range (`round(x, -10**8)`).
 """
 
 from __future__ import annotations
@@ -45,9 +51,11 @@ from nodes.logic.bounded import (
     BEYOND,
     BIG,
     BINARY,
+    COMPARE,
     CONSTANT_ARGS,
     FUNCTIONS,
     EvaluationError,
+    check_lists,
     kind,
     shorten,
     show,
@@ -215,6 +223,18 @@ class _Interpreter(Interpreter):  # type: ignore[misc]
 
     def on_binop(self, node: ast.BinOp) -> object:
         return BINARY[node.op.__class__](self.run(node.left), self.run(node.right))
+
+    def on_compare(self, node: ast.Compare) -> object:
+        left, result = self.run(node.left), True
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            right = self.run(right_node)
+            if left.__class__ is list or right.__class__ is list:
+                check_lists(op.__class__, left, right)
+            result = COMPARE[op.__class__](left, right)
+            if not result:
+                return result
+            left = right
+        return result
 
     def on_call(self, node: ast.Call) -> object:
         name = node.func.id  # type: ignore[attr-defined]  # a Name, by check_expression

@@ -258,6 +258,14 @@ def test_formula_refuses_constant_parts_that_always_fail_at_validate(
                                        "long, more than 4096"),
     ("n * x", {"x": [0], "n": 10**20}, "'*': the result would be 1e+20 items long"),
     ("x + x", {"x": "a" * 3000}, "'+': the result would be 6000 characters long"),
+    ("x + x", {"x": [0] * 600}, "'+': the result would be 1200 items long, more than 1000"),
+    # lists that are searched or gone through
+    ("1 in x", {"x": [0] * 1001}, "'in' goes through at most 1000 items of a list, got 1001"),
+    ("x < y", {"x": [0] * 2000, "y": [0] * 1500},
+     "'<' goes through at most 1000 items of a list, got 1500"),
+    ("max(x)", {"x": list(range(1001))}, "max goes through at most 1000 items, got a list "
+                                         "of 1001"),
+    ("min(x)", {"x": "a" * 5000}, "min goes through at most 1000 items, got a text of 5000"),
     ("x * x", {"x": 2**600}, "'*': the result would be beyond ±2**1024"),
     ("x ** 2000", {"x": 2}, "'**': the result would be beyond ±2**1024"),
     ("x // 3", {"x": 10**4000}, "'//': an integer beyond ±2**1024 (about 1.8e308) is not "
@@ -307,6 +315,9 @@ def test_formula_run_time_bounds_reach_the_status(tmp_path: Path) -> None:
     ("'%x' % x", {"x": 2**1000}, format(2**1000, "x")),
     ("'%100.100f' % x", {"x": 1e308}, format(1e308, "100.100f")),
     ("'-' * 4096", {}, "-" * 4096),
+    ("max(prices) - min(prices)", {"prices": [0.1 * i for i in range(192)]}, 0.1 * 191),
+    ("0.5 in x and x != y", {"x": [0.5] * 1000, "y": [0.5] * 5000}, True),
+    ("x == y and 'ab' in x and x[4999] == 'b'", {"x": "ab" * 2500, "y": "ab" * 2500}, True),
     ("round(x, -30) == 0 and round(y, 30) == y", {"x": 10**29, "y": 0.1}, True),
     ("x ** 1023 > 0", {"x": 2}, True),
     ("floor(x) - 1 > 10**307", {"x": 1e308}, True),
