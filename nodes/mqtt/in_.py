@@ -26,23 +26,46 @@
   PowerExtractRegex, e.g. `"apower":([^,]+),`); with none, the value is true when it
   matches and false when not (IsOnKeywordRegex, e.g. `"ison":\\s*true`).
 
-A payload that does not decode (not a number, no match, broken JSON, missing path) is
-counted, logged at DEBUG with its topic, and dropped; the status shows the count. An
-empty payload (a cleared retained topic) is ignored, or passed on as invalid (None)
+A payload that does not decode (not a number, no match, broken JSON, JSON nested too
+deeply, missing path) is counted and dropped; the status shows the count. The first one
+on a topic is logged as a warning, and the first good one after it at INFO (each one
+at DEBUG): a device that sends junk fills no log.
+An empty payload (a cleared retained topic) is ignored, or passed on as invalid (None)
 with `on_empty: invalid`.
+
+`keep` says what happens when messages come faster than the next node takes them:
+
+- `latest` (the default; telemetry: power, temperatures, states): a waiting message is
+  replaced by a newer one of the same topic, at every hop of the flow. A slow node
+  works with the newest value, never lags behind, and memory stays flat. Values in
+  between can vanish, which is right for a reading and wrong for an event.
+- `every` (events: button presses, commands, requests, counted pulses): every message
+  is passed on, in order, at every hop that keeps a message as it is (mqtt.out, change,
+  filter; a node that makes new values, such as formula, decides for itself). Messages
+  wait here, at most `queue_size` of them (about 0.5 KB each), and go on as fast as the
+  next nodes take them; beyond that the oldest is dropped, counted in the status and
+  warned about once. The next nodes' queues hold 256 messages each (drops counted in
+  their `dropped`). mqtt.out publishes every one while its broker is connected and
+  keeps up; while the broker is away, it still keeps only the latest of each topic.
+  Use it with `qos: 1`, so that the broker does not lose them either.
+
+`qos` is about the broker's hop to this node, `keep` about the hops inside the flow;
+QoS 1 with `keep: latest` still merges values of a topic that wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from string import Formatter
 from typing import TYPE_CHECKING, Literal
 
 from flowengine.errors import ConfigError
-from flowengine.model import JsonValue, NodeSpec
+from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, node_type, option
 
 if TYPE_CHECKING:
@@ -73,10 +96,20 @@ class MqttInConfig:
                          "wildcard", default="{topic}", example="{device}/temperature")
     on_empty: Literal["ignore", "invalid"] = option(
         "an empty payload: ignore it, or pass on invalid (None)", default="ignore")
+    keep: Literal["latest", "every"] = option(
+        "messages waiting for a busy node: keep the latest of each topic (telemetry), "
+        "or every one in order (events; bounded, drops counted)", default="latest")
+    queue_size: int = option(
+        "keep: every: most messages waiting here for the next nodes; beyond it the "
+        "oldest is dropped and counted", default=10000, minimum=1, maximum=1_000_000)
 
 
 class DecodeError(ValueError):
     """A payload that does not decode as configured."""
+
+
+_FAILING_TOPICS = 100  # topics remembered as not decoding (for logging the recovery once)
+_FEED_BATCH = 64  # kept messages passed on per turn of the event loop (next queues: 256)
 
 
 _TRUE = frozenset({"true", "on", "1", "yes"})
@@ -178,21 +211,24 @@ def make_decoder(payload: str, json_path: str | None = None,
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise DecodeError("not UTF-8 text") from None
-        value: JsonValue = text
-        if keys is not None:
-            value = _follow(_json(text), keys)
-            if pattern is None:
-                return kind(value) if isinstance(value, str) and payload not in ("auto", "json") \
-                    else _typed(payload, value)
-            text = value if isinstance(value, str) else json.dumps(value)
-        if pattern is not None:
-            found = pattern.search(text)
-            if pattern.groups == 0:
-                return found is not None
-            if found is None:
-                raise DecodeError(f"no match for {pattern.pattern!r}")
-            text = found.group(1)
-        return kind(text)
+        try:
+            value: JsonValue = text
+            if keys is not None:
+                value = _follow(_json(text), keys)
+                if pattern is None:
+                    return kind(value) if isinstance(value, str) \
+                        and payload not in ("auto", "json") else _typed(payload, value)
+                text = value if isinstance(value, str) else json.dumps(value)
+            if pattern is not None:
+                found = pattern.search(text)
+                if pattern.groups == 0:
+                    return found is not None
+                if found is None:
+                    raise DecodeError(f"no match for {pattern.pattern!r}")
+                text = found.group(1)
+            return kind(text)
+        except RecursionError:  # json parses (and dumps) nested arrays by recursion
+            raise DecodeError(f"JSON nested too deeply: {text[:40]!r}") from None
 
     return decode
 
@@ -237,6 +273,12 @@ class MqttIn(Node[MqttInConfig]):
                               mark=self.mark_of("output"),
                               hint="use {topic} or a name from wildcards")
         self._plain_output = config.output == "{topic}"
+        self._keep = config.keep == "every"
+        self._waiting: deque[Message] = deque()  # keep: every
+        self._feeding = False
+        self._overrun = False
+        self.dropped = 0  # keep: every, messages dropped because `queue_size` were waiting
+        self._failing: set[str] = set()  # topics whose last payload did not decode
         self.bad = 0
         self.received = 0
         self._broker: Broker | None = None
@@ -260,6 +302,7 @@ class MqttIn(Node[MqttInConfig]):
         self._show()
 
     async def stop(self) -> None:
+        self._waiting.clear()
         if self._sub is not None:
             self._sub.cancel()
             self._sub = None
@@ -274,10 +317,11 @@ class MqttIn(Node[MqttInConfig]):
             try:
                 value = self._decode(payload)
             except DecodeError as exc:
-                self.bad += 1
-                ctx.log.debug("payload on %s dropped: %s", topic, exc)
-                self._show_soon()
+                self._undecoded(topic, exc)
                 return
+            if self._failing and topic in self._failing:
+                self._failing.discard(topic)
+                ctx.log.info("payloads on %s decode again", topic)
         elif self.config.on_empty == "ignore":
             return
         else:
@@ -289,7 +333,54 @@ class MqttIn(Node[MqttInConfig]):
                 meta[name] = "/".join(levels[index:]) if rest else levels[index]
         out = topic if self._plain_output else self.config.output.format(topic=topic, **{
             k: v for k, v in meta.items() if k in self.config.wildcards})
-        ctx.emit(ctx.message(out, value, meta))
+        clock = ctx.clock
+        msg = Message(out, value, clock.monotonic(), clock.wall(), meta, self._keep)
+        if self._keep:
+            self._wait(msg)
+        else:
+            ctx.emit(msg)
+
+    def _wait(self, msg: Message) -> None:
+        """keep: every. The broker hands over everything it has read in one go (thousands
+        of messages in a burst): they wait here, and go on in turns small enough for the
+        next nodes' queues."""
+        waiting = self._waiting
+        if len(waiting) >= self.config.queue_size:
+            waiting.popleft()
+            self.dropped += 1
+            if not self._overrun:
+                self._overrun = True
+                self.ctx.log.warning("%d messages waiting: dropping the oldest (the next "
+                                     "nodes are slower than the messages come)",
+                                     self.config.queue_size)
+            self._show_soon()
+        waiting.append(msg)
+        if not self._feeding:
+            self._feeding = True
+            self.ctx.after(0, self._feed, name="feed")
+
+    async def _feed(self) -> None:
+        waiting, emit = self._waiting, self.ctx.emit
+        try:
+            while waiting:
+                for _ in range(min(len(waiting), _FEED_BATCH)):
+                    emit(waiting.popleft())
+                await asyncio.sleep(0)  # a turn for the next nodes
+        finally:
+            self._feeding = False
+        if self._overrun:
+            self._overrun = False
+            self.ctx.log.info("caught up; %d message(s) dropped so far", self.dropped)
+
+    def _undecoded(self, topic: str, exc: DecodeError) -> None:
+        self.bad += 1
+        log = self.ctx.log
+        if topic not in self._failing and len(self._failing) < _FAILING_TOPICS:
+            self._failing.add(topic)
+            log.warning("payload on %s not decoded: %s; counted until one decodes again",
+                        topic, exc)
+        log.debug("payload on %s dropped: %s", topic, exc)
+        self._show_soon()
 
     def _show_soon(self) -> None:
         """Status now, then at most once a second while bad payloads keep coming."""
@@ -308,6 +399,8 @@ class MqttIn(Node[MqttInConfig]):
             return
         status = self.ctx.status
         bad = f"; {self.bad} payload(s) not decoded" if self.bad else ""
+        if self.dropped:
+            bad += f"; {self.dropped} dropped (more than {self.config.queue_size} waiting)"
         if not broker.connected:
             status.warning(broker.describe() + bad)
         elif bad:

@@ -178,3 +178,42 @@ def test_mqtt_out_only_on_change_and_min_interval_keep_the_last_value(
             await eventually(lambda: other.payloads("pc/paced") == ["1", "4"], timeout=3)
             assert other.payloads("pc/changes") == ["1", "2", "1"]
     run(scenario())
+
+
+def test_mqtt_in_counts_json_nested_too_deeply_as_undecoded_without_a_traceback(
+        mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`[` x 100000 makes json recurse too deeply: counted like any bad payload, warned
+    about once for its topic (INFO once when the topic decodes again), and the next
+    good payload comes through; nothing reaches the MQTT library's error log."""
+    flow = """
+        id: deep
+        nodes:
+          - {id: doc, type: mqtt.in, topic: dj/doc, payload: json}
+          - {id: guess, type: mqtt.in, topic: dj/doc}
+          - {id: path, type: mqtt.in, topic: dj/doc, json_path: a, payload: number}
+    """
+    seen: list[tuple[str, object]] = []
+
+    async def scenario() -> None:
+        async with running(flow, mosquitto, tmp_path,
+                           tap=lambda r, p, m: seen.append((r.node_id, m.value))) \
+                as (_, flow_run), client(mosquitto, "dj") as other:
+            for payload in ("[" * 100_000, "[" * 100_000, '{"a": 5}'):
+                other.broker.publish("dj/doc", payload, qos=1)
+            await eventually(lambda: len(seen) == 3, timeout=10)
+            assert sorted(seen) == [("doc", {"a": 5}), ("guess", {"a": 5}), ("path", 5)]
+            for node_id in ("doc", "guess", "path"):
+                runner = flow_run.runners[node_id]
+                assert runner.node.bad == 2
+                await eventually(lambda r=runner: "2 payload(s) not decoded" in r.status.text)
+                assert runner.status.level == "warning" and runner.phase == "running"
+    caplog.set_level(logging.DEBUG)
+    run(scenario())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+              and "not decoded" in r.getMessage()]
+    assert len(warned) == 3  # one per node: the first bad payload on the topic
+    assert all("payload on dj/doc not decoded: JSON nested too deeply" in w for w in warned)
+    again = [r.getMessage() for r in caplog.records if "decode again" in r.getMessage()]
+    assert sorted(again) == [f"deep/{node}: payloads on dj/doc decode again"
+                             for node in ("doc", "guess", "path")]
