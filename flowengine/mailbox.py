@@ -2,9 +2,9 @@
 
 A telemetry message replaces a waiting message of the same port and topic in place,
 so a slow node holds at most one pending value per topic and memory stays flat.
-Messages on event ports (commands, requests), and messages marked `keep` (events on
-any port, e.g. from an `mqtt.in` with `keep: every`), are all kept, in order. When the
-box is full the oldest waiting message is dropped and counted: producers never block.
+Messages on event ports (commands, requests), and `KeptMessage`s (events on any port,
+e.g. from an `mqtt.in` with `keep: every`), are all kept, in order. When the box is
+full the oldest waiting message is dropped and counted: producers never block.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Mailbox:
         if self._closed:
             return
         items = self._items
-        if not msg.keep and self._modes.get(port, "telemetry") == "telemetry":
+        if self._modes.get(port, "telemetry") == "telemetry" and not msg.keep:
             key: object = (port, msg.topic)
             if key in items:
                 items[key] = (port, msg)  # keeps its place in the queue, carries the new value

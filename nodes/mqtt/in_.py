@@ -65,7 +65,7 @@ from string import Formatter
 from typing import TYPE_CHECKING, Literal
 
 from flowengine.errors import ConfigError
-from flowengine.model import JsonValue, Message, NodeSpec
+from flowengine.model import JsonValue, KeptMessage, Message, NodeSpec
 from flowengine.node import Node, node_type, option
 
 if TYPE_CHECKING:
@@ -274,6 +274,7 @@ class MqttIn(Node[MqttInConfig]):
                               hint="use {topic} or a name from wildcards")
         self._plain_output = config.output == "{topic}"
         self._keep = config.keep == "every"
+        self._message: type[Message] = KeptMessage if self._keep else Message
         self._waiting: deque[Message] = deque()  # keep: every
         self._feeding = False
         self._overrun = False
@@ -334,7 +335,7 @@ class MqttIn(Node[MqttInConfig]):
         out = topic if self._plain_output else self.config.output.format(topic=topic, **{
             k: v for k, v in meta.items() if k in self.config.wildcards})
         clock = ctx.clock
-        msg = Message(out, value, clock.monotonic(), clock.wall(), meta, self._keep)
+        msg = self._message(out, value, clock.monotonic(), clock.wall(), meta)
         if self._keep:
             self._wait(msg)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowengine.mailbox import Mailbox
-from flowengine.model import Message
+from flowengine.model import KeptMessage, Message
 
 
 def drain(box: Mailbox) -> list[tuple[str, str, object]]:
@@ -25,21 +25,22 @@ def test_kept_messages_on_a_telemetry_port_are_all_kept_in_order() -> None:
     box = Mailbox({"in": "telemetry"})
     box.put("in", Message("a", 1))
     for value in (2, 3):
-        box.put("in", Message("a", value, keep=True))
+        box.put("in", KeptMessage("a", value))
     box.put("in", Message("a", 4))  # a reading again: merges with the first reading only
-    box.put("in", Message("a", 5, keep=True))
+    box.put("in", KeptMessage("a", 5))
     assert drain(box) == [("in", "a", 4), ("in", "a", 2), ("in", "a", 3), ("in", "a", 5)]
 
 
 def test_a_full_box_drops_the_oldest_kept_message_and_counts_it() -> None:
     box = Mailbox({"in": "telemetry"}, capacity=4)
     for value in range(7):
-        box.put("in", Message("a", value, keep=True))
+        box.put("in", KeptMessage("a", value))
     assert box.dropped == 3
     assert [value for _, _, value in drain(box)] == [3, 4, 5, 6]
 
 
 def test_messages_made_from_a_kept_one_are_kept_too() -> None:
-    event = Message("a", 1, keep=True)
+    event = KeptMessage("a", 1)
     assert event.with_value(2, "b").keep and event.with_meta(x=1).keep
+    assert type(event.with_value(2)) is KeptMessage
     assert not Message("a", 1).with_value(2).keep

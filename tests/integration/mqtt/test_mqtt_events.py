@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import eventually, run
 
-from flowengine.model import Message
+from flowengine.model import KeptMessage
 
 from .mqttkit import Mosquitto, client, running, settle
 
@@ -69,7 +69,7 @@ def test_kept_messages_beyond_the_input_queue_are_dropped_oldest_first_and_count
             await settle(other.broker)
             sink = flow_run.runners["sink"]
             for n in range(300):
-                sink.mailbox.put("in", Message("ov/in", n, keep=True))
+                sink.mailbox.put("in", KeptMessage("ov/in", n))
             await eventually(lambda: len(other.received) >= 256, timeout=10)
             await settle(other.broker)
             assert [r.payload for r in other.received] == [str(n) for n in range(44, 300)]
