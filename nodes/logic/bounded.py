@@ -33,6 +33,7 @@ __all__ = [
     "EvaluationError",
     "check_lists",
     "check_ndigits",
+    "format_text",
     "kind",
     "shorten",
     "show",
@@ -191,7 +192,7 @@ def _floordiv(a: Any, b: Any) -> Any:
 
 def _mod(a: Any, b: Any) -> Any:
     if isinstance(a, str):
-        return _format(a, b)
+        return format_text(a, b)
     if isinstance(a, int) and isinstance(b, int):
         _ints("%", a, b)
     return a % b
@@ -252,7 +253,7 @@ _FIELD = re.compile(r"%(?:%|(?:\((?P<key>[^()]*)\))?(?P<flags>[-+ #0]*+)(?P<widt
                     r"(?:\.(?P<precision>[0-9]*+))?[hlL]?(?P<conversion>[diouxXeEfFgGcrsa]))?")
 
 
-def _format(text: str, value: object) -> str:
+def format_text(text: str, value: object) -> str:
     """`text % value`, refused before it runs when the result could be large."""
     if len(text) > MAX_TEXT:
         raise EvaluationError(f"'%': the format text is longer than {MAX_TEXT} characters")

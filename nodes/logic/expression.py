@@ -269,7 +269,7 @@ class Expression:
     def __init__(self, text: str) -> None:
         self.text = text.strip()
         self.names = check_expression(self.text)
-        self._symbols: dict[str, object] = dict(FUNCTIONS)
+        self._symbols: dict[str, object] = {}  # the names; calls go to FUNCTIONS directly
         self._interp = _Interpreter(self._symbols)
         self._root: ast.expr = self._interp.parse(self.text).body[0].value
         self._check_constant_parts()

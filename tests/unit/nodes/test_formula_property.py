@@ -11,7 +11,8 @@ least of three runs of process time (a loaded box slows the wall clock, not this
 memory is measured in a separate run under tracemalloc, which slows everything down.
 
 The worst cases by construction (2000 characters of the dearest operations at their
-limits) are checked the same way.
+limits) are checked the same way, and `text % value` is checked against Python's own
+formatting: what the sandbox formats is exactly Python's result, and never long.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nodes.logic.bounded import MAX_TEXT, format_text
 from nodes.logic.expression import FUNCTIONS, EvaluationError, Expression, ExpressionError
 
 CPU_LIMIT_S = 0.010
@@ -179,3 +181,31 @@ WORST = {"a": 2**1023 - 1, "b": 2**511 + 1, "m": 2**512 - 3, "t": "\U0001F600", 
 def test_the_worst_expressions_by_construction_are_quick_and_small(text: str) -> None:
     assert len(text) <= 2000
     assert assert_bounded(text, WORST) == "value"
+
+
+# -- text % value reads a format as Python does ---------------------------------------------
+
+_PIECES = ["%", "%", "%", "(soc)", "(a)", "(", ")", "-", "+", " ", "#", "0", "1", "5", "99",
+           "100", "101", ".", "*", "l", "h", "d", "i", "u", "o", "x", "X", "e", "E", "f", "F",
+           "g", "G", "c", "r", "s", "a", "%%", "y", "kW "]
+_FORMAT_VALUES = [5, -3, 0, 1.5, 1e308, -0.0, math.nan, math.inf, True, None, "ab", "\U0001F600",
+                  2**1000, [1], {"soc": 55.5, "a": "x" * 1500}, (1, 2)]
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join),
+       st.sampled_from(_FORMAT_VALUES))
+def test_text_percent_value_formats_as_python_or_refuses(text: str, value: object) -> None:
+    """What the sandbox formats is Python's result; what it refuses Python may make."""
+    try:
+        expected: object = text % value
+    except (TypeError, ValueError, OverflowError, KeyError) as exc:
+        expected = type(exc)
+    try:
+        got: object = format_text(text, value)
+    except EvaluationError:
+        return  # refused: Python's result may be long, or fine but beyond a limit
+    except (TypeError, ValueError, OverflowError, KeyError) as exc:
+        got = type(exc)
+    assert got == expected
+    assert not isinstance(got, str) or len(got) <= MAX_TEXT
