@@ -99,11 +99,12 @@ def _round(x: Any, ndigits: Any = None) -> Any:
 
 
 def _through(name: str, args: tuple[Any, ...]) -> None:
-    """min/max of one list (or text, or mapping) go through at most MAX_ITEMS items."""
-    if len(args) == 1 and isinstance(args[0], list | str | dict) \
-            and len(args[0]) > MAX_ITEMS:
-        raise EvaluationError(f"{name} goes through at most {MAX_ITEMS} items, got "
-                              f"{kind(args[0])} of {len(args[0])}")
+    """min or max of one list (text, mapping), or comparing lists, at most MAX_ITEMS."""
+    kinds = (list | str | dict) if len(args) == 1 else list
+    for arg in args:
+        if isinstance(arg, kinds) and len(arg) > MAX_ITEMS:
+            raise EvaluationError(f"{name} goes through at most {MAX_ITEMS} items, got "
+                                  f"{kind(arg)} of {len(arg)}")
 
 
 def _min(*args: Any) -> Any:
@@ -116,6 +117,11 @@ def _max(*args: Any) -> Any:
     return max(*args)
 
 
+def _clamp(x: Any, lo: Any, hi: Any) -> Any:
+    _through("clamp", (x, lo, hi))
+    return clamp(x, lo, hi)
+
+
 def _sqrt(x: Any) -> float:
     if isinstance(x, int | float) and x < 0:
         raise EvaluationError(f"sqrt: the number is negative ({show(x)})")
@@ -123,7 +129,7 @@ def _sqrt(x: Any) -> float:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "min": _min, "max": _max, "abs": abs, "round": _round, "clamp": clamp,
+    "min": _min, "max": _max, "abs": abs, "round": _round, "clamp": _clamp,
     "floor": math.floor, "ceil": math.ceil, "sqrt": _sqrt}
 ARITY = {"min": (1, None), "max": (1, None), "abs": (1, 1), "round": (1, 2),
          "clamp": (3, 3), "floor": (1, 1), "ceil": (1, 1), "sqrt": (1, 1)}
@@ -233,14 +239,16 @@ COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
 
 
 def check_lists(op: type[ast.cmpop], a: object, b: object) -> None:
-    """A comparison or `in` of lists goes through at most MAX_ITEMS items."""
+    """A comparison of lists or mappings, or `in` a list, goes through at most MAX_ITEMS."""
     if op is ast.In or op is ast.NotIn:
         size = len(b) if isinstance(b, list) else 0
+    elif isinstance(a, list | dict) and type(a) is type(b):
+        size = min(len(a), len(b))
     else:
-        size = min(len(a), len(b)) if isinstance(a, list) and isinstance(b, list) else 0
+        return
     if size > MAX_ITEMS:
         raise EvaluationError(f"'{_COMPARE_SYMBOLS[op]}' goes through at most {MAX_ITEMS} "
-                              f"items of a list, got {size}")
+                              f"items of {kind(b)}, got {size}")
 
 
 # -- text % value ------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ EvaluationError that says why:
   range of a float, about ±1.8e308); `**` is refused before it is computed when its
   result would be larger, and so is an exponent above `MAX_EXPONENT`;
 - a text that `+`, `*` or `%` makes has at most `MAX_TEXT` characters;
-- a list that `+` or `*` makes, or that `in`, a comparison of lists, min or max goes
-  through, has at most `MAX_ITEMS` items (min and max of one text or mapping, too);
+- a list that `+` or `*` makes, or a list or mapping that `in`, a comparison, min, max
+  or clamp goes through, has at most `MAX_ITEMS` items (as has the one text of min(s));
 - `text % value` formats one number, text, True, False or None, or a mapping for
   `%(key)s` fields: at most `MAX_FIELDS` fields, widths and precisions of at most
   `MAX_WIDTH`, no `*`, and a result that could be longer than `MAX_TEXT` is refused;
@@ -198,6 +198,7 @@ def _check_call(node: ast.Call) -> list[ast.expr]:
 
 # -- evaluation ------------------------------------------------------------------------------
 
+_CONTAINERS = frozenset({list, dict})
 _NODES = (ast.Constant, ast.Name, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
           ast.IfExp, ast.Call, ast.Subscript)
 
@@ -228,7 +229,7 @@ class _Interpreter(Interpreter):  # type: ignore[misc]
         left, result = self.run(node.left), True
         for op, right_node in zip(node.ops, node.comparators, strict=True):
             right = self.run(right_node)
-            if left.__class__ is list or right.__class__ is list:
+            if left.__class__ in _CONTAINERS or right.__class__ in _CONTAINERS:
                 check_lists(op.__class__, left, right)
             result = COMPARE[op.__class__](left, right)
             if not result:

@@ -21,11 +21,12 @@ formatted with `%`: `'%.1f kW' % (power / 1000)`, `'%(soc)d%%' % joined`.
 
 Every operation is bounded before it runs, so an evaluation takes microseconds: an
 integer stays within ±2**1024 (about 1.8e308, as a float); a text that `+`, `*` or
-`%` makes has at most 4096 characters; a list that they make, or that `in`, a
-comparison, min or max goes through, at most 1000 items; a `%` format has at most 20
-fields, widths and precisions of at most 100 and no `*`; `round` takes ndigits from
--30 to 30. Beyond that is a run-time error, or a `validate` error for a part without
-names (`round(x, -10**8)`, `'%099999999d' % 1`), which is computed once up front.
+`%` makes has at most 4096 characters; a list that they make, or a list or mapping
+that `in`, a comparison, min, max or clamp goes through, at most 1000 items; a `%`
+format has at most 20 fields, widths and precisions of at most 100 and no `*`; `round`
+takes ndigits from -30 to 30. Beyond that is a run-time error, or a `validate` error
+for a part without names (`round(x, -10**8)`, `'%099999999d' % 1`), which is computed
+once up front.
 
 Invalid stays invalid: while a name the expression uses has no value yet or is
 invalid (None), the result is invalid (None); with `skip_invalid: true` nothing is

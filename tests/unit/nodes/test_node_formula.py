@@ -266,6 +266,10 @@ def test_formula_refuses_constant_parts_that_always_fail_at_validate(
     ("max(x)", {"x": list(range(1001))}, "max goes through at most 1000 items, got a list "
                                          "of 1001"),
     ("min(x)", {"x": "a" * 5000}, "min goes through at most 1000 items, got a text of 5000"),
+    ("min(x, x)", {"x": [0] * 1001}, "min goes through at most 1000 items, got a list of 1001"),
+    ("clamp(x, 0, 1)", {"x": [0] * 1001}, "clamp goes through at most 1000 items, got a list"),
+    ("x == y", {"x": dict.fromkeys(range(1001), 0), "y": dict.fromkeys(range(1001), 0)},
+     "'==' goes through at most 1000 items of a mapping, got 1001"),
     ("x * x", {"x": 2**600}, "'*': the result would be beyond ±2**1024"),
     ("x ** 2000", {"x": 2}, "'**': the result would be beyond ±2**1024"),
     ("x // 3", {"x": 10**4000}, "'//': an integer beyond ±2**1024 (about 1.8e308) is not "
@@ -317,6 +321,7 @@ def test_formula_run_time_bounds_reach_the_status(tmp_path: Path) -> None:
     ("'-' * 4096", {}, "-" * 4096),
     ("max(prices) - min(prices)", {"prices": [0.1 * i for i in range(192)]}, 0.1 * 191),
     ("0.5 in x and x != y", {"x": [0.5] * 1000, "y": [0.5] * 5000}, True),
+    ("max(x, y) == y and x != j", {"x": [1, 2], "y": [1, 3], "j": {"a": 1}}, True),
     ("x == y and 'ab' in x and x[4999] == 'b'", {"x": "ab" * 2500, "y": "ab" * 2500}, True),
     ("round(x, -30) == 0 and round(y, 30) == y", {"x": 10**29, "y": 0.1}, True),
     ("x ** 1023 > 0", {"x": 2}, True),
