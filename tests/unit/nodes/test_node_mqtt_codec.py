@@ -161,3 +161,18 @@ def test_a_password_without_tls_to_another_host_is_warned_about() -> None:
                         "anyone on the way can pose as broker.lan"]
     assert lint("local", build_config(CONNECTION_KINDS[0].config_class,
                                       CONNECTION_KINDS[0].defaults["local"])) == []
+
+
+def test_a_broker_that_refuses_the_login_is_asked_again_slowly() -> None:
+    from gmqtt.mqtt.handler import MQTTConnectError  # type: ignore[import-untyped]
+
+    from nodes.mqtt.broker import Broker
+
+    broker = Broker("main", MqttBrokerConfig(host="broker.lan"))
+    late = 10  # attempts: well past the doubling
+    down = [broker._retry_delay_s(ConnectionRefusedError(), late) for _ in range(50)]
+    busy = [broker._retry_delay_s(MQTTConnectError(3), late) for _ in range(50)]
+    refused = [broker._retry_delay_s(MQTTConnectError(code), late)
+               for code in (4, 5, 134, 135) for _ in range(20)]
+    assert all(1.5 <= d <= 3.0 for d in down + busy)
+    assert all(15.0 <= d <= 30.0 for d in refused)
