@@ -25,8 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from flowengine.errors import shown
 from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, node_type, option
+from nodes.logic.bounded import MAX_NDIGITS
 
 __all__ = ["Change", "ChangeConfig"]
 
@@ -44,7 +46,7 @@ class ChangeConfig:
     scale: float = option("multiply the value by this", default=1.0, example=0.001)
     offset: float = option("then add this", default=0.0, example=-273.15)
     decimals: int | None = option("round numbers to this many decimals", default=None,
-                                  example=1)
+                                  example=1, minimum=-MAX_NDIGITS, maximum=MAX_NDIGITS)
 
 
 class _Unusable(ValueError):
@@ -117,11 +119,14 @@ class Change(Node[ChangeConfig]):
             elif _is_number(value):
                 value = 0 if value else 1
             else:
-                raise _Unusable(f"cannot invert {value!r}")
+                raise _Unusable(f"cannot invert {shown(value)}")
         if self._arithmetic:
             if not _is_number(value):
-                raise _Unusable(f"cannot scale {value!r}")
-            value = value * cfg.scale + cfg.offset
+                raise _Unusable(f"cannot scale {shown(value)}")
+            try:
+                value = value * cfg.scale + cfg.offset
+            except OverflowError:  # an integer beyond a double (JSON allows any)
+                raise _Unusable(f"cannot scale {shown(value)}: too large") from None
         if cfg.decimals is not None and _is_number(value):
             value = round(value, cfg.decimals) if cfg.decimals > 0 \
                 else int(round(value, cfg.decimals))

@@ -98,3 +98,19 @@ def test_change_keeps_the_message_meta(tmp_path: Path) -> None:
             await h.send("power", 3, meta={"unit": "W"})
             assert h.messages()[0].meta == {"unit": "W"}
     asyncio.run(scenario())
+
+
+def test_decimals_far_out_of_range_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    from flowengine.errors import ConfigErrors
+
+    with pytest.raises(ConfigErrors, match="decimals"):
+        changed(tmp_path, "decimals: -100000000", 5)
+
+
+def test_an_integer_too_large_to_scale_becomes_invalid_and_the_node_goes_on(
+        tmp_path: Path) -> None:
+    assert changed(tmp_path, "scale: 0.5", 10**400, 8) == [("power", None), ("power", 4.0)]
+
+
+def test_rounding_a_large_integer_at_the_decimal_limits_is_quick(tmp_path: Path) -> None:
+    assert changed(tmp_path, "decimals: -30", 10**300 + 7) == [("power", 10**300)]
