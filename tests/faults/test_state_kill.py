@@ -83,14 +83,15 @@ def test_every_state_file_parses_after_kills_during_writes(tmp_path: Path) -> No
             for name, total in saved.items():  # a restart went on from the file
                 assert now.get(name, 0.0) >= total, (name, total, now.get(name))
             saved.update(now)
-        assert len(saved) == COUNTERS
+        assert saved, "no kill left a state file"
         assert mid_write >= 3, f"only {mid_write} of {KILLS} kills landed mid-burst"
         # and a clean start reads every file: the totals go on growing from them
         runtime = RuntimeProcess(site, tmp_path, args=("--duration", "1.5"))
         await runtime.start()
         assert await runtime.wait() == 0, runtime.output()
-        assert runtime.output().count("restored totals") == COUNTERS, runtime.output()
+        assert runtime.output().count("restored totals") == len(saved), runtime.output()
         final = state_files(tmp_path)
+        assert len(final) == COUNTERS  # a clean stop saves every counter
         assert all(final[name] > total for name, total in saved.items()), (saved, final)
 
     run(scenario())
