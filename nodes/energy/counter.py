@@ -26,6 +26,7 @@ when the flow stops, and restored at start, so a crash loses at most that much.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -102,9 +103,7 @@ class EnergyCounter(Node[EnergyCounterConfig]):
         if index is None:
             return
         self._integrate(msg.ts)
-        value = msg.value
-        known = isinstance(value, int | float) and not isinstance(value, bool)
-        self._power[index] = float(value) if known else None
+        self._power[index] = _finite(msg.value)
 
     # -- counting ----------------------------------------------------------------------
     def _integrate(self, now: float) -> None:
@@ -126,12 +125,16 @@ class EnergyCounter(Node[EnergyCounterConfig]):
                 self._add_phase(i, power * dt / WS_PER_KWH)
         if None not in self._power:
             total = sum(p for p in self._power if p is not None) * dt / WS_PER_KWH
+            if not math.isfinite(self._net_forward + self._net_reverse + total):
+                return  # three phases near a double's limit: not a reading to count
             if total >= 0:
                 self._net_forward += total
             else:
                 self._net_reverse -= total
 
     def _add_phase(self, index: int, kwh: float) -> None:
+        if not math.isfinite(self._forward[index] + self._reverse[index] + kwh):
+            return
         if kwh >= 0:
             self._forward[index] += kwh
         else:
@@ -179,5 +182,18 @@ class EnergyCounter(Node[EnergyCounterConfig]):
             f"{k} {v:.3f} kWh" for k, v in self.totals().items() if "/" not in k))
 
 
+def _finite(value: object) -> float | None:
+    """A reading (or a saved total) as a float; None for anything that is not a number,
+    NaN, infinite or beyond a double: unknown, not counted."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        watts = float(value)
+    except OverflowError:
+        return None
+    return watts if math.isfinite(watts) else None
+
+
 def _kwh(value: object) -> float:
-    return float(value) if isinstance(value, int | float) and value >= 0 else 0.0
+    total = _finite(value)
+    return total if total is not None and total >= 0 else 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,24 @@ def test_a_phase_listed_twice_is_refused_at_load_time() -> None:
 
     with pytest.raises(ConfigErrors, match="a phase topic is listed twice"):
         run(scenario())
+
+
+@pytest.mark.parametrize("odd", [float("inf"), float("-inf"), float("nan"), 10**400, 1e308],
+                         ids=["inf", "-inf", "nan", "int-beyond-a-double", "near-the-limit"])
+def test_a_reading_no_total_can_hold_is_unknown_and_the_node_keeps_counting(
+        odd: float, tmp_path: Path) -> None:
+    """A formula or a JSON payload upstream can give any number; one that would make a
+    total infinite used to fail the node at every save (a state holds no Infinity)."""
+    async def scenario() -> None:
+        async with NodeHarness(COUNTER.format(metering="net"), state_dir=tmp_path) as h:
+            await feed_hour(h, (1000.0, odd, odd), every_s=5.0)
+            got = totals(h)
+            assert got["L1/energy_forward"] == pytest.approx(1.0)
+            assert all(math.isfinite(v) for v in got.values()), got
+            assert h.runner("energy").restarts == 0
+            assert h.node_status.level == "ok"
+
+    run(scenario())
+    saved = json.loads(next(tmp_path.rglob("energy.json")).read_text())
+    assert saved["forward"]["L1/power"] == pytest.approx(1.0)
+
