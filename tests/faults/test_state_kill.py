@@ -95,3 +95,40 @@ def test_every_state_file_parses_after_kills_during_writes(tmp_path: Path) -> No
         assert all(final[name] > total for name, total in saved.items()), (saved, final)
 
     run(scenario())
+
+
+BROKEN_STATES = {
+    "count0": b'{"forward": {"L1/po',            # torn (what an unsafe write leaves)
+    "count1": b"",                                 # empty
+    "count2": b"[" * 50_000,                       # nested past the parser's recursion
+    "count3": b'{"forward": "\xff\xfe"}',          # invalid UTF-8
+    "count4": b"[1, 2, 3]",                        # JSON, not an object
+    "count5": b'{"forward": NaN}',                 # not JSON at all, Python's extension
+}
+
+
+def test_broken_state_files_are_set_aside_and_the_runtime_starts(tmp_path: Path) -> None:
+    site = counting_site(tmp_path)
+    flow_dir = tmp_path / "state" / "counting"
+    flow_dir.mkdir(parents=True)
+    for node, data in BROKEN_STATES.items():
+        (flow_dir / f"{node}.json").write_bytes(data)
+
+    async def scenario() -> None:
+        runtime = RuntimeProcess(site, tmp_path, args=("--duration", "1.5"))
+        await runtime.start()
+        assert await runtime.wait() == 0, runtime.output()
+        log = runtime.output()
+        assert log.count("set aside as") == len(BROKEN_STATES), log
+        assert "Traceback" not in log and "restarting in" not in log, log
+
+    run(scenario())
+    aside = sorted(p.name.split(".json")[0] for p in flow_dir.glob("*.corrupt-*"))
+    assert aside == sorted(BROKEN_STATES)  # kept for the user, never deleted
+    totals = state_files_except_aside(tmp_path)
+    assert len(totals) == COUNTERS and all(t > 0 for t in totals.values()), totals
+
+
+def state_files_except_aside(tmp_path: Path) -> dict[str, float]:
+    return {p.stem: json.loads(p.read_text())["forward"]["L1/power"]
+            for p in (tmp_path / "state").rglob("*.json") if p.is_file()}
