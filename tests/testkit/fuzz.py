@@ -97,6 +97,8 @@ def payload_seeds() -> list[bytes]:
 
 # -- mutations ------------------------------------------------------------------------
 
+Mutation = Callable[[bytes, random.Random], bytes]
+
 def _billion_laughs(rng: random.Random) -> str:
     levels = rng.randint(6, 12)
     lines = ['  - &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
@@ -235,7 +237,7 @@ def _repeat_block(data: bytes, rng: random.Random) -> bytes:
 def _extreme_value(rng: random.Random, depth: int = 0) -> Any:
     """A random value of any JSON/YAML type, often at a limit."""
     pick = rng.randrange(14 if depth < 3 else 9)
-    return [
+    makers: list[Callable[[], Any]] = [
         lambda: None, lambda: rng.choice([True, False]),
         lambda: rng.choice([0, -1, 1, 2**31, -2**63, 2**64, 10**30, 7]),
         lambda: rng.choice([0.0, -0.0, 1e-320, 1.7976931348623157e308, 0.1, -5.5,
@@ -254,7 +256,8 @@ def _extreme_value(rng: random.Random, depth: int = 0) -> Any:
         lambda: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
         lambda: list(range(rng.choice([100, 5000]))),
         lambda: {f"k{i}": i for i in range(rng.choice([50, 3000]))},
-    ][pick]()
+    ]
+    return makers[pick]()
 
 
 def _paths(document: Any, limit: int = 3000) -> list[tuple[Any, ...]]:
@@ -306,10 +309,10 @@ def _replace_subtree(data: bytes, rng: random.Random) -> bytes:
         return data
 
 
-FILE_MUTATIONS = [_replace_scalar, _replace_scalar, _replace_scalar, _swap_type, _flip_byte,
-                  _delete_bytes, _insert_bytes, _duplicate_line, _delete_line, _swap_lines,
-                  _indent, _truncate, _repeat_block, _replace_subtree, _replace_subtree,
-                  _replace_subtree, _replace_subtree]
+FILE_MUTATIONS: list[Mutation] = [
+    _replace_scalar, _replace_scalar, _replace_scalar, _swap_type, _flip_byte, _delete_bytes,
+    _insert_bytes, _duplicate_line, _delete_line, _swap_lines, _indent, _truncate,
+    _repeat_block, _replace_subtree, _replace_subtree, _replace_subtree, _replace_subtree]
 
 JSON_EXTREMES = [b"1e308", b"-1e308", b"1e400", b"-0", b"NaN", b"-Infinity", b"9" * 30,
                  b"9" * 5000, b"18446744073709551616", b"1.7976931348623157e308", b"null",
@@ -343,16 +346,16 @@ def _replace_json_subtree(data: bytes, rng: random.Random) -> bytes:
         return data
 
 
-PAYLOAD_MUTATIONS = [_replace_json_subtree, _replace_json_subtree, _replace_json_subtree,
-                     _replace_json_value, _replace_json_value, _replace_json_value,
-                     _flip_byte, _delete_bytes, _insert_bytes, _truncate,
-                     lambda d, r: r.choice(JSON_EXTREMES),
-                     lambda d, r: d + d,
-                     lambda d, r: b"[" + d + b"]" * r.randint(0, 2)]
+PAYLOAD_MUTATIONS: list[Mutation] = [
+    _replace_json_subtree, _replace_json_subtree, _replace_json_subtree,
+    _replace_json_value, _replace_json_value, _replace_json_value,
+    _flip_byte, _delete_bytes, _insert_bytes, _truncate,
+    lambda d, r: r.choice(JSON_EXTREMES),
+    lambda d, r: d + d,
+    lambda d, r: b"[" + d + b"]" * r.randint(0, 2)]
 
 
-def _mutate(data: bytes, rng: random.Random,
-            mutations: list[Callable[[bytes, random.Random], bytes]]) -> bytes:
+def _mutate(data: bytes, rng: random.Random, mutations: list[Mutation]) -> bytes:
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         data = rng.choice(mutations)(data, rng)
     return data
