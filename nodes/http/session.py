@@ -177,8 +177,8 @@ def _reason(exc: ValueError) -> str:
 
 def _too_deep(document: Any) -> bool:
     """True when lists and objects nest deeper than MAX_DEPTH (without recursion)."""
-    level: list[Any] = [document]
-    for _ in range(MAX_DEPTH + 1):
+    level: list[Any] = [document]  # the containers at depth 1, 2, ...
+    for _ in range(MAX_DEPTH):
         inner: list[Any] = []
         for item in level:
             if isinstance(item, dict):

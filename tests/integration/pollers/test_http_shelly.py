@@ -21,7 +21,13 @@ from flowengine.registry import Registry
 from flowengine.runner import NodeRunner
 from flowengine.runtime import FlowRun, Runtime
 from nodes.devices.shelly import detect_model
-from nodes.http.session import DeviceUnreachable, HttpSessionConfig, open_session
+from nodes.http.session import (
+    MAX_DEPTH,
+    DeviceUnreachable,
+    HttpSessionConfig,
+    decode_json,
+    open_session,
+)
 from sim import EnergyModel, mixed_phases_noon
 from sim.devices import Shelly3EMGen1, ShellyPlus1PM, ShellyPMMiniGen3, ShellyPro3EM
 
@@ -324,3 +330,12 @@ def test_numbers_near_a_doubles_limit_and_a_sum_beyond_it(tmp_path: Path) -> Non
             assert runner.status.level == "ok" and runner.restarts == 0
 
     run(scenario())
+
+
+def test_a_reply_may_nest_max_depth_levels_not_more() -> None:
+    deepest = b"[" * MAX_DEPTH + b"1" + b"]" * MAX_DEPTH
+    assert decode_json(deepest) is not None
+    with pytest.raises(DeviceUnreachable, match=f"nested deeper than {MAX_DEPTH}"):
+        decode_json(b"[" + deepest + b"]")
+    with pytest.raises(DeviceUnreachable, match=f"nested deeper than {MAX_DEPTH}"):
+        decode_json(b'{"a": [' + deepest + b"]}")
