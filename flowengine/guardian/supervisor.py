@@ -130,7 +130,7 @@ class Guardian:
         exit_fd = _pidfd(child.pid)
         if exit_fd is not None:
             self._selector.register(exit_fd, selectors.EVENT_READ, "exit")
-        buffer = b""
+        reader = _LineReader(channel)
         alive_until = time.monotonic() + self.start_timeout_s
         hello = False
         term_sent_at: float | None = None
@@ -152,24 +152,18 @@ class Guardian:
                     if key.data == "wake":
                         self._drain_wake()
                     elif key.data == "channel":
-                        data = _recv(channel)
-                        if data is None:  # the runtime closed its end: it is going
+                        lines = reader.read()
+                        if lines is None:  # the runtime closed its end: it is going
                             self._selector.unregister(channel)
                             continue
-                        buffer += data
-                        lines = buffer.split(b"\n")
-                        buffer = lines.pop()
-                        if len(buffer) > MAX_LINE:
-                            log.error("a line of over %d bytes from the runtime "
-                                      "was dropped", MAX_LINE)
-                            buffer = b""
-                        for line in lines:
-                            if self._handle(line, channel):
-                                hello = True
-                            alive_until = time.monotonic() + (
-                                self.timeout_s if hello else self.start_timeout_s)
+                        if self._handle_all(lines, channel):
+                            hello = True
+                        alive_until = time.monotonic() + (
+                            self.timeout_s if hello else self.start_timeout_s)
                 code = child.poll()
-                if code is not None:
+                if code is not None:  # what it said before it went counts too
+                    while (lines := reader.read()):
+                        self._handle_all(lines, channel)
                     return self._ended(code)
                 now = time.monotonic()
                 if term_sent_at is not None and now >= term_sent_at + self.stop_timeout_s:
@@ -224,6 +218,12 @@ class Guardian:
         self.store.save({})
 
     # -- messages from the runtime ----------------------------------------------------------
+    def _handle_all(self, lines: list[bytes], channel: socket.socket) -> bool:
+        alive = False
+        for line in lines:
+            alive = self._handle(line, channel) or alive
+        return alive
+
     def _handle(self, line: bytes, channel: socket.socket) -> bool:
         """Act on one line; True for hello and heartbeats (the runtime's loop turns)."""
         try:
@@ -317,14 +317,29 @@ class Guardian:
                     self._drain_wake()
 
 
-def _recv(channel: socket.socket) -> bytes | None:
-    try:
-        data = channel.recv(65536)
-    except BlockingIOError:
-        return b""
-    except OSError:
-        return None
-    return data or None
+class _LineReader:
+    """Whole lines from the runtime's end of the channel, as they come."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+        self.buffer = b""
+
+    def read(self) -> list[bytes] | None:
+        """The lines complete so far ([] if none); None once the runtime closed its end."""
+        try:
+            data = self.channel.recv(65536)
+        except BlockingIOError:
+            return []
+        except OSError:
+            return None
+        if not data:
+            return None
+        lines = (self.buffer + data).split(b"\n")
+        self.buffer = lines.pop()
+        if len(self.buffer) > MAX_LINE:
+            log.error("a line of over %d bytes from the runtime was dropped", MAX_LINE)
+            self.buffer = b""
+        return lines
 
 
 def _pidfd(pid: int) -> int | None:
