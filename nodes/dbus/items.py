@@ -18,7 +18,44 @@ from flowengine.model import JsonValue
 from nodes.dbus.bus import BusConnection
 from nodes.dbus.text import render
 
-__all__ = ["ItemTable"]
+__all__ = ["ItemTable", "carriable"]
+
+_INT64 = range(-(2 ** 63), 2 ** 63)
+
+
+def carriable(value: JsonValue) -> JsonValue:
+    """`value` as D-Bus can carry it. NaN, infinity and integers beyond 64 bits become
+    invalid (None); a text loses NUL characters and has lone surrogates replaced by
+    U+FFFD, since a D-Bus string is UTF-8 without NUL. Such a value (from an MQTT
+    payload, say) would otherwise fail every signal and every GetItems of the service
+    for as long as it stayed. Items of a list or mapping are made carriable one level
+    deep (nested ones are left as they are; Venus OS values are flat)."""
+    if isinstance(value, list):
+        return [_scalar(item) for item in value]
+    if isinstance(value, dict):
+        return {_text(str(key)): _scalar(item) for key, item in value.items()}
+    return _scalar(value)
+
+
+def _scalar(value: JsonValue) -> JsonValue:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if value in _INT64 else None
+    if isinstance(value, str):
+        return _text(value)
+    return value
+
+
+def _text(text: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate, as a JSON "\ud800" decodes
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text.replace("\x00", "") if "\x00" in text else text
 
 
 class ItemTable:
@@ -33,9 +70,8 @@ class ItemTable:
         self._bus: BusConnection | None = None
 
     def store(self, path: str, value: JsonValue, unit: str) -> bool:
-        """Set one path (NaN and infinity become invalid); True when it really changed."""
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
+        """Set one path (as `carriable` makes it); True when it really changed."""
+        value = carriable(value)
         old = self.values.get(path, ...)
         if path in self.values and old == value and type(old) is type(value):
             return False
