@@ -45,8 +45,8 @@ with `on_empty: invalid`.
   wait here, at most `queue_size` of them (about 0.5 KB each), and go on as fast as the
   next nodes take them; beyond that the oldest is dropped, counted in the status and
   warned about once. The next nodes' queues hold 256 messages each (drops counted in
-  their `dropped`). mqtt.out publishes every one while its broker is connected and
-  keeps up; while the broker is away, it still keeps only the latest of each topic.
+  their `dropped`). mqtt.out publishes every one; while its broker is away they wait
+  in its outbox, in order (at most the connection's `outbox_size`).
   Use it with `qos: 1`, so that the broker does not lose them either.
 
 `qos` is about the broker's hop to this node, `keep` about the hops inside the flow;

@@ -21,7 +21,10 @@
   back goes out when the time is up (the last value of a burst is never lost).
 
 While the broker is away, the connection keeps the latest payload of each topic and
-sends it after reconnecting; the status shows what is queued and what was dropped.
+sends it after reconnecting; events (from an `mqtt.in` with `keep: every`) wait there
+one by one, in order, within the connection's `outbox_size`. The status shows what is
+queued and what was dropped. A message held back by `min_interval_ms` is a value: the
+latest one of its topic goes out.
 
 - `safe_payload`: for a topic that switches something (a heater's allowance, a relay):
   published to the (fixed) topic with this node's `qos` and `retain` when the flow
@@ -198,7 +201,7 @@ class MqttOut(Node[MqttOutConfig]):
                 else:
                     self._held[topic] = (payload, held[1])
                 return
-        self._send(topic, payload)
+        self._send(topic, payload, keep=msg.keep)
 
     def _release(self, topic: str) -> None:
         held = self._held.pop(topic, None)
@@ -206,12 +209,15 @@ class MqttOut(Node[MqttOutConfig]):
                                      and self._last.get(topic) == held[0]):
             self._send(topic, held[0])
 
-    def _send(self, topic: str, payload: str) -> None:
+    def _send(self, topic: str, payload: str, *, keep: bool = False) -> None:
+        """Publish; an event (`keep`) waits in line while the broker is away, a value
+        waits as the latest of its topic."""
         broker = self._broker
         if broker is None:
             return
         was_connected = broker.connected
-        broker.publish(topic, payload, qos=self.config.qos, retain=self.config.retain)
+        broker.publish(topic, payload, qos=self.config.qos, retain=self.config.retain,
+                       keep=keep)
         self._last[topic] = payload
         if self._interval is not None:
             self._sent_at[topic] = self.ctx.now()

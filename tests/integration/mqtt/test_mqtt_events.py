@@ -111,3 +111,27 @@ def test_mqtt_in_drops_the_oldest_beyond_queue_size_counts_and_says_so(
     assert said == ["burst/source: 100 messages waiting: dropping the oldest (the next "
                     "nodes are slower than the messages come)",
                     "burst/source: caught up; 200 message(s) dropped so far"]
+
+
+def test_events_wait_in_line_while_the_broker_is_away_and_all_go_out_after(
+        own_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    flow = FLOW.replace("ev/", "aw/").replace("id: events", "id: away")
+
+    def published() -> int:  # what mosquitto says it received from the runtime
+        return sum(1 for line in own_mosquitto.log.read_text().splitlines()
+                   if "Received PUBLISH from runtime-" in line and "'aw/out'" in line)
+
+    async def scenario() -> None:
+        async with running(flow, own_mosquitto, tmp_path, reconnect_max_ms=500) as (_, run_):
+            sink = run_.runners["sink"]
+            broker = sink.node._broker
+            own_mosquitto.stop()
+            await eventually(lambda: not broker.connected, timeout=5)
+            before = published()
+            for n in range(5):  # one topic: merging by topic would leave only the last
+                sink.mailbox.put("in", KeptMessage("aw/in", n))
+            await eventually(lambda: len(broker._outbox) == 5)
+            own_mosquitto.start()
+            await eventually(lambda: published() - before == 5, timeout=10)
+            assert not broker._outbox and broker.dropped == 0
+    run(scenario())
