@@ -114,6 +114,30 @@ def test_a_blocked_event_loop_is_killed_after_the_timeout_with_the_safe_value_wr
     run(scenario())
 
 
+def test_sigterm_to_a_service_whose_runtime_hangs_still_ends_with_the_safe_value(
+        bus_address: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        marker = tmp_path / "blocked"
+        flow = setpoint_flow(tmp_path / "hold.yaml", -2000, extra=f"""\
+              - id: freeze
+                type: test.block
+                after_ms: 1500
+                once_file: {marker}
+            """)
+        async with settings(bus_address) as svc, Guarded(
+                flow, address=bus_address, state_dir=tmp_path / "state",
+                plugins=plugin_path(tmp_path / "plugins")) as g:
+            await eventually(lambda: svc.values[SETPOINT] == -2000, timeout=15)
+            await eventually(marker.exists, timeout=10)
+            began = time.monotonic()
+            assert await g.stop(timeout=20) == 0  # the hung runtime cannot act on SIGTERM
+            assert time.monotonic() - began < 13
+            assert svc.values[SETPOINT] == 0
+            assert len(g.runtime_pids()) == 1  # stopping: no new runtime
+
+    run(scenario())
+
+
 def test_power_loss_the_pending_safe_value_is_written_before_any_flow_starts(
         bus_address: str, tmp_path: Path) -> None:
     async def scenario() -> None:
