@@ -14,12 +14,10 @@ time. Basic authentication (Shelly Gen1) is a precomputed header. Every failure 
 timeout, refused connection, HTTP error status, a body that is not JSON — raises
 `DeviceUnreachable` with a short text that never contains the password.
 
-`decode_json` is the one JSON decoder of device replies. It refuses, as
-`DeviceUnreachable` (a failed poll, never a failed node), whatever a status document
-cannot be: invalid UTF-8 or JSON, `NaN` and `Infinity`, numbers beyond 64-bit integers
-or doubles, and nesting deeper than `MAX_DEPTH` (Python's parser would raise
-RecursionError at about 1000 levels; a document just below that would break the nodes
-downstream instead).
+`decode_json` is the one JSON decoder of device replies. What `flowengine.jsontext`
+refuses (invalid UTF-8 or JSON, `NaN`, numbers beyond 64 bits or a double, nesting
+deeper than `MAX_DEPTH`, lone surrogates) is a `DeviceUnreachable` (a failed poll,
+never a failed node).
 
 aiohttp is imported when the first session opens, not with this module: it costs
 about 20 MB of memory, which a GX without HTTP devices should not pay.
@@ -29,9 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -39,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flowengine.connections import ConnectionKind
 from flowengine.errors import DeviceError
+from flowengine.jsontext import JsonTextError, load_json
 from flowengine.model import Secret
 from flowengine.node import option
 
@@ -50,9 +46,6 @@ __all__ = ["CONNECTION_KINDS", "DeviceUnreachable", "HttpAuth", "HttpSession",
 
 AuthKind = Literal["none", "basic", "digest"]
 MAX_BODY_BYTES = 1 << 20  # a device reply larger than this is not a status document
-MAX_DEPTH = 32  # a Shelly status nests 4 levels deep
-_INT_LIMIT = 1 << 64
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # maybe a lone half, which UTF-8 cannot carry
 
 
 class DeviceUnreachable(DeviceError):
@@ -125,70 +118,9 @@ class JsonClient:
 def decode_json(body: bytes) -> Any:
     """A device's JSON reply as Python values; DeviceUnreachable if it is not a sane one."""
     try:
-        document = json.loads(body, parse_constant=_refuse_constant,
-                              parse_float=_finite_float, parse_int=_bounded_int)
-    except RecursionError:
-        raise DeviceUnreachable(f"reply is not JSON (nested deeper than {MAX_DEPTH})") from None
-    except MemoryError:
-        raise DeviceUnreachable("reply is not JSON (too large to decode)") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, our refusals
-        raise DeviceUnreachable(f"reply is not JSON ({_reason(exc)})") from None
-    if _too_deep(document):
-        raise DeviceUnreachable(f"reply is not JSON (nested deeper than {MAX_DEPTH})")
-    if _SURROGATE.search(body) is not None:
-        try:
-            json.dumps(document, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise DeviceUnreachable("reply is not JSON (a lone UTF-16 surrogate)") from None
-    return document
-
-
-class _Refused(ValueError):
-    """A number JSON's grammar allows but a device status cannot hold."""
-
-
-def _refuse_constant(name: str) -> Any:
-    raise _Refused(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise _Refused(f"{text[:20]} is out of range")
-    return number
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > 21:  # 2**64 has 20 digits; a longer one cannot be in range
-        raise _Refused(f"an integer of {len(text)} digits")
-    number = int(text)
-    if not -_INT_LIMIT < number < _INT_LIMIT:
-        raise _Refused(f"{text} is out of range")
-    return number
-
-
-def _reason(exc: ValueError) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at byte {exc.pos}"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"invalid UTF-8 at byte {exc.start}"
-    return str(exc)[:80]
-
-
-def _too_deep(document: Any) -> bool:
-    """True when lists and objects nest deeper than MAX_DEPTH (without recursion)."""
-    level: list[Any] = [document]  # the containers at depth 1, 2, ...
-    for _ in range(MAX_DEPTH):
-        inner: list[Any] = []
-        for item in level:
-            if isinstance(item, dict):
-                inner.extend(v for v in item.values() if isinstance(v, dict | list))
-            elif isinstance(item, list):
-                inner.extend(v for v in item if isinstance(v, dict | list))
-        if not inner:
-            return False
-        level = inner
-    return True
+        return load_json(body)
+    except JsonTextError as exc:
+        raise DeviceUnreachable(f"reply is not JSON ({exc})") from None
 
 
 class HttpSession:

@@ -65,6 +65,7 @@ from string import Formatter
 from typing import TYPE_CHECKING, Literal
 
 from flowengine.errors import ConfigError
+from flowengine.jsontext import JsonTextError, JsonTooDeep, load_json
 from flowengine.model import JsonValue, KeptMessage, Message, NodeSpec
 from flowengine.node import Node, node_type, option
 
@@ -142,16 +143,23 @@ def _boolean(text: str) -> JsonValue:
 
 def _json(text: str) -> JsonValue:
     try:
-        return json.loads(text)
-    except ValueError:
-        raise DecodeError(f"not JSON: {text[:40]!r}") from None
+        value: JsonValue = load_json(text)
+    except JsonTooDeep:
+        raise DecodeError(f"JSON nested too deeply: {text[:40]!r}") from None
+    except JsonTextError as exc:
+        raise DecodeError(f"not JSON ({exc}): {text[:40]!r}") from None
+    return value
 
 
 def _auto(text: str) -> JsonValue:
+    """JSON when it is sane JSON; otherwise the text as it is (`NaN` stays a text)."""
     try:
-        return json.loads(text)
-    except ValueError:
+        value: JsonValue = load_json(text)
+    except JsonTooDeep:
+        raise DecodeError(f"JSON nested too deeply: {text[:40]!r}") from None
+    except JsonTextError:
         return text
+    return value
 
 
 def parse_path(path: str) -> tuple[str | int, ...]:

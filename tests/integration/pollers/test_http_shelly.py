@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import eventually, run
 
+from flowengine.jsontext import MAX_DEPTH
 from flowengine.loader import Secrets, load_flow
 from flowengine.model import Message
 from flowengine.plan import plan_flow
@@ -22,7 +23,6 @@ from flowengine.runner import NodeRunner
 from flowengine.runtime import FlowRun, Runtime
 from nodes.devices.shelly import detect_model
 from nodes.http.session import (
-    MAX_DEPTH,
     DeviceUnreachable,
     HttpSessionConfig,
     decode_json,

@@ -22,6 +22,7 @@ from nodes.mqtt.out import encode_value, exporter_topic
     ("auto", b"21.5", 21.5), ("auto", b"on", "on"), ("auto", b'{"a": 1}', {"a": 1}),
     ("number", b" 42 ", 42), ("number", b"-1.5e3", -1500.0), ("string", b"42", "42"),
     ("boolean", b"ON", True), ("boolean", b"0", False), ("json", b"null", None),
+    ("auto", b"NaN", "NaN"), ("auto", b"1e400", "1e400"),  # no number a flow can carry
 ])
 def test_payload_kinds_decode(kind: str, raw: bytes, value: object) -> None:
     assert make_decoder(kind)(raw) == value
@@ -29,7 +30,8 @@ def test_payload_kinds_decode(kind: str, raw: bytes, value: object) -> None:
 
 @pytest.mark.parametrize(("kind", "raw"), [
     ("number", b"warm"), ("number", b"nan"), ("boolean", b"maybe"), ("json", b"{"),
-    ("string", b"\xff"),
+    ("string", b"\xff"), ("json", b"[NaN]"), ("json", b"1e400"), ("json", b'{"a":"\\ud800"}'),
+    ("json", b"123456789012345678901234567890"),
 ])
 def test_undecodable_payloads_raise_decode_error(kind: str, raw: bytes) -> None:
     with pytest.raises(DecodeError):
@@ -61,10 +63,12 @@ def test_a_json_path_value_must_be_of_the_payload_kind() -> None:
     temperature = make_decoder("number", "temperature")
     assert temperature(b'{"temperature": 21.5}') == 21.5
     assert temperature(b'{"temperature": "21.5"}') == 21.5
-    for raw in (b'{"temperature": true}', b'{"temperature": null}', b'{"temperature": NaN}',
+    for raw in (b'{"temperature": true}', b'{"temperature": null}',
                 b'{"temperature": {"value": 1}}', b'{"temperature": [21]}'):
         with pytest.raises(DecodeError, match="not a number"):
             temperature(raw)
+    with pytest.raises(DecodeError, match="NaN is not a JSON number"):
+        temperature(b'{"temperature": NaN}')
     state = make_decoder("boolean", "on")
     assert [state(b'{"on": true}'), state(b'{"on": 0}'), state(b'{"on": "off"}')] == \
         [True, False, False]
