@@ -40,6 +40,7 @@ from urllib.parse import quote
 
 from flowengine.atomic import write_atomically
 from flowengine.errors import StateError
+from flowengine.jsontext import JsonTextError, load_json
 
 __all__ = ["NodeState", "StateStore", "file_name"]
 
@@ -299,14 +300,11 @@ def _read(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise StateError(f"cannot read the state file: {exc.strerror or exc}") from exc
     try:
-        value = json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        value = load_json(data)  # no NaN, 1e400 or deep nesting: what a state cannot hold
+    except JsonTextError as exc:
         raise StateError(f"not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         kind = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
         raise StateError(f"not a JSON object but {kind}")
     return value
 
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")

@@ -162,6 +162,20 @@ def test_non_object_json_file_is_treated_as_corrupt(
     assert len(error_records(caplog)) == 1
 
 
+@pytest.mark.parametrize("text", ['{"forward": 1e400}', '{"forward": NaN}',
+                                  '{"a": ' * 50 + "1" + "}" * 50])
+def test_a_number_or_nesting_no_state_can_hold_is_treated_as_corrupt(
+        tmp_path: Path, text: str) -> None:
+    path = tmp_path / "f" / "n.json"
+    path.parent.mkdir()
+    path.write_text(text, encoding="utf-8")
+    store = StateStore(tmp_path)
+
+    assert len(store.node_state("f", "n")) == 0  # the node starts (empty), not fails
+    assert "not valid JSON" in store.problems[0]
+    assert len(list(path.parent.glob("n.json.corrupt-*"))) == 1
+
+
 def test_set_of_non_json_value_raises_type_error_naming_the_key() -> None:
     state = StateStore(None).node_state("f", "n")
 
