@@ -52,6 +52,7 @@ log = logging.getLogger("flowengine.cli")
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = REPO / "schemas"
 NODES_DOC = REPO / "docs" / "nodes.md"
+MIN_GUARDIAN_TIMEOUT_S, MAX_GUARDIAN_TIMEOUT_S = 2.0, 600.0  # as the site schema says
 
 
 # -- loading everything before anything starts -------------------------------------------
@@ -260,7 +261,21 @@ def _guardian_settings(file: str) -> dict[str, Any]:
         if isinstance(value, int | float | str) and not isinstance(value, bool):
             with contextlib.suppress(ValueError):
                 out[key] = kind(value)
+    if not MIN_GUARDIAN_TIMEOUT_S <= out.get("timeout_s", 10.0) <= MAX_GUARDIAN_TIMEOUT_S:
+        del out["timeout_s"]  # out of range: the runtime's check of the file says so
     return out
+
+
+def _guardian_timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not MIN_GUARDIAN_TIMEOUT_S <= seconds <= MAX_GUARDIAN_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"{seconds:g} s: use between {MIN_GUARDIAN_TIMEOUT_S:g} and "
+            f"{MAX_GUARDIAN_TIMEOUT_S:g} s (the heartbeat comes every second)")
+    return seconds
 
 
 def _get(data: dict[str, Any], section: str, key: str) -> Any:
@@ -459,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guardian", action=argparse.BooleanOptionalAction, default=None,
                    help="run under the guardian, which applies the safe states if this "
                         "process dies or hangs (default: on a GX; --no-guardian to develop)")
-    p.add_argument("--guardian-timeout", type=float, metavar="SECONDS",
+    p.add_argument("--guardian-timeout", type=_guardian_timeout, metavar="SECONDS",
                    help="no heartbeat for this long means the runtime hangs "
                         "(default: the site file's guardian: timeout_s, else 10)")
     p.set_defaults(func=cmd_run)

@@ -295,3 +295,12 @@ def test_validate_warns_of_a_password_sent_in_clear_to_another_host(
         assert "tls: true" in err
     else:
         assert err == ""
+
+
+def test_a_guardian_timeout_shorter_than_the_heartbeat_is_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--guardian-timeout", "0.5", "site.yaml"])
+    assert exit_.value.code == 2
+    assert "0.5 s: use between 2 and 600 s (the heartbeat comes every second)" in \
+        capsys.readouterr().err
