@@ -63,14 +63,50 @@ except AttributeError:  # pragma: no cover - depends on the platform's PyYAML
 _BYTE_OFFSETS = _Base is not yaml.SafeLoader  # libyaml reports a bad character's byte offset
 
 
+# YAML 1.2's core schema for plain scalars, not PyYAML's YAML 1.1: only true/false (in
+# any of its three cases) are booleans, so `on`, `off`, `yes`, `no`, `y` and `n` stay
+# text, as keys too (`map: {on: 1, off: 0}`); integers are 123, 0o17 or 0x1F (no
+# sexagesimal 1:30, no 0b101, no octal 017, no 1_000); floats are 1.5, .5, 1e3, 1.5e+12,
+# .inf and .nan. Null (~, null, empty), timestamps and `<<` merge keys are as before.
+_CORE_TAGS = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?[0-9]+[eE][-+]?[0-9]+"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+
+
 class _Loader(_Base):  # type: ignore[misc]
-    """Safe loader that also reads 1e3 and 1.5e12 as numbers (YAML 1.1 wants 1.5e+12)."""
+    """Safe loader that resolves plain scalars by YAML 1.2's core schema (see above)."""
+
+    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _CORE_TAGS]
+        for first, resolvers in _Base.yaml_implicit_resolvers.items()}
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*[eE][-+]?[0-9]+$|^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("tTfF"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+.0123456789"))
+
+
+class _Constructor(SafeConstructor):
+    """PyYAML's safe constructor with YAML 1.2's booleans and integers, also for an
+    explicit tag (`!!bool yes` and `!!int 0b101` are refused, not read as 1.1)."""
+
+    bool_values = {"true": True, "false": False}
+
+    def construct_yaml_int(self, node: Node) -> int:
+        text = str(self.construct_scalar(node))  # type: ignore[arg-type]
+        if not _INT.match(text):
+            raise ValueError("an integer is written 123, 0o17 or 0x1F")
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text)
+
+
+# the stubs expect a loader class as the first argument; a constructor is one here
+_Constructor.add_constructor(
+    "tag:yaml.org,2002:int", _Constructor.construct_yaml_int)  # type: ignore[type-var]
 
 Path_ = tuple[str | int, ...]
 
@@ -132,7 +168,7 @@ def _mark(file: str, node: Node) -> SourceMark:
 class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
-        self.constructor = SafeConstructor()
+        self.constructor = _Constructor()
         self.errors: list[ConfigError] = []
 
     def build(self, node: Node, path: Path_, marks: Marks) -> Any:
@@ -148,7 +184,7 @@ class _Builder:
             for key_node, value_node, merged in self._pairs(node):
                 key = self._construct(key_node)
                 if not isinstance(key, str):
-                    key = str(key)  # `on:`/`1:` style keys: keep them addressable
+                    key = str(key)  # `1:`/`true:` style keys: keep them addressable
                 if merged:  # of several mappings merged, the first listed gives the key
                     chosen.setdefault(key, (key_node, value_node))
                     continue

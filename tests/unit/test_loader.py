@@ -9,6 +9,7 @@ import pytest
 from flowengine.errors import ConfigErrors
 from flowengine.loader import Secrets, load_flow, load_site
 from flowengine.model import Secret
+from flowengine.yamlsrc import read_yaml_text
 
 FLOW = """
 id: demo
@@ -292,3 +293,36 @@ def test_var_enum_and_range_are_enforced(write, values: dict[str, int], problem:
 def test_var_within_its_limits_is_taken(write) -> None:
     spec = load_flow(write("f.yaml", LIMITED), values={"qos": 2, "phase": 3})
     assert spec.nodes[0].config["topic"] == "q2 p3"
+
+
+def test_yaml_1_1_booleans_stay_text_as_keys_and_values(write) -> None:
+    path = write("f.yaml", """
+        id: words
+        nodes:
+          - {id: src, type: test.source, map: {on: 1, off: 0, yes: y, no: n}}
+    """)
+    config = load_flow(path).nodes[0].config
+    assert config == {"map": {"on": 1, "off": 0, "yes": "y", "no": "n"}}
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("true", True), ("True", True), ("TRUE", True), ("false", False), ("FALSE", False),
+    ("On", "On"), ("Y", "Y"), ("NO", "NO"), ("tRuE", "tRuE"),
+])
+def test_only_true_and_false_are_booleans(text: str, value: object) -> None:
+    assert read_yaml_text(f"v: {text}\n", "f.yaml")[0] == {"v": value}
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("017", 17), ("0o17", 15), ("0x1F", 31), ("-5", -5), ("1e3", 1000.0), (".5", 0.5),
+    ("1:30", "1:30"), ("1_000", "1_000"), ("0b101", "0b101"), ("-.inf", float("-inf")),
+])
+def test_numbers_are_read_as_yaml_1_2_core_writes_them(text: str, value: object) -> None:
+    assert read_yaml_text(f"v: {text}\n", "f.yaml")[0] == {"v": value}
+
+
+def test_an_explicit_bool_tag_on_a_yaml_1_1_word_is_refused() -> None:
+    with pytest.raises(ConfigErrors) as exc:
+        read_yaml_text("v: !!bool yes\n", "f.yaml")
+    assert errors_of(exc) == ["f.yaml:1:4: 'yes' is not a valid bool; to keep it as text, "
+                              "write it in quotes (without a !! tag)"]
