@@ -33,8 +33,9 @@ from flowengine.errors import (
 )
 from flowengine.formats import flow_schema, node_file_schema, site_schema
 from flowengine.guard import ENV_FD, GuardianLink
-from flowengine.loader import Secrets, Site, is_site_file, load_flow, load_site
+from flowengine.loader import Secrets, Site, collect_site, is_site_file, load_flow
 from flowengine.log import configure_logging, parse_level
+from flowengine.model import FlowSpec
 from flowengine.node import CONNECTION_META
 from flowengine.plan import FlowPlan, plan_flow
 from flowengine.registry import Registry
@@ -52,6 +53,7 @@ log = logging.getLogger("flowengine.cli")
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = REPO / "schemas"
 NODES_DOC = REPO / "docs" / "nodes.md"
+GX_SITE = "/data/es-ESS/site.yaml"  # where the installer puts the site file
 MIN_GUARDIAN_TIMEOUT_S, MAX_GUARDIAN_TIMEOUT_S = 2.0, 600.0  # as the site schema says
 
 
@@ -69,40 +71,78 @@ class Loaded:
 
 def load_files(files: Sequence[str], registry: Registry, *, variables: dict[str, Any],
                for_run: bool) -> Loaded:
+    """Everything `files` hold, with every error found in one pass: a site's schema errors
+    do not hide its flows' errors, nor a flow that failed to load the others' graph errors.
+
+    A flow file that a site among `files` enables is checked as part of that site only.
+    Claims (one D-Bus name per service) are checked per site, and across the flow files
+    given on their own (they would run side by side).
+    """
     out = Loaded()
+    sites: list[str] = []
+    alone: list[str] = []
     for file in files:
         try:
             data, _ = read_yaml(file)
         except ConfigErrors as exc:
             out.errors.extend(exc.errors)
             continue
+        (sites if is_site_file(data) else alone).append(file)
+    enabled: set[Path] = set()
+    for file in sites:
+        site = collect_site(file, out.errors)
+        if site is None:
+            continue
+        out.site = site
+        enabled.update(Path(spec.file).resolve() for spec in site.flows)
+        out.errors.extend(_check_connections(site, registry, out.warnings))
+        plans = _plan_all(site.flows, registry, out)
+        for plan in plans:
+            out.errors.extend(check_connection_refs(plan, site, registry))
+        out.errors.extend(check_claims(plans))
+    standalone: list[FlowPlan] = []
+    for file in alone:
+        if Path(file).resolve() in enabled:
+            continue
         try:
-            if is_site_file(data):
-                site = load_site(file)
-                out.site = site
-                out.errors.extend(_check_connections(site, registry, out.warnings))
-                specs = site.flows
-            else:
-                specs = [load_flow(file, values=variables, secrets=Secrets(
-                    Path(file).resolve().parent / "secrets.yaml"),
-                    use_examples=not for_run)]
+            spec = load_flow(file, values=variables, secrets=Secrets(
+                Path(file).resolve().parent / "secrets.yaml"), use_examples=not for_run)
         except ConfigErrors as exc:
             out.errors.extend(exc.errors)
             continue
         except ConfigError as exc:
             out.errors.append(exc)
             continue
-        for spec in specs:
-            try:
-                plan = plan_flow(spec, registry)
-            except ConfigErrors as exc:
-                out.errors.extend(exc.errors)
-                continue
-            out.plans.append(plan)
-            if is_site_file(data):
-                out.errors.extend(check_connection_refs(plan, out.site, registry))
-    out.errors.extend(check_claims(out.plans))
+        for plan in _plan_all([spec], registry, out):
+            out.errors.extend(check_connection_refs(plan, None, registry))
+            standalone.append(plan)
+    out.errors.extend(check_claims(standalone))
     return out
+
+
+def _plan_all(specs: Sequence[FlowSpec], registry: Registry, out: Loaded) -> list[FlowPlan]:
+    plans: list[FlowPlan] = []
+    for spec in specs:
+        try:
+            plans.append(plan_flow(spec, registry))
+        except ConfigErrors as exc:
+            out.errors.extend(exc.errors)
+    out.plans.extend(plans)
+    return plans
+
+
+def expand_files(args: Sequence[str]) -> list[str]:
+    """FILE arguments as files: a directory stands for every *.yaml in it (site or flow),
+    except its secrets.yaml."""
+    files: list[str] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            files += sorted(str(p) for p in path.glob("*.yaml")
+                            if p.is_file() and p.name != "secrets.yaml")
+        else:
+            files.append(arg)
+    return files
 
 
 def check_claims(plans: Sequence[FlowPlan]) -> list[ConfigError]:
@@ -127,7 +167,8 @@ def check_claims(plans: Sequence[FlowPlan]) -> list[ConfigError]:
 
 def check_connection_refs(plan: FlowPlan, site: Site | None,
                            registry: Registry) -> list[ConfigError]:
-    """Every connection a node names (`broker: main`) is in the site file or a default."""
+    """Every connection a node names (`broker: main`) is in the site file or a default;
+    for a flow file on its own (`site` None), a default or a standalone name."""
     errors: list[ConfigError] = []
     declared = site.connections if site else {}
     for node_id, planned in plan.nodes.items():
@@ -135,15 +176,19 @@ def check_connection_refs(plan: FlowPlan, site: Site | None,
             kind: str = f.metadata.get(CONNECTION_META, "")
             kind_spec = registry.connection_kinds.get(kind)
             name = getattr(planned.config, f.name)
-            if kind_spec is None or name in declared.get(kind, {}) or name in kind_spec.defaults:
+            if kind_spec is None:
                 continue
-            have = sorted({*declared.get(kind, {}), *kind_spec.defaults})
+            have = sorted({*declared.get(kind, {}), *kind_spec.names(standalone=site is None)})
+            if name in have:
+                continue
+            where = "the site file has" if site else "a flow file run alone has"
+            fix = f"add it under connections: {kind}: {name}: in the site file" if site else \
+                f"run it from a site file with connections: {kind}: {name}:"
             errors.append(blame_var(GraphError(
-                f"{f.name} '{name}': the site file has no {kind} connection '{name}'",
+                f"{f.name} '{name}': {where} no {kind} connection '{name}'",
                 planned.spec.key_marks.get((f.name,), planned.spec.mark),
                 flow=plan.spec.id, node=node_id, node_type=planned.spec.type,
-                hint=f"add it under connections: {kind}: {name}: in the site file"
-                     + (f", or use {' or '.join(have)}" if have else "")),
+                hint=fix + (f", or use {' or '.join(have)}" if have else "")),
                 plan.spec, planned.spec))
     return errors
 
@@ -199,8 +244,16 @@ def _print_errors(errors: Sequence[ConfigError], as_json: bool) -> None:
 # -- commands ---------------------------------------------------------------------------
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if not args.files and not on_gx():
+        print("esess-flowctl validate: give a site or flow file, or a directory "
+              f"(on a GX the default is {GX_SITE})", file=sys.stderr)
+        return 2
+    files = expand_files(args.files or [GX_SITE])
+    if not files:
+        print(f"esess-flowctl validate: no *.yaml in {', '.join(args.files)}", file=sys.stderr)
+        return 2
     registry = Registry.default()
-    loaded = load_files(args.files, registry, variables=_vars(args.var), for_run=False)
+    loaded = load_files(files, registry, variables=_vars(args.var), for_run=False)
     if not args.json:
         for warning in loaded.warnings:
             print(warning, file=sys.stderr)
@@ -238,7 +291,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     level = args.log_level or (site.log_level if site else "INFO")
     state_dir = args.state_dir or (site.state_dir if site else None)
     configure_logging(level, file=args.log_file or (site.log_file if site else None))
-    connections = Connections(registry.connection_kinds, site.connections if site else {})
+    connections = Connections(registry.connection_kinds, site.connections if site else {},
+                              standalone=site is None)
     runtime = Runtime(registry, state=StateStore(state_dir), connections=connections,
                       guardian=GuardianLink.from_environment())
     observe = [(kind, name) for kind, name, _ in site.observe] if site else []
@@ -452,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check flow and site files; exit 1 with every error",
                        description="Check flow and site files without starting anything. "
                                    "Prints every error with file:line:column and exits 1.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="flow or site YAML files")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="flow or site YAML files, or directories of them "
+                        f"(default on a GX: {GX_SITE})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--var", action="append", metavar="NAME=VALUE",
                    help="value of a flow var (flow files only)")

@@ -4,6 +4,11 @@ A connection kind (registered by a node package, e.g. "mqtt") declares its confi
 dataclass and how to open one connection as an async context manager. The runtime
 opens each connection the first time a node asks for it, shares it with every flow,
 and closes it last, after every flow has stopped.
+
+A flow file run on its own (no site file) gets the kind's `standalone` names as well:
+each is another name of one of its defaults (the mqtt kind: `main` is the GX's own broker,
+`local`), so a shipped flow that publishes to `main` runs as it is; `validate` knows the
+same names, so what it passes, `run` can open.
 """
 
 from __future__ import annotations
@@ -40,14 +45,24 @@ class ConnectionKind:
     # lint(name, config): warnings about one configured connection for `validate`, which
     # prints them and still passes (e.g. a password sent without TLS); None if none
     lint: Callable[[str, Any], list[str]] | None = None
+    # name -> the default it stands for when a flow file runs without a site file
+    # (e.g. {"main": "local"}); a site file names its own connections and gets none of these
+    standalone: Mapping[str, str] = field(default_factory=dict)
+
+    def names(self, *, standalone: bool) -> list[str]:
+        """The names that open without a site-file entry."""
+        return [*self.defaults, *(self.standalone if standalone else ())]
 
 
 class Connections:
     """The runtime's shared connections, opened lazily, closed together."""
 
     def __init__(self, kinds: Mapping[str, ConnectionKind],
-                 configs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 configs: Mapping[str, Mapping[str, Any]] | None = None, *,
+                 standalone: bool = False) -> None:
+        """`standalone`: no site file; the kinds' standalone names work too."""
         self._kinds = dict(kinds)
+        self._standalone = standalone
         self._configs = {k: dict(v) for k, v in (configs or {}).items()}
         self._open: dict[tuple[str, str], Any] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -58,11 +73,18 @@ class Connections:
         names = list(self._configs.get(kind, {}))
         spec = self._kinds.get(kind)
         if spec is not None:
-            names += [n for n in spec.defaults if n not in names]
+            names += [n for n in spec.names(standalone=self._standalone) if n not in names]
         return names
 
     async def get(self, kind: str, name: str = "default") -> Any:
         """The shared connection `kind`/`name`, opened on first use."""
+        spec = self._kinds.get(kind)
+        if self._standalone and spec is not None and name in spec.standalone \
+                and name not in self._configs.get(kind, {}):
+            alias, name = name, spec.standalone[name]
+            if (kind, name) not in self._open:
+                log.info("connection %s.%s is %s.%s (no site file names it)", kind, alias,
+                         kind, name)
         key = (kind, name)
         if key in self._open:
             return self._open[key]
@@ -70,7 +92,6 @@ class Connections:
         async with lock:
             if key in self._open:
                 return self._open[key]
-            spec = self._kinds.get(kind)
             if spec is None:
                 raise LookupError(f"no connection kind '{kind}' is installed")
             config = self._configs.get(kind, {}).get(name)

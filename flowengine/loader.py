@@ -32,7 +32,8 @@ from flowengine.schema import did_you_mean, make_validator, schema_errors
 from flowengine.vars import Substitution, substitute, var_specs, var_values
 from flowengine.yamlsrc import Marks, SecretRef, read_yaml
 
-__all__ = ["Secrets", "Site", "default_flows_dir", "is_site_file", "load_flow", "load_site"]
+__all__ = ["Secrets", "Site", "collect_site", "default_flows_dir", "is_site_file", "load_flow",
+           "load_site"]
 
 _FLOW_VALIDATOR = make_validator(FLOW_SCHEMA)
 _SITE_VALIDATOR = make_validator(SITE_SCHEMA)
@@ -210,10 +211,34 @@ def is_site_file(data: Any) -> bool:
 def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
               environ: Mapping[str, str] | None = None) -> Site:
     """Load a site file and every flow it enables; raises ConfigErrors with all problems."""
-    data, marks = read_yaml(path)
-    errors = schema_errors(_SITE_VALIDATOR, data, marks.get, fallback=marks.root)
-    if errors:
+    errors: list[ConfigError] = []
+    site = collect_site(path, errors, flows_dir=flows_dir, environ=environ)
+    if errors or site is None:
         raise ConfigErrors(errors)
+    return site
+
+
+def collect_site(path: str | Path, errors: list[ConfigError], *,
+                 flows_dir: str | Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> Site | None:
+    """Load what can be loaded of a site file, adding every problem to `errors`.
+
+    A part the site schema refuses (one flow entry, one connection, one setting) is left
+    out and the rest is loaded, so `validate` also reports the errors of the flows in
+    the same pass; None when the file cannot be read as a site at all. Only a site
+    that added no error may run.
+    """
+    try:
+        data, marks = read_yaml(path)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+        return None
+    problems = schema_errors(_SITE_VALIDATOR, data, marks.get, fallback=marks.root)
+    errors.extend(problems)
+    if problems:
+        data = _valid_parts(data)
+        if data is None:
+            return None
     base = Path(path).resolve().parent
     secrets = Secrets(base / data.get("secrets", "secrets.yaml"), environ)
     site = Site(file=str(path), state_dir=data.get("state_dir", "/data/es-ESS/state"),
@@ -267,9 +292,36 @@ def load_site(path: str | Path, *, flows_dir: str | Path | None = None,
             continue
         seen[spec.id] = entry_mark
         site.flows.append(spec)
-    if errors:
-        raise ConfigErrors(errors)
     return site
+
+
+def _valid_parts(data: Any) -> dict[str, Any] | None:
+    """`data` without the parts the site schema refuses: a flow entry is disabled (the
+    others keep their index, so their marks), a connection is emptied (it is still
+    there for the nodes that name it), a setting is left out (its default holds)."""
+    if not isinstance(data, dict) or not isinstance(data.get("flows"), list):
+        return None
+    keep = dict(data)
+    flows = list(keep["flows"])
+    for error in _SITE_VALIDATOR.iter_errors(data):
+        where = tuple(error.absolute_path)
+        if not where:
+            continue  # an unknown top-level key: nothing reads it
+        if where[0] == "flows" and len(where) > 1 and isinstance(where[1], int):
+            flows[where[1]] = {"enabled": False}
+        elif where[0] == "connections" and len(where) > 2 \
+                and isinstance(keep.get("connections"), dict):
+            kinds = keep["connections"] = dict(keep["connections"])
+            if isinstance(kinds.get(where[1]), dict):
+                kinds[where[1]] = {**kinds[where[1]], where[2]: {}}
+        elif where[0] == "connections" and len(where) == 2 \
+                and isinstance(keep.get("connections"), dict):
+            keep["connections"] = {k: v for k, v in keep["connections"].items()
+                                   if k != where[1]}
+        else:
+            keep.pop(where[0], None)
+    keep["flows"] = flows if "flows" in keep else []
+    return keep
 
 
 def _is_file(path: Path) -> bool:

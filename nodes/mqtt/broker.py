@@ -641,5 +641,7 @@ CONNECTION_KINDS = (
         # the GX's broker: no Online/Offline of ours there (it goes to `main`, and a user
         # whose main broker is the GX's own would otherwise get two writers of one topic)
         defaults={"local": {"host": "localhost", "port": 1883, "status_topic": None}},
+        # a flow file run without a site file: `main` is the GX's own broker too
+        standalone={"main": "local"},
         observe=_observe),
 )

@@ -304,3 +304,98 @@ def test_a_guardian_timeout_shorter_than_the_heartbeat_is_refused(
     assert exit_.value.code == 2
     assert "0.5 s: use between 2 and 600 s (the heartbeat comes every second)" in \
         capsys.readouterr().err
+
+
+SIX_ERRORS = {
+    "flows/a.yaml": "id: a\nnodes:\n  - {id: x}\n",
+    "flows/b.yaml": """
+        id: b
+        nodes:
+          - {id: t, type: timer, interval_ms: 1000, to: [nowhere]}
+          - {id: f, type: formul}
+    """,
+    "site.yaml": """
+        log: {level: LOUD}
+        connections:
+          mqtt:
+            main: {host: broker.lan, port: 0}
+        flows:
+          - file: flows/a.yaml
+          - file: flows/b.yaml
+          - use: nope
+    """,
+}
+
+
+def test_validate_reports_the_errors_of_site_flows_and_graphs_in_one_pass(
+        write, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = {name: write(name, text) for name, text in SIX_ERRORS.items()}
+    assert main(["validate", str(paths["site.yaml"])]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == "6 error(s)"
+    site, a, b = paths["site.yaml"], paths["flows/a.yaml"], paths["flows/b.yaml"]
+    assert [line.split(": ", 1)[0] for line in lines[:-1]] == [
+        f"{a}:3:5", f"{b}:3:50", f"{b}:4:13", f"{site}:1:7", f"{site}:4:5", f"{site}:8:5"]
+    assert "unknown value 'LOUD'" in lines[3] and "'port' must be at least 1" in lines[4]
+    assert "no shipped flow 'nope'" in lines[5] and "unknown node type 'formul'" in lines[2]
+
+
+def test_validate_a_directory_checks_the_site_and_its_flows_once(
+        write, capsys: pytest.CaptureFixture[str]) -> None:
+    write("conf/sensor.yaml", """
+        id: sensor
+        nodes:
+          - {id: svc, type: dbus.service, preset: temperature, name: esess_t, device_instance: 20}
+    """)
+    site = write("conf/site.yaml", "flows:\n  - file: sensor.yaml\n")
+    write("conf/secrets.yaml", "pw: hunter2\n")
+    write("conf/bad.yaml", "id: bad\nnodes:\n  - {id: n, type: nope}\n")
+    assert main(["validate", str(site.parent)]) == 1
+    captured = capsys.readouterr()
+    # sensor.yaml is checked as the site's flow, not a second time on its own (which
+    # would claim its D-Bus name twice); secrets.yaml is no flow
+    assert captured.err.splitlines() == [
+        f"{site.parent / 'bad.yaml'}:3:13: flow 'bad', node 'n' (nope): unknown node type "
+        "'nope'; see `esess-flowctl list-nodes` for the known types", "1 error(s)"]
+    (site.parent / "bad.yaml").unlink()
+    assert main(["validate", str(site.parent)]) == 0
+    assert capsys.readouterr().out == \
+        f"ok: flow 'sensor' (1 nodes) in {site.parent / 'sensor.yaml'}\n"
+
+
+def test_validate_without_a_file_checks_the_gx_site_file(
+        write, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import flowengine.cli as cli
+
+    site = write("data/es-ESS/site.yaml", "flows: []\nlog: {level: LOUD}\n")
+    monkeypatch.setattr(cli, "GX_SITE", str(site))
+    monkeypatch.setattr(cli, "on_gx", lambda: False)
+    assert main(["validate"]) == 2
+    assert "give a site or flow file" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "on_gx", lambda: True)
+    assert main(["validate"]) == 1
+    assert f"{site}:2:7: option 'log.level' has the unknown value 'LOUD'" in \
+        capsys.readouterr().err
+
+
+def test_a_flow_file_alone_publishes_to_main_on_the_local_broker(
+        write, capsys: pytest.CaptureFixture[str]) -> None:
+    """What validate passes, run can open: `main` alone is localhost:1883 (`local`)."""
+    from flowengine.connections import Connections
+    from flowengine.registry import Registry
+
+    kinds = Registry.default(plugins=False).connection_kinds
+    assert Connections(kinds, standalone=True).configured("mqtt") == ["local", "main"]
+    assert Connections(kinds, {}).configured("mqtt") == ["local"]
+    demo = ROOT / "examples" / "demo.yaml"
+    assert main(["validate", str(demo)]) == 0
+    assert "localhost:1883" in demo.read_text() and "broker: ${broker}" in demo.read_text()
+    odd = write("odd.yaml", """
+        id: odd
+        nodes:
+          - {id: pub, type: mqtt.out, broker: elsewhere, topic: a}
+    """)
+    assert main(["validate", str(odd)]) == 1
+    assert f"{odd}:3:31: flow 'odd', node 'pub' (mqtt.out): broker 'elsewhere': a flow file " \
+        "run alone has no mqtt connection 'elsewhere'; run it from a site file with " \
+        "connections: mqtt: elsewhere:, or use local or main" in capsys.readouterr().err
