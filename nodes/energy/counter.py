@@ -18,6 +18,12 @@ Outputs (every `emit_every_ms` while they change): `energy_forward` and `energy_
 `<phase>/energy_reverse` per phase (always gross: a single phase has nothing to net);
 `<phase>` is the input topic without a trailing `/power`.
 
+An output is invalid (None) while a phase it is counted from is unknown: when the
+source sends None for a phase (a meter offline, a phase it marks invalid), that phase's
+own counters and both totals are sent as None, and their numbers come back, unchanged,
+with the next reading of it. So a grid meter shows `---` for its energy, as for its
+power, while it is offline. Before the first reading the restored totals are sent.
+
 Gaps are not invented: when a phase is unknown (None), or readings are more than
 `max_gap_s` apart (device offline, runtime stopped), that stretch is not counted, and
 the gap is logged once. Totals are saved in the node's state every `persist_every_s` and
@@ -78,7 +84,8 @@ class EnergyCounter(Node[EnergyCounterConfig]):
         self._net_forward = 0.0
         self._net_reverse = 0.0
         self._in_gap = False
-        self._sent: dict[str, float] = {}
+        self._unknown: set[int] = set()  # phases whose source said None since their last number
+        self._sent: dict[str, float | None] = {}
 
     @classmethod
     def output_topics(cls, config: EnergyCounterConfig) -> frozenset[str]:
@@ -103,7 +110,11 @@ class EnergyCounter(Node[EnergyCounterConfig]):
         if index is None:
             return
         self._integrate(msg.ts)
-        self._power[index] = _finite(msg.value)
+        power = self._power[index] = _finite(msg.value)
+        if power is None:
+            self._unknown.add(index)
+        else:
+            self._unknown.discard(index)
 
     # -- counting ----------------------------------------------------------------------
     def _integrate(self, now: float) -> None:
@@ -152,12 +163,23 @@ class EnergyCounter(Node[EnergyCounterConfig]):
                 out[f"{label}/energy_reverse"] = rev
         return out
 
+    def to_send(self) -> dict[str, float | None]:
+        """What is sent: the totals, None where a phase they are counted from is unknown."""
+        out: dict[str, float | None] = dict(self.totals())
+        if self._unknown:
+            out["energy_forward"] = out["energy_reverse"] = None
+            if len(self._labels) > 1:
+                for index in self._unknown:
+                    out[f"{self._labels[index]}/energy_forward"] = None
+                    out[f"{self._labels[index]}/energy_reverse"] = None
+        return out
+
     def _emit(self) -> None:
-        ctx = self.ctx
-        for topic, value in self.totals().items():
-            if self._sent.get(topic) != value:
-                self._sent[topic] = value
-                ctx.emit(ctx.message(topic, round(value, 6)))
+        ctx, sent = self.ctx, self._sent
+        for topic, value in self.to_send().items():
+            if topic not in sent or sent[topic] != value:
+                sent[topic] = value
+                ctx.emit(ctx.message(topic, None if value is None else round(value, 6)))
 
     # -- persistence -------------------------------------------------------------------
     def _persist(self) -> None:
