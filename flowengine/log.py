@@ -2,7 +2,7 @@
 
 Levels, from most to least verbose::
 
-    TRACE      5   every message through every node (guard it on hot paths)
+    TRACE      5   every message through every node (`MessageTrace`, bounded)
     DEBUG     10   everything, third-party libraries included
     APP_DEBUG 15   our DEBUG lines, while third-party libraries stay at INFO
     INFO      20   state changes: started, connected, recovered
@@ -13,6 +13,12 @@ Levels, from most to least verbose::
 `configure_logging` is called once by the CLI (calling it again replaces what it set up).
 Engine modules log through ``logging.getLogger(__name__)``; a node logs through its
 `NodeLogger`, which puts ``<flow>/<node>: `` before every message.
+
+At TRACE the runtime logs each message a node emits, through the logger
+``flowengine.trace``: ``<flow>/<node>:<port> <topic> = <value>``. A GX must not drown in
+them, so at most TRACE_PER_S lines a second go out (bursts of TRACE_BURST); what is
+skipped is counted and the count is logged before the next traced message. Whether to
+trace is decided when a flow starts: with TRACE off, routing a message costs nothing more.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs the guardian 2 MB resident; mypy still sees these
@@ -34,6 +40,9 @@ __all__ = [
     "LEVELS",
     "PROJECT_LOGGERS",
     "TRACE",
+    "TRACE_BURST",
+    "TRACE_PER_S",
+    "MessageTrace",
     "NodeLogger",
     "configure_logging",
     "parse_level",
@@ -59,6 +68,10 @@ PROJECT_LOGGERS = ("flowengine", "nodes", "esess")
 """The top-level loggers of this project; APP_DEBUG turns on DEBUG for these only."""
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+TRACE_PER_S = 20.0  # traced messages a second, on average
+TRACE_BURST = 50  # traced messages in a row before the rate applies
+_TRACE_VALUE_CHARS = 200
 
 _HANDLER_NAME = "esess-flows"  # marks the handlers configure_logging installed
 _ROTATE_KEEP_DAYS = 14
@@ -144,3 +157,42 @@ def trace(logger: logging.Logger | logging.LoggerAdapter[Any], msg: str, *args: 
     """Log at TRACE through `logger`, if TRACE is enabled for it."""
     if logger.isEnabledFor(TRACE):
         logger.log(TRACE, msg, *args, stacklevel=2)
+
+
+class MessageTrace:
+    """Logs messages at TRACE, at most `per_second` (bursts of `burst`); counts the rest.
+
+    One per runtime, so the bound holds for all flows together.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None, *,
+                 per_second: float = TRACE_PER_S, burst: int = TRACE_BURST,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger or logging.getLogger("flowengine.trace")
+        self.per_second = per_second
+        self.burst = float(burst)
+        self.skipped = 0  # not logged since the last line that was
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(TRACE)
+
+    def __call__(self, flow: str, node: str, port: str, topic: str, value: object) -> None:
+        now = self._clock()
+        tokens = min(self.burst, self._tokens + (now - self._last) * self.per_second)
+        self._last = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            self.skipped += 1
+            return
+        self._tokens = tokens - 1.0
+        if self.skipped:
+            self.logger.log(TRACE, "%d messages not traced (more than %g a second)",
+                            self.skipped, self.per_second)
+            self.skipped = 0
+        text = repr(value)
+        if len(text) > _TRACE_VALUE_CHARS:
+            text = text[:_TRACE_VALUE_CHARS - 3] + "..."
+        self.logger.log(TRACE, "%s/%s:%s %s = %s", flow, node, port, topic, text)

@@ -85,9 +85,9 @@ class NodeRunner:
         else:
             for target, in_port in targets:
                 target.mailbox.put(in_port, msg)
-        tap = self.flow.tap
-        if tap is not None:
-            tap(self, port, msg)
+        watch = self.flow.watch
+        if watch is not None:
+            watch(self, port, msg)
 
     def set_status(self, status: NodeStatus) -> None:
         self.status = status

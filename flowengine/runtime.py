@@ -25,6 +25,7 @@ from flowengine.clock import Clock, LoopClock
 from flowengine.connections import Connections
 from flowengine.context import NodeStatus
 from flowengine.errors import FlowEngineError, FlowStartError
+from flowengine.log import MessageTrace
 from flowengine.model import FlowSpec, JsonValue, Message
 from flowengine.runner import NodeRunner
 from flowengine.state import StateStore
@@ -60,7 +61,11 @@ class FlowRun:
         self.runtime = runtime
         self.plan = plan
         self.spec: FlowSpec = plan.spec
-        self.tap: Tap | None = None
+        self._tap: Tap | None = None
+        # decided once, at start: with TRACE off routing pays nothing for it
+        self._trace = runtime.trace if runtime.trace.enabled() else None
+        self.watch: Tap | None = None  # what route() calls: the tap, the trace, or both
+        self.tap = None
         self.runners: dict[str, NodeRunner] = {
             nid: NodeRunner(self, p.spec, p.cls, p.config, p.node)
             for nid, p in plan.nodes.items()
@@ -70,6 +75,26 @@ class FlowRun:
             for port, targets in planned.routes.items():
                 runner.routes[port] = [(self.runners[t], tp) for t, tp in targets]
         self.started: list[NodeRunner] = []
+
+    @property
+    def tap(self) -> Tap | None:
+        """Sees every emitted message (tests, the admin API, benchmarks)."""
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: Tap | None) -> None:
+        self._tap = tap
+        trace = self._trace
+        if trace is None:
+            self.watch = tap
+        elif tap is None:
+            self.watch = lambda r, port, msg: trace(r.flow_id, r.node_id, port, msg.topic,
+                                                    msg.value)
+        else:
+            def both(r: NodeRunner, port: str, msg: Message) -> None:
+                trace(r.flow_id, r.node_id, port, msg.topic, msg.value)
+                tap(r, port, msg)
+            self.watch = both
 
     def make_child(self, parent: NodeRunner, child_id: str, type_name: str,
                    config: Mapping[str, JsonValue]) -> NodeRunner:
@@ -131,6 +156,7 @@ class Runtime:
         self.queue_capacity = queue_capacity
         self.guardian = guardian  # None: nobody keeps safe states if this process dies
         self.flows: dict[str, FlowRun] = {}
+        self.trace = MessageTrace(clock=self.clock.monotonic)
         self._status_listeners: list[Callable[[str, str, NodeStatus], None]] = []
         self._event_listeners: list[Callable[[EngineEvent], None]] = []
         self._flusher: asyncio.Task[None] | None = None

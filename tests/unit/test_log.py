@@ -169,3 +169,57 @@ def test_parse_level_error_lists_the_valid_names() -> None:
         parse_level("verbose")
 
     assert "TRACE, DEBUG, APP_DEBUG, INFO, WARNING, ERROR, CRITICAL" in str(info.value)
+
+
+def test_trace_logs_each_message_with_flow_node_port_topic_and_value() -> None:
+    from conftest import run
+
+    from flowengine.testing import FlowHarness
+
+    out = io.StringIO()
+    configure_logging("TRACE", stream=out)
+
+    async def scenario() -> None:
+        async with FlowHarness("""
+            id: watch
+            nodes:
+              - {id: tick, type: timer, interval_ms: 1000, topic: now, to: [pv]}
+              - {id: pv, type: formula, expression: "now * 2", output: pv_w}
+        """) as h:
+            await h.advance(1000)
+            assert len(h.messages()) == 2  # the harness's tap still sees them too
+
+    run(scenario())
+    lines = [line.split(" ", 2)[2] for line in out.getvalue().splitlines()
+             if " TRACE flowengine.trace: " in line]
+    assert len(lines) == 2
+    assert lines[0].startswith("TRACE flowengine.trace: watch/tick:out now = ")
+    assert lines[1].startswith("TRACE flowengine.trace: watch/pv:out pv_w = ")
+
+
+def test_trace_is_bounded_and_counts_what_it_skipped() -> None:
+    from flowengine.log import TRACE_BURST, TRACE_PER_S, MessageTrace
+
+    now = [0.0]
+    logger = logging.getLogger("flowengine.trace.test")
+    logger.setLevel(TRACE)
+    handler = RecordingHandler()
+    logger.addHandler(handler)
+    try:
+        trace = MessageTrace(logger, clock=lambda: now[0])
+        for i in range(10_000):  # a flood in no time: only the burst goes out
+            trace("f", "n", "out", "t", i)
+        assert len(handler.records) == TRACE_BURST
+        now[0] += 1.0  # a second later: the rate, and first the count of the skipped
+        for i in range(10_000):
+            trace("f", "n", "out", "t", i)
+        texts = [r.getMessage() for r in handler.records[TRACE_BURST:]]
+        assert texts[0] == f"{10_000 - TRACE_BURST} messages not traced (more than " \
+            f"{TRACE_PER_S:g} a second)"
+        assert texts[1] == "f/n:out t = 0"
+        assert len(texts) == 1 + int(TRACE_PER_S)
+        trace("f", "n", "out", "big", "x" * 10_000)
+        assert trace.skipped == 10_000 - int(TRACE_PER_S) + 1
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
