@@ -32,6 +32,35 @@ def _type_text(prop: dict[str, Any]) -> str:
     return str(kind or "any")
 
 
+def _markdown(body: str) -> str:
+    """A module docstring's body as Markdown: its indented examples become fenced YAML.
+
+    A block indented by four spaces after a blank line (or at the start) is an example;
+    list items continue with fewer spaces, so they are not taken for one.
+    """
+    out: list[str] = []
+    fenced = False
+    lines = body.split("\n")
+    for i, line in enumerate(lines):
+        example = line.startswith("    ") or (fenced and not line.strip())
+        if fenced and example and not line.strip():  # a blank line inside or after it
+            following = next((ln for ln in lines[i + 1:] if ln.strip()), "")
+            example = following.startswith("    ")
+        if example and not fenced:
+            if out and out[-1].strip():
+                example = False  # continues a paragraph or list item
+            else:
+                out.append("```yaml")
+                fenced = True
+        elif fenced and not example:
+            out.append("```")
+            fenced = False
+        out.append(line[4:] if fenced else line)
+    if fenced:
+        out.append("```")
+    return "\n".join(out).strip("\n")
+
+
 def _value(value: Any) -> str:
     return f"`{json.dumps(value)}`"
 
@@ -48,7 +77,7 @@ def render_nodes_md(registry: Registry) -> str:
     for name, cls in sorted(registry.node_types.items()):
         lines += [f"## `{name}`", "", cls.summary, ""]
         doc = inspect.getdoc(inspect.getmodule(cls)) or ""
-        body = doc.split("\n", 1)[1].strip() if "\n" in doc else ""
+        body = _markdown(doc.split("\n", 1)[1]) if "\n" in doc else ""
         if body:
             lines += [body, ""]
         ins = ", ".join(f"`{p}` ({m})" for p, m in cls.inputs.items()) or "none"

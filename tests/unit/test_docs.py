@@ -15,6 +15,7 @@ from flowengine.loader import load_flow
 from flowengine.plan import plan_flow
 from flowengine.registry import Registry
 from flowengine.schema import config_schema, make_validator
+from flowengine.yamlsrc import read_yaml_text
 
 REGISTRY = Registry.default(plugins=False)
 
@@ -117,3 +118,36 @@ def test_every_shipped_flow_has_its_page() -> None:
     shipped = {p.stem for p in (ROOT / "flows").glob("*.yaml")}
     pages = {p.stem for p in (ROOT / "docs" / "flows").glob("*.md")}
     assert shipped <= pages, f"write docs/flows/<name>.md for {sorted(shipped - pages)}"
+
+
+def _nodes_md_outside_fences() -> tuple[list[str], list[str]]:
+    """docs/nodes.md's lines outside code fences, and its fenced examples."""
+    outside: list[str] = []
+    examples: list[str] = []
+    fence: list[str] | None = None
+    for line in (ROOT / "docs" / "nodes.md").read_text().splitlines():
+        if line.startswith("```"):
+            if fence is None:
+                assert line == "```yaml", f"a fence opens with {line!r}, not ```yaml"
+                fence = []
+            else:
+                assert line == "```", f"a fence closes with {line!r}"
+                examples.append("\n".join(fence))
+                fence = None
+        elif fence is not None:
+            fence.append(line)
+        else:
+            outside.append(line)
+    assert fence is None, "the last code fence is never closed"
+    return outside, examples
+
+
+def test_every_example_in_nodes_md_is_inside_its_fence() -> None:
+    outside, examples = _nodes_md_outside_fences()
+    stray = [line for line in outside if line.startswith(("    ", "- id:", "  type:"))]
+    assert stray == [], "example lines outside a ```yaml fence"
+    assert len(examples) >= 15
+    for text in examples:
+        nodes, _ = read_yaml_text(text, "docs/nodes.md")
+        assert isinstance(nodes, list), text
+        assert all(isinstance(n, dict) and {"id", "type"} <= n.keys() for n in nodes), text
