@@ -4,6 +4,11 @@ The engine validates a flow file's structure with `FLOW_SCHEMA` and each node's
 config with its own type's schema (so errors name the node). `esess-flowctl schemas`
 writes `schemas/flow.schema.json` with an `if type == X then nodes/X.json` branch per
 node type, which gives editors completion for every node's options.
+
+The files in schemas/ are for tools that read a flow as written, before its vars are
+substituted: an editor's YAML extension, `check-jsonschema`. So they have no `$id`
+(a `$ref` such as `nodes/timer.json` resolves against the file it is written in, on
+disk), and every typed option of a node also takes a whole-value `${name}`.
 """
 
 from __future__ import annotations
@@ -11,19 +16,24 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from jsonschema import Draft202012Validator
+
 from flowengine.schema import DIALECT, config_schema
 
 if TYPE_CHECKING:
     from flowengine.registry import Registry
 
-__all__ = ["COMMON_NODE_KEYS", "FLOW_SCHEMA", "SITE_SCHEMA", "VAR_TYPES", "flow_schema",
-           "node_file_schema", "site_schema"]
-
-SCHEMA_BASE = "https://esess-flows.invalid/schemas/"
+__all__ = ["COMMON_NODE_KEYS", "FLOW_SCHEMA", "SITE_SCHEMA", "VAR_REF_PATTERN", "VAR_TYPES",
+           "accept_var_refs", "flow_schema", "node_file_schema", "site_schema"]
 
 FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 INSTANCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+VAR_REF_PATTERN = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"
+
+_VAR_REF: dict[str, Any] = {"type": "string", "pattern": VAR_REF_PATTERN,
+                            "description": "a flow var, ${name}, of the right type"}
+_SHOWN = ("description", "default", "examples", "x-secret")  # stay on top, for hover text
 
 VAR_TYPES = {"string": "string", "number": "number", "integer": "integer",
              "boolean": "boolean", "list": "array", "object": "object",
@@ -68,7 +78,6 @@ _VAR_SCHEMA: dict[str, Any] = {
 
 FLOW_SCHEMA: dict[str, Any] = {
     "$schema": DIALECT,
-    "$id": SCHEMA_BASE + "flow.schema.json",
     "title": "es-ESS flows: flow file",
     "type": "object",
     "required": ["id", "nodes"],
@@ -105,7 +114,6 @@ _FLOW_ENTRY: dict[str, Any] = {
 
 SITE_SCHEMA: dict[str, Any] = {
     "$schema": DIALECT,
-    "$id": SCHEMA_BASE + "site.schema.json",
     "title": "es-ESS flows: site file",
     "type": "object",
     "required": ["flows"],
@@ -141,15 +149,38 @@ SITE_SCHEMA: dict[str, Any] = {
 }
 
 
+def accept_var_refs(schema: dict[str, Any], *, wrap: bool = True) -> dict[str, Any]:
+    """`schema`, where every value it types also may be written `${name}` (a new dict).
+
+    A whole-value `${name}` keeps its var's type, so `interval_ms: ${every_ms}` is a
+    number once substituted; before that, as an editor reads the file, it is text. Where
+    a schema would refuse that text, it becomes `anyOf: [schema, ${name}]`, also inside
+    lists and mappings; a plain string accepts it already.
+    """
+    out = dict(schema)
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: accept_var_refs(v) for k, v in out["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = accept_var_refs(out[key])
+    for key in ("anyOf", "oneOf"):
+        if key in out:  # the members' insides; the whole is wrapped once, below
+            out[key] = [accept_var_refs(member, wrap=False) for member in out[key]]
+    if not wrap or Draft202012Validator(out).is_valid("${name}"):
+        return out
+    shown = {k: out.pop(k) for k in _SHOWN if k in out}
+    return {**shown, "anyOf": [out, _VAR_REF]}
+
+
 def node_file_schema(cls: Any) -> dict[str, Any]:
-    """schemas/nodes/<type>.json: the node's own options plus the common keys."""
+    """schemas/nodes/<type>.json: the node's own options plus the common keys; every
+    option also takes `${name}` (see `accept_var_refs`)."""
     schema = copy.deepcopy(config_schema(cls.config_class))
     props = {"type": {"const": cls.type_name, "description": cls.summary}}
     props.update({k: v for k, v in COMMON_NODE_KEYS.items() if k != "type"})
-    props.update(schema["properties"])
+    props.update({k: accept_var_refs(v) for k, v in schema["properties"].items()})
     out: dict[str, Any] = {
         "$schema": DIALECT,
-        "$id": SCHEMA_BASE + f"nodes/{cls.type_name}.json",
         "title": f"{cls.type_name}: {cls.summary}",
         "type": "object",
         "required": ["id", "type", *schema.get("required", [])],
