@@ -2,6 +2,9 @@
 simulated Venus OS answer D-Bus calls from.
 
 It keeps each path's value and its text, and the paths changed since the last signal.
+A number stored with the unit of a continuous quantity (`presets.DOUBLE_UNITS`: W, V,
+A, kWh, °C, ...) is kept as a float, so it goes out as a Double whether the flow gave
+`22` or `22.5`.
 `store` records a change; `signal_soon` sends every change of one event-loop turn
 together: a single change as `PropertiesChanged` on its path, several as one
 `ItemsChanged` on `/`, as velib_python does inside a service context. It is the
@@ -16,6 +19,7 @@ import math
 
 from flowengine.model import JsonValue
 from nodes.dbus.bus import BusConnection
+from nodes.dbus.presets import DOUBLE_UNITS
 from nodes.dbus.text import render
 
 __all__ = ["ItemTable", "carriable"]
@@ -70,8 +74,11 @@ class ItemTable:
         self._bus: BusConnection | None = None
 
     def store(self, path: str, value: JsonValue, unit: str) -> bool:
-        """Set one path (as `carriable` makes it); True when it really changed."""
+        """Set one path (as `carriable` makes it, an int of a `DOUBLE_UNITS` unit as a
+        float); True when it really changed."""
         value = carriable(value)
+        if type(value) is int and unit in DOUBLE_UNITS:
+            value = float(value)
         old = self.values.get(path, ...)
         if path in self.values and old == value and type(old) is type(value):
             return False

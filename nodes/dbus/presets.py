@@ -6,6 +6,13 @@ a user may change from VRM or the GUI, what a write must look like. `generic`
 knows only the mandatory paths and accepts any other.
 
 A path ending in `/*` stands for every path below it (`/Alarms/*`).
+
+A path's unit also says its D-Bus type. A continuous quantity (power, voltage, current,
+energy, temperature, humidity, pressure, frequency, charge, a percentage such as /Soc:
+the units in `DOUBLE_UNITS`) is always published as a Double (`d`), as Victron's drivers
+publish them, whatever number the flow gives: `22` from an MQTT payload goes out as
+22.0, not as an Int32. Counters, enums, instances and codes have no unit (or `s`) and
+keep the type of their value: an int is an Int32 (`i`).
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ from typing import Literal
 
 from flowengine.model import JsonValue
 
-__all__ = ["PRESETS", "PathSpec", "Preset", "Writable"]
+__all__ = ["DOUBLE_UNITS", "PRESETS", "PathSpec", "Preset", "Writable"]
 
 Kind = Literal["number", "integer", "text", "any"]
+
+DOUBLE_UNITS = frozenset({"W", "V", "A", "VA", "%", "kWh", "Wh", "Ah", "°C", "Hz", "hPa"})
+"""Units of continuous quantities: a number of a path with one is always a Double."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,11 @@ class Writable:
 class PathSpec:
     unit: str = ""
     writable: Writable | None = None
+
+    @property
+    def double(self) -> bool:
+        """True for a continuous quantity: its numbers are published as Double."""
+        return self.unit in DOUBLE_UNITS
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def test_500_paths_changed_in_one_turn_give_one_items_changed(bus_address: str) 
             assert len(items.body[0]) == 500
             assert plain(items.body[0]["/Zone/7/Temperature"]) == {"Value": 7.0, "Text": "7"}
             assert [m.path for m in c.of("PropertiesChanged")] == ["/Power"]
-            assert (await c.get_text(name, "/Power")).body == ["1500W"]
+            assert (await c.get_text(name, "/Power")).body == ["1500.0W"]  # W: a Double
             everything = (await c.get_items(name)).body[0]
             assert len([p for p in everything if p.startswith("/Zone/")]) == 500
 
@@ -234,8 +234,11 @@ def test_device_instance_comes_from_class_and_vrm_instance_setting(bus_address: 
                                         "/DeviceInstance")
             assert kept.body == [Variant("i", 7)]
             assert new.body == [Variant("i", 101)]
+            # registered on /Settings, as localsettings accepts it (on / it answers -9)
             assert settings.settings == {
                 KEPT: "temperature:100",
-                KEPT.replace("kept", "new"): "temperature:101"}
+                KEPT.replace("ClassAndVrmInstance", "CustomName"): "",
+                KEPT.replace("kept", "new"): "temperature:101",
+                KEPT.replace("kept", "new").replace("ClassAndVrmInstance", "CustomName"): ""}
 
     run(scenario())
