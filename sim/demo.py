@@ -3,9 +3,10 @@
 demo: a private dbus-daemon, an MQTT broker (embedded, or `--broker host:port`), the
 simulated Venus OS and devices (`sim.site`), and the runtime with every shipped flow
 (flows/*.yaml) and examples/demo.yaml enabled against them. It says what runs and
-where to watch, then prints one line per flow at most once a second. Ctrl-C,
-SIGTERM or `--duration` stop it: the flows first (safe states applied), then the
-devices, the simulated Venus OS, the broker and the dbus-daemon.
+where to watch, then once a second the site's line (time, SoC, PV, grid, battery,
+load) and under it each flow whose news changed (its problems, or what reached its
+outputs). Ctrl-C, SIGTERM or `--duration` stop it: the flows first (safe states
+applied), then the devices, the simulated Venus OS, the broker and the dbus-daemon.
 
 sim: only the simulated site, for developing a flow with `esess-flowctl run` in
 another shell; it prints the addresses to use.
@@ -208,16 +209,23 @@ def _banner(out: TextIO, site: SimSite, plans: Sequence[FlowPlan]) -> None:
 
 async def _live(out: TextIO, site: SimSite, runtime: Runtime, plans: Sequence[FlowPlan],
                 stop: asyncio.Event, duration: float | None) -> None:
+    """Once a second: the site's line, and under it each flow whose news changed."""
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
     watches = [_FlowWatch(plan) for plan in plans]
+    width = max((len(w.flow_id) for w in watches), default=0) + 2
+    said: dict[str, str] = {}
     while not stop.is_set():
         left = None if deadline is None else deadline - loop.time()
         if left is not None and left <= 0:
             return
         await _wait(stop, 1.0 if left is None else min(1.0, left))
+        _say(out, f"[site] {site.summary()}")
         for watch in watches:
-            _say(out, f"[{watch.flow_id}] {site.summary()} | {watch.doing(runtime)}")
+            news = watch.doing(runtime)
+            if said.get(watch.flow_id) != news:
+                said[watch.flow_id] = news
+                _say(out, f"  {'[' + watch.flow_id + ']':<{width}} {news}")
 
 
 class _FlowWatch:

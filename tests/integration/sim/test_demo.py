@@ -94,9 +94,18 @@ def test_demo_shows_values_on_mqtt_and_exits_0_after_its_duration() -> None:
             assert await proc.wait() == 0, "".join(lines)
             await reader
         text = "".join(lines)
-        live = [line for line in lines if line.startswith("[demo] ")]
-        assert len(live) >= 10  # one a second
-        assert "SoC" in live[-1] and "publish (mqtt.out)" in live[-1]
+        sites = [line for line in lines if line.startswith("[site] ")]
+        assert len(sites) >= 10  # one a second
+        assert "SoC" in sites[-1]
+        news = [line for line in lines if line.startswith("  [")]
+        assert not [line for line in news if "SoC" in line]  # the site once, not per flow
+        said: dict[str, str] = {}
+        for line in news:  # a flow's line comes again only when its news changed
+            flow, _, doing = line.strip().partition("] ")
+            assert said.get(flow) != doing.strip(), line
+            said[flow] = doing.strip()
+        demo = [line for line in news if line.startswith("  [demo] ")]
+        assert demo and "publish (mqtt.out)" in demo[-1]
         assert "nothing is left running" in text
         assert not alive(daemons[0])
         # the embedded broker went with the demo process
