@@ -34,6 +34,10 @@ from flowengine.model import JsonValue
 
 __all__ = [
     "BUSITEM",
+    "SETTINGS",
+    "SETTINGS_INTERFACE",
+    "SETTINGS_PATH",
+    "SETTING_ERRORS",
     "BusCallError",
     "BusConnection",
     "ItemTree",
@@ -65,6 +69,15 @@ _CALL = MessageType.METHOD_CALL
 _PLAIN = frozenset("ybnqiuxtdsog")
 
 CALL_TIMEOUT_S = 2.0
+SETTINGS = "com.victronenergy.settings"
+SETTINGS_INTERFACE = "com.victronenergy.Settings"
+SETTINGS_PATH = "/Settings"
+SETTING_ERRORS = {
+    -1: "refused", -2: "a path part starts with '_'", -3: "unknown type",
+    -4: "invalid path", -5: "it exists with another type", -6: "invalid default",
+    -7: "default out of range", -8: "the path is a group", -9: "not under /Settings",
+}
+"""localsettings' answers to AddSetting (AddSettingError) and SetValue (-1)."""
 SEND_BUFFER_BYTES = 4 * 1024 * 1024  # the kernel caps it at net.core.wmem_max
 
 
@@ -74,6 +87,7 @@ class BusCallError(DeviceError):
     def __init__(self, name: str, text: str) -> None:
         super().__init__(f"{name}: {text}" if text else name)
         self.name = name
+        self.text = text
 
 
 class ServiceAbsent(BusCallError):
@@ -165,6 +179,8 @@ BusEvent = ValuesChanged | OwnerChanged
 
 
 MethodHandler = Callable[[str, list[JsonValue]], int]
+"""(object path, decoded arguments) -> the `i` answered; raising BusCallError answers
+with that D-Bus error instead."""
 """A method beside BusItem (e.g. settings' AddSetting): (object path, decoded args) -> int."""
 
 
@@ -251,13 +267,22 @@ class BusConnection:
                                   body=[encode(value)], timeout_s=timeout_s)
         return int(code)
 
-    async def add_setting(self, group: str, name: str, default: JsonValue, *,
+    async def add_setting(self, path: str, default: JsonValue, *,
                           timeout_s: float = CALL_TIMEOUT_S) -> int:
-        """com.victronenergy.settings AddSetting(group, name, default, type, min, max)."""
+        """Create the localsettings setting `path` (`/Settings/...`) unless it exists.
+
+        AddSetting(group, name, default, type, min, max) on the object `/Settings`, as
+        velib's settingsdevice calls it: on `/`, localsettings refuses any group outside
+        `Settings/` (-9). The type follows `default` (s, f or i), without limits. Returns
+        localsettings' code: 0 created or kept (an existing setting keeps its value),
+        negative refused (`SETTING_ERRORS`)."""
+        group, _, name = path.removeprefix(SETTINGS_PATH + "/").rpartition("/")
+        if not path.startswith(SETTINGS_PATH + "/") or not name:
+            raise ValueError(f"{path} is no path under {SETTINGS_PATH}/")
         kind = "s" if isinstance(default, str) else "f" if isinstance(default, float) else "i"
         zero = encode(0)
-        (code,) = await self.call("com.victronenergy.settings", "/", "AddSetting",
-                                  interface="com.victronenergy.Settings", signature="ssvsvv",
+        (code,) = await self.call(SETTINGS, SETTINGS_PATH, "AddSetting",
+                                  interface=SETTINGS_INTERFACE, signature="ssvsvv",
                                   body=[group, name, encode(default), kind, zero, zero],
                                   timeout_s=timeout_s)
         return int(code)
@@ -386,8 +411,11 @@ def _answer(tree: ItemTree, msg: Message,
     interface, member, path = msg.interface, msg.member, msg.path or "/"
     handler = methods.get((interface or "", member or "")) if methods else None
     if handler is not None:
-        reply: Message = Message.new_method_return(
-            msg, "i", [handler(path, [decode(arg) for arg in msg.body])])
+        try:
+            reply: Message = Message.new_method_return(
+                msg, "i", [handler(path, [decode(arg) for arg in msg.body])])
+        except BusCallError as exc:  # the handler answers with a D-Bus error
+            reply = Message.new_error(msg, exc.name, exc.text)
     elif interface == _INTROSPECTABLE and member == "Introspect":
         reply = Message.new_method_return(msg, "s", [_introspect(tree, path)])
     elif interface not in (BUSITEM, None):

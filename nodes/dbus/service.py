@@ -31,11 +31,23 @@ Writable paths (the preset's, e.g. an EV charger's `/Mode`, `/StartStop` and
 or the GUI: a wrong type gets 1, a value out of range 2, a good one 0, and the new
 value goes out of this node as a message (topic: the path or its `topics` key).
 
-With `register_instance`, when com.victronenergy.settings is on the bus, the service
-registers `/Settings/Devices/esess_<type>_<name>/ClassAndVrmInstance` (`<type>:<instance>`)
-and uses the instance stored there, as Victron's drivers do, so a user can change it
-in the GUI. The name is requested only after every path exists, and released when
-the node stops.
+With `register_instance` (the default), when com.victronenergy.settings is on the
+bus, the service keeps two settings in localsettings under
+`/Settings/Devices/esess_<type>_<name>/`, as Victron's drivers do:
+
+- `ClassAndVrmInstance` (`<type>:<instance>`, created with `device_instance`):
+  localsettings moves a taken instance to the next free one, and the service uses
+  the instance stored there, so a user can change it in the GUI's device list; a
+  change there sets `/DeviceInstance` at once (as dbus-modbus-client does), and
+  consumers that read it only when the service appears (systemcalc) see it after
+  the next start.
+- `CustomName` (created empty): a name written to `/CustomName` (GUI, VRM, MQTT
+  `W/`) is stored there and shown again after a restart; an empty name shows the
+  configured `custom_name` again.
+
+A setting localsettings refuses (its code is logged) or a missing settings service
+(logged once) leaves the service running with `device_instance` and `custom_name`.
+The name is requested only after every path exists, and released when the node stops.
 """
 
 from __future__ import annotations
@@ -46,11 +58,19 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 from flowengine.context import NodeContext
-from flowengine.errors import ConfigError
+from flowengine.errors import ConfigError, NotConnected
 from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Claim, Node, UpstreamInfo, node_type, option
 from flowengine.schema import did_you_mean
-from nodes.dbus.bus import BusCallError, BusConnection
+from nodes.dbus.bus import (
+    BUSITEM,
+    SETTING_ERRORS,
+    SETTINGS,
+    BusCallError,
+    BusConnection,
+    BusEvent,
+    ValuesChanged,
+)
 from nodes.dbus.items import ItemTable
 from nodes.dbus.link import DbusLink
 from nodes.dbus.presets import PRESETS, Preset, Writable
@@ -58,8 +78,10 @@ from nodes.dbus.text import UNITS
 
 __all__ = ["DbusService", "DbusServiceConfig", "WritableConfig"]
 
-SETTINGS = "com.victronenergy.settings"
 REGISTER_TIMEOUT_S = 2.0
+STOP_SAVE_TIMEOUT_S = 0.5
+CUSTOM_NAME = "/CustomName"
+DEVICE_INSTANCE = "/DeviceInstance"
 _JSON_TYPES = (type(None), bool, int, float, str, list, dict)
 
 try:
@@ -110,8 +132,8 @@ class DbusServiceConfig:
     units: dict[str, str] = option("text unit of paths the preset does not know",
                                    default={}, example={"/Power": "W"})
     register_instance: bool = option(
-        "register ClassAndVrmInstance in com.victronenergy.settings when it exists",
-        default=True)
+        "keep ClassAndVrmInstance and CustomName in com.victronenergy.settings when it "
+        "is on the bus (a user's instance and name last)", default=True)
     connection: str = option("name of the dbus connection", default="system",
                              connection="dbus")
 
@@ -150,6 +172,11 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
         ItemTable.__init__(self)
         self._stack = contextlib.AsyncExitStack()
         self._warned: set[str] = set()
+        self._settings_dir = f"/Settings/Devices/esess_{service_type}_{config.name}"
+        self._instance_setting = self._settings_dir + "/ClassAndVrmInstance"
+        self._name_setting = self._settings_dir + "/CustomName"
+        self._keeps_name = False  # the CustomName setting exists: a rename is stored
+        self._unsaved_name: str | None = None  # a rename not yet stored in localsettings
 
     def _check_path(self, path: str, key: str, where: str) -> None:
         if not path.startswith("/"):
@@ -187,10 +214,11 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
     async def start(self, ctx: NodeContext) -> None:
         await super().start(ctx)
         link: DbusLink = await ctx.connections.get("dbus", self.config.connection)
+        self._keeps_name, self._unsaved_name = False, None
         try:
             bus = await self._stack.enter_async_context(link.private())
-            instance = await self._register_instance(bus)
-            self._fill(instance)
+            instance, name = await self._load_settings(bus)
+            self._fill(instance, name)
             bus.serve(self)
             await bus.request_name(self.bus_name)
         except BaseException:
@@ -203,11 +231,13 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
     async def stop(self) -> None:
         bus, self._bus = self._bus, None
         if bus is not None:
+            if self._unsaved_name is not None:  # a rename just before the stop
+                await self._save_name(bus, timeout_s=STOP_SAVE_TIMEOUT_S)
             with contextlib.suppress(BusCallError, TimeoutError, OSError):
                 await bus.release_name(self.bus_name)
         await self._stack.aclose()
 
-    def _fill(self, instance: int) -> None:
+    def _fill(self, instance: int, name: str) -> None:
         cfg, preset = self.config, self.preset
         mandatory: dict[str, JsonValue] = {
             "/Mgmt/ProcessName": "esess-flows", "/Mgmt/ProcessVersion": PROCESS_VERSION,
@@ -215,7 +245,7 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
             "/ProductId": cfg.product_id,
             "/ProductName": cfg.product_name or preset.product_name,
             "/FirmwareVersion": cfg.firmware_version, "/HardwareVersion": cfg.hardware_version,
-            "/Connected": 1, "/CustomName": cfg.custom_name or "", "/Serial": cfg.serial or "",
+            "/Connected": 1, CUSTOM_NAME: name, "/Serial": cfg.serial or "",
         }
         for path, spec in preset.paths.items():
             if not path.endswith("/*"):
@@ -232,28 +262,93 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
             unit = spec.unit if spec is not None else ""
         return unit
 
-    async def _register_instance(self, bus: BusConnection) -> int:
-        instance = self.config.device_instance
-        if not self.config.register_instance or await bus.name_owner(SETTINGS) is None:
-            return instance
-        unique = f"esess_{self.service_type}_{self.config.name}"
-        path = f"/Settings/Devices/{unique}/ClassAndVrmInstance"
+    # -- localsettings: ClassAndVrmInstance and CustomName -----------------------------------
+    async def _load_settings(self, bus: BusConnection) -> tuple[int, str]:
+        """The instance and name to start with: localsettings' if it has them."""
+        cfg = self.config
+        instance, name = cfg.device_instance, cfg.custom_name or ""
+        if not cfg.register_instance:
+            return instance, name
+        if await bus.name_owner(SETTINGS) is None:
+            self.ctx.log.info("%s is not on the bus: instance %d and the configured name; "
+                              "a rename lasts until the next start", SETTINGS, instance)
+            return instance, name
+        # follow the settings before creating them, so no change in between is missed
+        await bus.add_match(f"type='signal',sender='{SETTINGS}',interface='{BUSITEM}',"
+                            f"member='PropertiesChanged',path_namespace='{self._settings_dir}'")
+        bus.listen(self._on_settings_event)
+        stored = await self._add_setting(bus, self._instance_setting,
+                                         f"{self.service_type}:{instance}")
+        if stored is not None:
+            number = self._instance_of(stored)
+            if number is not None and number != instance:
+                self.ctx.log.info("instance %d from %s (configured: %d)", number,
+                                  self._instance_setting, instance)
+            instance = instance if number is None else number
+        stored = await self._add_setting(bus, self._name_setting, "")
+        if stored is not None:
+            self._keeps_name = True
+            name = str(stored) or name
+        return instance, name
+
+    async def _add_setting(self, bus: BusConnection, path: str,
+                           default: JsonValue) -> JsonValue | None:
+        """AddSetting, then the value stored; None when refused or failed (logged)."""
         try:
-            await bus.add_setting(f"Devices/{unique}", "ClassAndVrmInstance",
-                                  f"{self.service_type}:{instance}",
-                                  timeout_s=REGISTER_TIMEOUT_S)
-            stored = await bus.get_value(SETTINGS, path, timeout_s=REGISTER_TIMEOUT_S)
+            code = await bus.add_setting(path, default, timeout_s=REGISTER_TIMEOUT_S)
+            if code == 0:
+                return await bus.get_value(SETTINGS, path, timeout_s=REGISTER_TIMEOUT_S)
+            problem = f"refused ({code}: {SETTING_ERRORS.get(code, 'unknown code')})"
         except (BusCallError, TimeoutError) as exc:
-            self.ctx.log.warning("could not register %s: %s; using instance %d", path, exc,
-                                 instance)
-            return instance
+            problem = f"failed: {exc or type(exc).__name__}"
+        self.ctx.log.warning("AddSetting %s in %s %s; using the configured value", path,
+                             SETTINGS, problem)
+        return None
+
+    def _instance_of(self, stored: JsonValue) -> int | None:
+        """The instance of a ClassAndVrmInstance value of our class (else None, logged)."""
         kind, _, number = str(stored).partition(":")
         if kind == self.service_type and number.isdigit():
-            if int(number) != instance:
-                self.ctx.log.info("instance %s from %s (configured: %d)", number, path,
-                                  instance)
             return int(number)
-        return instance
+        self.ctx.log.warning("ignored %s = %r: not %s:<instance>", self._instance_setting,
+                             stored, self.service_type)
+        return None
+
+    def _on_settings_event(self, event: BusEvent) -> None:
+        """A setting of ours changed in localsettings (the GUI, VRM, another tool)."""
+        if type(event) is not ValuesChanged or DEVICE_INSTANCE not in self.values:
+            return
+        for path, value in event.values.items():
+            if path == self._instance_setting:
+                number = self._instance_of(value)
+                if number is not None and self.store(DEVICE_INSTANCE, number, ""):
+                    self.ctx.log.info("instance %d from %s", number, path)
+                    self.ctx.status.ok(f"{self.bus_name} (instance {number})")
+                    self.signal_soon()
+            elif path == self._name_setting and self._unsaved_name is None:
+                name = str(value) if value is not None else ""
+                if self.store(CUSTOM_NAME, name or self.config.custom_name or "", ""):
+                    self.signal_soon()
+
+    async def _save_name(self, bus: BusConnection | None = None, *,
+                         timeout_s: float = REGISTER_TIMEOUT_S) -> None:
+        """Store the latest rename in localsettings (it is shown again after a restart)."""
+        bus = bus or self._bus
+        while bus is not None and self._unsaved_name is not None:
+            name = self._unsaved_name
+            try:
+                code = await bus.set_value(SETTINGS, self._name_setting, name,
+                                           timeout_s=timeout_s)
+                problem = "" if code == 0 else \
+                    f"refused ({code}: {SETTING_ERRORS.get(code, 'unknown code')})"
+            except (BusCallError, TimeoutError, NotConnected) as exc:
+                problem = f"failed: {exc or type(exc).__name__}"
+            if problem:
+                self._unsaved_name = None
+                self.ctx.log.warning("storing the name %r in %s %s; it lasts until the "
+                                     "next start", name, self._name_setting, problem)
+            elif self._unsaved_name == name:  # else: renamed again meanwhile, store that
+                self._unsaved_name = None
 
     async def on_message(self, port: str, msg: Message) -> None:
         batch = self.config.batch_topic
@@ -285,6 +380,12 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
         if code:
             self.ctx.log.info("refused SetValue %r on %s (%d)", value, path, code)
             return code
+        if path == CUSTOM_NAME and isinstance(accepted, str):
+            if self._keeps_name:
+                if self._unsaved_name is None:
+                    self.ctx.after(0, self._save_name, name="save-name")
+                self._unsaved_name = accepted
+            accepted = accepted or self.config.custom_name or ""
         if self.store(path, accepted, self.unit_of(path) or ""):
             self.signal_soon()
             self.ctx.emit(self.ctx.message(self._topic_of.get(path, path), accepted,

@@ -1,4 +1,4 @@
-"""com.victronenergy.settings of the simulation: ESS settings the model honours, AddSetting.
+"""com.victronenergy.settings of the simulation: localsettings' contract, ESS settings.
 
 Writes to the ESS paths change `EnergyModel.settings` and recompute the model at
 once, as a Multiplus regulating to a new grid setpoint would within a second:
@@ -10,21 +10,37 @@ once, as a Multiplus regulating to a new grid setpoint would within a second:
 | /Settings/CGwacs/MaxDischargePower | `max_discharge_w` | W, -1 = no limit |
 | /Settings/CGwacs/BatteryLife/MinimumSocLimit | `min_soc` | % |
 
-`AddSetting(group, name, default, type, min, max)` on `/` (interface
-`com.victronenergy.Settings`) creates `/Settings/<group>/<name>` unless it exists,
-and keeps the stored value if it does, as Venus OS's localsettings does. A
-`ClassAndVrmInstance` default whose instance another device of the same class holds
-already gets the next free instance, so two devices never share one.
+Everything else follows Venus OS's localsettings (victronenergy/localsettings,
+localsettings.py), so a client that works here works on a GX:
+
+- `AddSetting(group, name, default, type, min, max)` and `AddSilentSetting`
+  (interface `com.victronenergy.Settings`) are answered on `/` and on every group
+  object (`/Settings`, `/Settings/Devices`, ...); the setting is `<object>/<group>/<name>`.
+  On `/` a path outside `/Settings/` is refused with -9. Other codes: -2 a part
+  starting with `_`, -3 a type other than `i`, `f`, `s`, -5 the setting exists with
+  another type, -6 a default that does not convert, -7 a default outside min..max
+  (0, 0 means no limits), -8 the path is a group. An existing setting keeps its value.
+  A setting's path has no AddSetting (UnknownMethod), a path that is neither
+  group nor setting no object (UnknownObject).
+- `SetValue` converts to the setting's type (`int("7")`, `float(3)`, `str(5)`) and
+  answers 0, or -1 when it does not convert or is out of range.
+- `/Settings/Devices/<unique>/ClassAndVrmInstance` (`class:instance`) never holds an
+  instance another device of that class holds: AddSetting and SetValue move it to the
+  next free one. A default that does not parse is refused (-6), a write -1.
+- GetText is `str(value)` (`1500.0`, no unit). Every change is signalled as
+  PropertiesChanged on the setting's own path, never as ItemsChanged.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flowengine.model import JsonValue
-from nodes.dbus.presets import Writable
+from nodes.dbus.bus import BusCallError
 from sim.model import EnergyModel
 from sim.venus.tree import SimService
 
-__all__ = ["SETTINGS", "SETTINGS_INTERFACE", "settings_service"]
+__all__ = ["SETTINGS", "SETTINGS_INTERFACE", "SimSettings", "settings_service"]
 
 SETTINGS = "com.victronenergy.settings"
 SETTINGS_INTERFACE = "com.victronenergy.Settings"
@@ -32,47 +48,166 @@ SETPOINT = "/Settings/CGwacs/AcPowerSetPoint"
 MAX_CHARGE = "/Settings/CGwacs/MaxChargePower"
 MAX_DISCHARGE = "/Settings/CGwacs/MaxDischargePower"
 MIN_SOC = "/Settings/CGwacs/BatteryLife/MinimumSocLimit"
-_INVALID_SETTING = 1
+DEVICES = "/Settings/Devices"
+REFUSED = -1
+UNDERSCORE_PREFIX, UNKNOWN_TYPE, TYPE_DIFFERS = -2, -3, -5
+INVALID_DEFAULT, DEFAULT_OUT_OF_RANGE, IS_GROUP, NOT_IN_SETTINGS = -6, -7, -8, -9
+_TYPES = ("i", "f", "s")
 
 
-def _limit(value: float | None) -> float:
-    return -1.0 if value is None else float(value)
+@dataclass
+class Setting:
+    """One setting's type and limits (None: no limit; strings have none)."""
+
+    kind: str
+    default: JsonValue
+    low: float | None = None
+    high: float | None = None
 
 
-def settings_service(model: EnergyModel, *, time_zone: str = "Europe/Vienna") -> SimService:
-    """The settings service bound to `model` (not started)."""
-    s = model.settings
-    initial: dict[str, JsonValue] = {
-        SETPOINT: float(s.setpoint_w),
-        MAX_CHARGE: _limit(s.max_charge_w),
-        MAX_DISCHARGE: _limit(s.max_discharge_w),
-        MIN_SOC: float(s.min_soc),
-        "/Settings/CGwacs/BatteryLife/State": 10,
-        "/Settings/CGwacs/Hub4Mode": 1,
-        "/Settings/CGwacs/MaxFeedInPower": -1.0,
-        "/Settings/CGwacs/PreventFeedback": 0,
-        "/Settings/SystemSetup/BatteryService": "default",
-        "/Settings/System/TimeZone": time_zone,
-        "/Settings/Relay/Function": 2,
-    }
-    writable = {
-        SETPOINT: Writable("number", -100_000, 100_000),
-        MAX_CHARGE: Writable("number", -1, 100_000),
-        MAX_DISCHARGE: Writable("number", -1, 100_000),
-        MIN_SOC: Writable("number", 0, 100),
-        "/Settings/CGwacs/BatteryLife/State": Writable("integer", 0, 12),
-        "/Settings/CGwacs/Hub4Mode": Writable("integer", 1, 3),
-        "/Settings/CGwacs/MaxFeedInPower": Writable("number", -1, 100_000),
-        "/Settings/CGwacs/PreventFeedback": Writable("integer", 0, 1),
-        "/Settings/SystemSetup/BatteryService": Writable("text"),
-        "/Settings/System/TimeZone": Writable("text"),
-        "/Settings/Relay/Function": Writable("integer", 0, 6),
-    }
+def convert(kind: str, value: JsonValue) -> JsonValue:
+    """`value` as localsettings stores a setting of `kind`; None when it does not convert."""
+    if value is None or isinstance(value, list | dict):
+        return None
+    try:
+        return int(value) if kind == "i" else float(value) if kind == "f" else str(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
-    def on_write(path: str, value: JsonValue) -> int:
-        if not isinstance(value, int | float):
+
+def class_and_instance(value: JsonValue) -> tuple[str, int] | None:
+    parts = value.split(":") if isinstance(value, str) else []
+    if len(parts) != 2:
+        return None
+    try:
+        return parts[0], int(parts[1])
+    except ValueError:
+        return None
+
+
+class SimSettings(SimService):
+    """localsettings on the simulated bus; see the module docstring."""
+
+    def __init__(self, model: EnergyModel, *, time_zone: str = "Europe/Vienna") -> None:
+        super().__init__(SETTINGS)
+        self.model = model
+        self.settings: dict[str, Setting] = {}
+        self.methods[(SETTINGS_INTERFACE, "AddSetting")] = self.add_setting
+        self.methods[(SETTINGS_INTERFACE, "AddSilentSetting")] = self.add_setting
+        s = model.settings
+        for path, default, kind, low, high in (
+                (SETPOINT, float(s.setpoint_w), "f", -100_000, 100_000),
+                (MAX_CHARGE, _limit(s.max_charge_w), "f", -1, 100_000),
+                (MAX_DISCHARGE, _limit(s.max_discharge_w), "f", -1, 100_000),
+                (MIN_SOC, float(s.min_soc), "f", 0, 100),
+                ("/Settings/CGwacs/BatteryLife/State", 10, "i", 0, 12),
+                ("/Settings/CGwacs/Hub4Mode", 1, "i", 1, 3),
+                ("/Settings/CGwacs/MaxFeedInPower", -1.0, "f", -1, 100_000),
+                ("/Settings/CGwacs/PreventFeedback", 0, "i", 0, 1),
+                ("/Settings/SystemSetup/BatteryService", "default", "s", None, None),
+                ("/Settings/System/TimeZone", time_zone, "s", None, None),
+                ("/Settings/Relay/Function", 2, "i", 0, 6)):
+            self.settings[path] = Setting(kind, default, low, high)
+            self.update({path: default})
+
+    # -- AddSetting ---------------------------------------------------------------------------
+    def add_setting(self, object_path: str, args: list[JsonValue]) -> int:
+        if object_path in self.settings:
+            raise BusCallError("org.freedesktop.DBus.Error.UnknownMethod",
+                               f"{object_path} is a setting, not a group")
+        if not self.is_group(object_path):
+            raise BusCallError("org.freedesktop.DBus.Error.UnknownObject",
+                               f"no object {object_path}")
+        group, name, default, kind, low, high = (*args, 0, 0)[:6]
+        group, name = str(group), str(name)
+        group = group if group.startswith("/") or not group else "/" + group
+        relative = group + (name if name.startswith("/") else "/" + name)
+        path = ("" if object_path == "/" else object_path) + relative
+        if "/_" in relative:
+            return UNDERSCORE_PREFIX
+        kind = str(kind)
+        if kind not in _TYPES:
+            return UNKNOWN_TYPE
+        value = convert(kind, default)
+        if value is None:
+            return INVALID_DEFAULT
+        lo, hi = convert(kind, low), convert(kind, high)
+        if kind == "s" or (lo == 0 and hi == 0):
+            lo = hi = None
+        if (isinstance(lo, int | float) and value < lo) or \
+                (isinstance(hi, int | float) and value > hi):
+            return DEFAULT_OUT_OF_RANGE
+        if object_path == "/" and not relative.startswith("/Settings/"):
+            return NOT_IN_SETTINGS
+        setting = Setting(kind, value, lo if isinstance(lo, int | float) else None,
+                          hi if isinstance(hi, int | float) else None)
+        old = self.settings.get(path)
+        if old is not None:
+            if old.kind != kind:
+                return TYPE_DIFFERS
+            if self._is_instance(path) and class_and_instance(value) is None:
+                return INVALID_DEFAULT
+            self.settings[path] = setting  # new default and limits; the value stays
             return 0
-        number = float(value)
+        if self.is_group(path):
+            return IS_GROUP
+        if self._is_instance(path):
+            parsed = class_and_instance(value)
+            if parsed is None:
+                return INVALID_DEFAULT
+            value = self._free_instance(path, *parsed)
+        self.settings[path] = setting
+        self.update({path: value})
+        return 0
+
+    def is_group(self, path: str) -> bool:
+        if path in ("/", "/Settings", DEVICES):
+            return True
+        prefix = path.rstrip("/") + "/"
+        return any(p.startswith(prefix) for p in self.settings)
+
+    @staticmethod
+    def _is_instance(path: str) -> bool:
+        head, _, tail = path.rpartition("/")
+        return tail == "ClassAndVrmInstance" and head.rpartition("/")[0] == DEVICES
+
+    def _free_instance(self, path: str, kind: str, instance: int) -> str:
+        """`kind:instance`, moved to the next instance no other device of `kind` holds."""
+        taken = {v for p, v in self.values.items()
+                 if p != path and p.startswith(DEVICES + "/") and self._is_instance(p)}
+        while f"{kind}:{instance}" in taken:
+            instance += 1
+        return f"{kind}:{instance}"
+
+    # -- SetValue -----------------------------------------------------------------------------
+    def set_value(self, path: str, value: JsonValue) -> int:
+        setting = self.settings.get(path)
+        if setting is None:
+            return REFUSED
+        converted = convert(setting.kind, value)
+        if converted is None:
+            return REFUSED
+        if isinstance(converted, int | float) and (
+                (setting.low is not None and converted < setting.low) or
+                (setting.high is not None and converted > setting.high)):
+            return REFUSED
+        if converted == self.values.get(path):
+            return 0
+        if self._is_instance(path):
+            parsed = class_and_instance(converted)
+            if parsed is None:
+                return REFUSED
+            converted = self._free_instance(path, *parsed)
+        self._apply(path, converted)
+        self.writes.append((path, converted))
+        self.update({path: converted})
+        return 0
+
+    def _apply(self, path: str, value: JsonValue) -> None:
+        """The model follows its ESS settings."""
+        if not isinstance(value, int | float):
+            return
+        s, number = self.model.settings, float(value)
         if path == SETPOINT:
             s.setpoint_w = number
         elif path == MAX_CHARGE:
@@ -82,49 +217,31 @@ def settings_service(model: EnergyModel, *, time_zone: str = "Europe/Vienna") ->
         elif path == MIN_SOC:
             s.min_soc = number
         else:
-            return 0
-        model.refresh()
-        return 0
+            return
+        self.model.refresh()
 
-    service = SimService(SETTINGS, units={SETPOINT: "W", MAX_CHARGE: "W", MAX_DISCHARGE: "W",
-                                          MIN_SOC: "%"},
-                         writable=writable, on_write=on_write)
+    # -- texts and signals --------------------------------------------------------------------
+    def store(self, path: str, value: JsonValue, unit: str) -> bool:
+        changed = super().store(path, value, unit)
+        if changed:
+            self._texts[path] = str(value)  # localsettings' GetText: no unit, no rounding
+        return changed
 
-    def add_setting(object_path: str, args: list[JsonValue]) -> int:
-        if object_path != "/" or len(args) < 4:
-            return _INVALID_SETTING
-        group, name, default, kind = (str(args[0]), str(args[1]), args[2], str(args[3]))
-        low, high = (args[4], args[5]) if len(args) >= 6 else (0, 0)
-        path = "/Settings/" + "/".join(p for p in (group.strip("/"), name.strip("/")) if p)
-        if path in service.values:
-            return 0
-        if kind == "s":
-            rule = Writable("text")
-            default = "" if default is None else str(default)
-        else:
-            lo = float(low) if isinstance(low, int | float) else 0.0
-            hi = float(high) if isinstance(high, int | float) else 0.0
-            ranged = (lo, hi) != (0.0, 0.0)
-            rule = Writable("integer" if kind == "i" else "number",
-                            lo if ranged else None, hi if ranged else None)
-        if name == "ClassAndVrmInstance" and isinstance(default, str):
-            default = _free_instance(service, default)
-        service.writable[path] = rule
-        service.update({path: default})
-        return 0
-
-    service.methods[(SETTINGS_INTERFACE, "AddSetting")] = add_setting
-    service.update(initial)
-    return service
+    def _flush(self) -> None:
+        """localsettings signals each setting on its own path, never ItemsChanged."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        bus = self._bus
+        for path in pending if bus is not None else ():
+            item = self.item(path)
+            if item is not None:
+                bus.emit_properties_changed(path, *item)  # type: ignore[union-attr]
 
 
-def _free_instance(service: SimService, wanted: str) -> str:
-    """`class:instance`, moved to the next free instance of that class when taken."""
-    kind, _, number = wanted.partition(":")
-    if not number.isdigit():
-        return wanted
-    taken = {str(v) for p, v in service.values.items() if p.endswith("/ClassAndVrmInstance")}
-    instance = int(number)
-    while f"{kind}:{instance}" in taken:
-        instance += 1
-    return f"{kind}:{instance}"
+def _limit(value: float | None) -> float:
+    return -1.0 if value is None else float(value)
+
+
+def settings_service(model: EnergyModel, *, time_zone: str = "Europe/Vienna") -> SimSettings:
+    """The settings service bound to `model` (not started)."""
+    return SimSettings(model, time_zone=time_zone)

@@ -87,9 +87,11 @@ class VeService:
             return Message.new_method_return(msg, "a{sa{sv}}", [
                 {p: {"Value": variant(v), "Text": Variant("s", str(v))}
                  for p, v in self.values.items()}])
-        if member == "AddSetting" and path == "/":
+        if member == "AddSetting":  # localsettings: <object>/<group>/<name>, -9 outside
             group, name, default = msg.body[0], msg.body[1], msg.body[2].value
-            key = f"/Settings/{group}/{name}"
+            key = f"{'' if path == '/' else path}/{group.strip('/')}/{name.strip('/')}"
+            if not key.startswith("/Settings/"):
+                return Message.new_method_return(msg, "i", [-9])
             self.values.setdefault(key, default)
             self.settings[key] = default
             return Message.new_method_return(msg, "i", [0])

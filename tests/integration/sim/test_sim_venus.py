@@ -94,7 +94,7 @@ def test_a_setpoint_written_to_settings_moves_power_from_battery_to_grid() -> No
             assert s.grid_w - grid_before == pytest.approx(1500.0, abs=0.01)
             assert s.battery_w - battery_before == pytest.approx(1500.0, abs=0.01)
             assert await client.value(SETTINGS, SETPOINT) == 1500.0
-            assert await client.text(SETTINGS, SETPOINT) == "1500.0W"
+            assert await client.text(SETTINGS, SETPOINT) == "1500.0"  # str(), as localsettings
 
             def published() -> bool:
                 items = {k: v for c in client.changed() for k, v in c.items()}
@@ -109,14 +109,15 @@ def test_a_setpoint_written_to_settings_moves_power_from_battery_to_grid() -> No
     run(scenario())
 
 
-def test_settings_refuse_wrong_types_and_values_out_of_range() -> None:
+def test_settings_refuse_wrong_types_and_values_out_of_range_with_minus_one() -> None:
     async def scenario() -> None:
         model = morning_model()
         async with PrivateBus() as address, SimVenus(model, address=address), \
                 VictronClient(address) as client:
-            assert await client.set_value(SETTINGS, SETPOINT, Variant("s", "lots")) == 1
+            # localsettings answers -1 to any refused SetValue, never velib's 1 or 2
+            assert await client.set_value(SETTINGS, SETPOINT, Variant("s", "lots")) == -1
             limit = "/Settings/CGwacs/BatteryLife/MinimumSocLimit"
-            assert await client.set_value(SETTINGS, limit, Variant("d", 140.0)) == 2
+            assert await client.set_value(SETTINGS, limit, Variant("d", 140.0)) == -1
             assert await client.set_value(SYSTEM, "/Dc/Battery/Soc", Variant("d", 1.0)) == 1
             assert model.settings.setpoint_w == 0.0
             assert await client.set_value(SETTINGS, limit, Variant("d", 60.0)) == 0
