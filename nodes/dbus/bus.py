@@ -31,6 +31,7 @@ from dbus_fast.aio import MessageBus
 
 from flowengine.errors import DeviceError, FlowEngineError, NotConnected
 from flowengine.model import JsonValue
+from nodes.dbus.explain import name_taken_text, no_bus_hint
 
 __all__ = [
     "BUSITEM",
@@ -357,7 +358,7 @@ class BusConnection:
         """Own `name` now (never queue behind another owner); NameTaken when it is owned."""
         reply = await self._bus.request_name(name, NameFlag.DO_NOT_QUEUE)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
-            raise NameTaken(f"the bus name '{name}' is owned by another connection")
+            raise NameTaken(await name_taken_text(self, name))
 
     async def release_name(self, name: str) -> None:
         if self._bus.connected:
@@ -548,7 +549,7 @@ async def open_bus(address: str | None = None, *,
             await bus.connect()
     except (OSError, TimeoutError) as exc:
         raise NotConnected(f"cannot connect to D-Bus at {where or 'the system bus'}: "
-                           f"{exc or type(exc).__name__}") from exc
+                           f"{exc or type(exc).__name__}; {no_bus_hint(where)}") from exc
     _widen_send_buffer(bus)
     _wait_on_full_socket(bus)
     connection = BusConnection(bus, where)
