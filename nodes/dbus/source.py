@@ -17,7 +17,8 @@ ItemsChanged and PropertiesChanged, never polling. Each message has the topic of
 its path (or the name given in `paths`), the value (None = invalid),
 `meta.service`, the bus name it came from, and `meta.path`, the D-Bus path (so an
 `mqtt.out` topic ending in `*` gets the path also when `paths` names it). Only changes
-are emitted.
+are emitted, each once, also when a service signals it both by PropertiesChanged and in
+an ItemsChanged; a Double that is NaN or infinite is emitted as None (invalid).
 
 All sources of all flows share one subscription per service (one D-Bus match rule),
 whatever paths they watch. When a service leaves the bus, its paths are emitted as

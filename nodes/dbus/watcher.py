@@ -10,6 +10,15 @@ A node asks to watch some paths of a service given by name or pattern
   GetItems; after that only signals are used, never polling;
 - keeps the latest value of every path someone watches and hands changes to each
   watch that wants them; when the service leaves the bus, its paths become None.
+
+A change is handed on once, however many signals carry it: a value equal to the one
+kept is no change. velib_python sends one change either as PropertiesChanged on its
+path or (set inside `with service as ctx:`) in the one ItemsChanged on `/` of that
+block, never both; a service that did send both (or repeats a value) is still handed
+on once. Both signals are followed from every service, since a velib service uses each
+for different changes. A Double that is NaN or infinite is invalid (None), as our own
+services publish it: NaN is unequal even to itself, so it would pass as a change with
+every signal, and no JSON can carry it.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -211,7 +221,7 @@ class Watcher:
                 continue
             if service.generation != generation:
                 return
-            service.values = {p: items.get(p) for p in service.wanted()}
+            service.values = {p: _finite(items.get(p)) for p in service.wanted()}
             service.ready = True
             for watch in list(service.watches):
                 self._hand_over(service, watch)
@@ -233,7 +243,7 @@ class Watcher:
         if service.generation != generation or not service.ready:
             return  # it left or came back meanwhile: the reader of then hands over
         for path in watch.paths - service.values.keys():
-            service.values[path] = items.get(path)
+            service.values[path] = _finite(items.get(path))
         self._hand_over(service, watch)
 
     def _hand_over(self, service: _Service, watch: Watch) -> None:
@@ -263,8 +273,13 @@ class Watcher:
     def _changed(self, service: _Service, values: dict[str, JsonValue]) -> None:
         known = service.values
         wanted = service.wanted()
-        changed = {p: v for p, v in values.items()
-                   if p in wanted and (p not in known or known[p] != v)}
+        changed: dict[str, JsonValue] = {}
+        for p, v in values.items():
+            if p in wanted:
+                if type(v) is float and not math.isfinite(v):
+                    v = None
+                if p not in known or known[p] != v:  # a repeat is no change
+                    changed[p] = v
         if not changed:
             return
         known.update(changed)
@@ -325,6 +340,11 @@ class Watcher:
         service.reader = task
         task.add_done_callback(_log_failure)
         return task
+
+
+def _finite(value: JsonValue) -> JsonValue:
+    """A NaN or infinite Double as invalid (None); any other value as it is."""
+    return None if type(value) is float and not math.isfinite(value) else value
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
