@@ -123,6 +123,9 @@ class SimSettings(SimService):
         group = group if group.startswith("/") or not group else "/" + group
         relative = group + (name if name.startswith("/") else "/" + name)
         path = ("" if object_path == "/" else object_path) + relative
+        if "//" in path or path.endswith("/"):  # dbus-python: no such object path
+            raise BusCallError("org.freedesktop.DBus.Python.ValueError",
+                               f"invalid object path {path}")
         if "/_" in relative:
             return UNDERSCORE_PREFIX
         kind = str(kind)

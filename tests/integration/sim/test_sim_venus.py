@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from conftest import eventually, run
-from dbus_fast import Variant
+from dbus_fast import MessageType, Variant
 from testkit.dbus import VictronClient
 
 from flowengine.testing import NodeHarness
 from nodes.dbus.daemon import PrivateBus
 from sim import EnergyModel, ModelParams
-from sim.venus import SimVenus
+from sim.venus import SETTINGS_INTERFACE, SimVenus
 
 SYSTEM = "com.victronenergy.system"
 SETTINGS = "com.victronenergy.settings"
@@ -183,4 +185,53 @@ def test_relay_state_on_system_is_writable() -> None:
             model.step(1)
             assert await client.value(SYSTEM, "/Relay/0/State") == 1
             assert await client.set_value(SYSTEM, "/Relay/1/State", Variant("i", 3)) == 2
+    run(scenario())
+
+
+def test_settings_answer_add_setting_as_localsettings_does() -> None:
+    async def scenario() -> None:
+        model = morning_model()
+        async with PrivateBus() as address, SimVenus(model, address=address) as venus, \
+                VictronClient(address) as client:
+            async def add(on: str, group: str, name: str, default: Variant,
+                          kind: str = "s", low: int = 0, high: int = 0) -> Any:
+                reply = await client.call(
+                    SETTINGS, on, "AddSetting", "ssvsvv",
+                    [group, name, default, kind, Variant("i", low), Variant("i", high)],
+                    interface=SETTINGS_INTERFACE)
+                return reply.body[0] if reply.message_type is MessageType.METHOD_RETURN \
+                    else reply.error_name
+            grid = Variant("s", "grid:40")
+            # on / a group outside Settings/ is refused: what dbus.service used to send
+            assert await add("/", "Devices/a", "ClassAndVrmInstance", grid) == -9
+            assert "/Devices/a/ClassAndVrmInstance" not in venus.settings.values
+            assert await add("/Settings", "Devices/a", "ClassAndVrmInstance", grid) == 0
+            assert await add("/", "Settings/Devices/b", "ClassAndVrmInstance", grid) == 0
+            assert await add("/Settings/Devices", "c", "ClassAndVrmInstance", grid) == 0
+            values = venus.settings.values
+            assert [values[f"/Settings/Devices/{d}/ClassAndVrmInstance"] for d in "abc"] == \
+                ["grid:40", "grid:41", "grid:42"]
+            # an existing setting keeps its value; another type, a bad default are refused
+            assert await add("/Settings", "Devices/a", "ClassAndVrmInstance",
+                             Variant("s", "grid:7")) == 0
+            assert values["/Settings/Devices/a/ClassAndVrmInstance"] == "grid:40"
+            assert await add("/Settings", "Devices/a", "ClassAndVrmInstance",
+                             Variant("i", 7), "i") == -5
+            assert await add("/Settings", "Devices/d", "ClassAndVrmInstance",
+                             Variant("s", "grid")) == -6
+            assert await add("/Settings", "X", "_y", Variant("i", 1), "i") == -2
+            assert await add("/Settings", "X", "y", Variant("i", 1), "q") == -3
+            assert await add("/Settings", "X", "y", Variant("i", 5), "i", 0, 3) == -7
+            assert await add("/Settings", "", "Devices", Variant("i", 1), "i") == -8
+            assert await add("/Settings/Devices/a/ClassAndVrmInstance", "", "z",
+                             grid) == "org.freedesktop.DBus.Error.UnknownMethod"
+            assert await add("/Nowhere", "", "z", grid) == \
+                "org.freedesktop.DBus.Error.UnknownObject"
+            # SetValue converts to the setting's type, and moves a taken instance on
+            path = "/Settings/Devices/a/ClassAndVrmInstance"
+            assert await client.set_value(SETTINGS, path, Variant("s", "grid:42")) == 0
+            assert values[path] == "grid:43"
+            assert await client.set_value(SETTINGS, path, Variant("s", "grid")) == -1
+            assert await client.set_value(SETTINGS, SETPOINT, Variant("s", "250")) == 0
+            assert model.settings.setpoint_w == 250.0
     run(scenario())
