@@ -47,7 +47,8 @@ bus, the service keeps two settings in localsettings under
 
 A setting localsettings refuses (its code is logged) or a missing settings service
 (logged once) leaves the service running with `device_instance` and `custom_name`.
-The name is requested only after every path exists, and released when the node stops.
+The bus name is requested only after every path exists, and released when the node
+stops.
 """
 
 from __future__ import annotations
