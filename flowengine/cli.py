@@ -400,22 +400,33 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
                 continue
             if attach is not None:
                 attach(connection, runtime)
+        failed: list[tuple[FlowPlan, FlowStartError]] = []
         for plan in plans:
             try:
                 await runtime.start_flow(plan)
                 started += 1
-            except FlowStartError as exc:
-                log.error("%s", exc)
+            except FlowStartError as error:
+                failed.append((plan, error))
+        if failed and not started:
+            # nothing runs: say why and end, non-zero (under the guardian, as on a GX, the
+            # runtime is started again with its backoff); retrying in here would only
+            # hide the reason behind "running 0 flows"
+            for _, why in failed:
+                log.error("%s", why)
+            log.error("no flow could start; exiting")
+            return 1
+        for plan, why in failed:  # the others run; these are tried again with backoff
+            runtime.retry_flow(plan, why)
         if not plans:
             log.warning("no flows are enabled; add some under flows: in the site file")
         log.info("running %d of %d flow(s); Ctrl-C or SIGTERM stops", started, len(plans))
-        if started or not plans:
-            try:
-                async with asyncio.timeout(duration):
-                    await stop.wait()
-            except TimeoutError:
-                log.info("duration reached")
+        try:
+            async with asyncio.timeout(duration):
+                await stop.wait()
+        except TimeoutError:
+            log.info("duration reached")
     finally:
+        running = len(runtime.flows)
         log.info("stopping: applying safe states")
         await runtime.stop("shutdown")
         if link is not None:
@@ -424,7 +435,7 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("stopped")
-    return 0 if started == len(plans) else 1
+    return 0 if running == len(plans) else 1
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:

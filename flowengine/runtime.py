@@ -27,7 +27,7 @@ from flowengine.context import NodeStatus
 from flowengine.errors import FlowEngineError, FlowStartError
 from flowengine.log import MessageTrace
 from flowengine.model import FlowSpec, JsonValue, Message
-from flowengine.runner import NodeRunner
+from flowengine.runner import START_TIMEOUT_S, NodeRunner
 from flowengine.state import StateStore
 
 if TYPE_CHECKING:
@@ -35,11 +35,15 @@ if TYPE_CHECKING:
     from flowengine.plan import FlowPlan
     from flowengine.registry import Registry
 
-__all__ = ["EngineEvent", "FlowRun", "Runtime"]
+__all__ = ["EngineEvent", "FlowRun", "PendingFlow", "Runtime"]
 
 log = logging.getLogger(__name__)
 
 DRAIN_S = 0.5
+RETRY_FIRST_S = 1.0  # a flow that did not start is tried again after this, doubling
+RETRY_MAX_S = 60.0
+EXPECTED_START_ERRORS = (FlowEngineError, LookupError, TimeoutError)
+"""Start failures that say what is wrong in their message: logged without a traceback."""
 
 Tap = Callable[[NodeRunner, str, Message], None]
 
@@ -52,6 +56,17 @@ class EngineEvent:
     level: int
     text: str
     wall: float
+
+
+@dataclass(slots=True)
+class PendingFlow:
+    """A flow that did not start and is tried again: why, how often, when next."""
+
+    plan: FlowPlan
+    error: str
+    attempts: int
+    next_try: float  # on the runtime's monotonic clock
+    task: asyncio.Task[None] | None = None
 
 
 class FlowRun:
@@ -103,20 +118,27 @@ class FlowRun:
                           node_id=f"{parent.node_id}/{child_id}")
 
     async def start(self) -> None:
-        """Start every node, downstream first; all or nothing."""
+        """Start every node, downstream first; all or nothing (also when cancelled).
+
+        An expected failure (FlowEngineError: no bus, a name taken, a connection not
+        configured) becomes a one-line FlowStartError; anything else is a bug, and its
+        traceback is logged here, once.
+        """
         for nid in self.plan.order:
             runner = self.runners[nid]
+            self.started.append(runner)
             try:
                 await runner.start()
-            except Exception as exc:
-                log.error("flow '%s': node '%s' did not start: %s", self.spec.id, nid, exc,
-                          exc_info=exc)
-                self.started.append(runner)
+            except BaseException as exc:
                 await self.stop(reason="failed start")
+                if not isinstance(exc, Exception):
+                    raise
+                if not isinstance(exc, EXPECTED_START_ERRORS):
+                    log.error("flow '%s': node '%s' did not start", self.spec.id, nid,
+                              exc_info=exc)
                 raise FlowStartError(
                     f"flow '{self.spec.id}': node '{nid}' ({runner.cls.type_name}) did not "
-                    f"start: {exc}") from exc
-            self.started.append(runner)
+                    f"start: {_why(exc)}") from exc
 
     async def stop(self, reason: str = "stop") -> None:
         runners = list(reversed(self.started))
@@ -156,6 +178,7 @@ class Runtime:
         self.queue_capacity = queue_capacity
         self.guardian = guardian  # None: nobody keeps safe states if this process dies
         self.flows: dict[str, FlowRun] = {}
+        self.pending: dict[str, PendingFlow] = {}  # did not start; tried again with backoff
         self.trace = MessageTrace(clock=self.clock.monotonic)
         self._status_listeners: list[Callable[[str, str, NodeStatus], None]] = []
         self._event_listeners: list[Callable[[EngineEvent], None]] = []
@@ -193,7 +216,14 @@ class Runtime:
                     {"topic": r.last_message.topic, "value": r.last_message.value},
                 }
             flows[fid] = {"description": run.spec.description, "nodes": nodes}
+        for fid, pending in self.pending.items():
+            flows[fid] = {"description": pending.plan.spec.description, "nodes": {},
+                          "status": "error", "text": self._pending_text(pending)}
         return flows
+
+    def _pending_text(self, pending: PendingFlow) -> str:
+        wait = max(0.0, pending.next_try - self.clock.monotonic())
+        return f"not started ({pending.attempts}x): {pending.error}; next try in {wait:.0f} s"
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start_flow(self, plan: FlowPlan, *, tap: Tap | None = None) -> FlowRun:
@@ -236,8 +266,50 @@ class Runtime:
             await self.start_flow(old.plan.fresh())
             raise
 
+    def retry_flow(self, plan: FlowPlan, error: FlowStartError) -> PendingFlow:
+        """Try a flow that did not start again later: after 1 s, doubling to 60 s, for as
+        long as it keeps failing; `snapshot()` and the events say why and when next."""
+        fid = plan.spec.id
+        pending = PendingFlow(plan, _reason(fid, error), 1,
+                              self.clock.monotonic() + RETRY_FIRST_S)
+        self.pending[fid] = pending
+        self.event(fid, logging.ERROR, f"{pending.error}; next try in {RETRY_FIRST_S:.0f} s")
+        pending.task = asyncio.ensure_future(self._keep_starting(pending))
+        pending.task.set_name(f"runtime:retry/{fid}")
+        return pending
+
+    async def _keep_starting(self, pending: PendingFlow) -> None:
+        fid = pending.plan.spec.id
+        while True:
+            await self.clock.sleep_until(pending.next_try)
+            if fid in self.flows:  # started meanwhile (a redeploy)
+                del self.pending[fid]
+                return
+            try:
+                await self.start_flow(pending.plan.fresh())
+            except FlowStartError as exc:
+                pending.attempts += 1
+                delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (pending.attempts - 1))
+                pending.next_try = self.clock.monotonic() + delay
+                reason = _reason(fid, exc)
+                if reason != pending.error:  # a new reason is news; the same one is not
+                    pending.error = reason
+                    self.event(fid, logging.ERROR, f"{reason}; next try in {delay:.0f} s")
+                else:
+                    log.info("flow '%s': attempt %d did not start either; next try in %.0f s",
+                             fid, pending.attempts, delay)
+                continue
+            del self.pending[fid]
+            self.event(fid, logging.INFO, f"started at attempt {pending.attempts + 1}")
+            return
+
     async def stop(self, reason: str = "stop") -> None:
         """Stop every flow (together, each bounded), flush state, close connections."""
+        retries = [p.task for p in self.pending.values() if p.task is not None]
+        for task in retries:
+            task.cancel()
+        await asyncio.gather(*retries, return_exceptions=True)
+        self.pending.clear()
         ids = list(self.flows)
         await asyncio.gather(*(self.stop_flow(fid, reason) for fid in ids))
         if self._flusher is not None:
@@ -268,3 +340,16 @@ class Runtime:
                 continue
             await self.clock.sleep_until(self.clock.monotonic() + max(due, 0.05))
             self.state.flush_due()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return f"no start within {START_TIMEOUT_S:g} s"
+    return str(exc) or type(exc).__name__
+
+
+def _reason(flow_id: str, error: FlowStartError) -> str:
+    """The error without the "flow 'x': " the event puts in front again."""
+    text = str(error)
+    prefix = f"flow '{flow_id}': "
+    return text[len(prefix):] if text.startswith(prefix) else text

@@ -614,12 +614,28 @@ class Broker:
             self._client.unsubscribe(sub.topic_filter)
 
 
+class _ReportedByUs(logging.Filter):
+    """Drops gmqtt's own lines about a refused connect (four per attempt, at WARNING and
+    ERROR): `Broker._failed` logs each failure once, with what to do about it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return "CONNACK" not in text and "TRYING WRITE TO CLOSED SOCKET" not in text
+
+
+_REPORTED_BY_US = _ReportedByUs()
+
+
 @contextlib.asynccontextmanager
 async def open_broker(name: str, config: MqttBrokerConfig) -> AsyncIterator[Broker]:
     """Open a broker connection for the runtime; it connects (and reconnects) by itself."""
     library = logging.getLogger("gmqtt")
     if library.level == logging.NOTSET:  # unless the user set a level for it
         library.setLevel(_GMQTT_QUIET)
+    for logger_name in ("gmqtt.client", "gmqtt.mqtt.protocol"):
+        quiet = logging.getLogger(logger_name)
+        if _REPORTED_BY_US not in quiet.filters:
+            quiet.addFilter(_REPORTED_BY_US)
     broker = Broker(name, config)
     await broker.start()
     try:

@@ -399,3 +399,35 @@ def test_a_flow_file_alone_publishes_to_main_on_the_local_broker(
     assert f"{odd}:3:31: flow 'odd', node 'pub' (mqtt.out): broker 'elsewhere': a flow file " \
         "run alone has no mqtt connection 'elsewhere'; run it from a site file with " \
         "connections: mqtt: elsewhere:, or use local or main" in capsys.readouterr().err
+
+
+def test_run_without_a_dbus_says_how_to_get_one_and_exits_at_once(write, tmp_path) -> None:
+    flow = write("soc.yaml", """
+        id: soc
+        nodes:
+          - {id: system, type: dbus.source, service: com.victronenergy.system,
+             paths: {soc: /Dc/Battery/Soc}, to: [show]}
+          - {id: show, type: log}
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT),
+               DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={tmp_path / 'no-bus'}")
+    started = time.monotonic()
+    result = flowctl("run", "--no-guardian", str(flow), env=env)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 20
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out and "running 0 of" not in out
+    (line,) = [x for x in out.splitlines() if " ERROR " in x and "did not start" in x]
+    assert line.endswith(
+        f"flow 'soc': node 'system' (dbus.source) did not start: cannot connect to D-Bus at "
+        f"unix:path={tmp_path / 'no-bus'}: [Errno 2] No such file or directory; is the bus at "
+        f"DBUS_SYSTEM_BUS_ADDRESS=unix:path={tmp_path / 'no-bus'} still running? "
+        "(`esess-flowctl sim` prints the address of its own)")
+    assert out.splitlines()[-3].endswith("ERROR flowengine.cli: no flow could start; exiting")
+
+
+def test_no_system_bus_suggests_the_simulator() -> None:
+    from nodes.dbus.explain import no_bus_hint
+
+    assert "run `esess-flowctl sim` and export the DBUS_SYSTEM_BUS_ADDRESS it prints" in \
+        no_bus_hint(None)

@@ -322,3 +322,36 @@ def test_harness_sees_what_a_node_emits_while_starting_and_cleans_up() -> None:
         return written
 
     assert not run(scenario()).exists()
+
+
+def test_a_flow_that_did_not_start_is_retried_with_backoff_and_shows_why(
+        write, tmp_path: Path) -> None:
+    from flowengine.clock import ManualClock
+
+    device = tmp_path / "dev"
+
+    async def scenario() -> None:
+        plan = _plan(write, f"""
+            id: broken
+            nodes:
+              - {{id: src, type: test.crash, fail_start: true, to: [act]}}
+              - {{id: act, type: test.actuator, device: "{device}", safe_value: safe}}
+        """)
+        clock = ManualClock()
+        runtime = Runtime(test_registry(), clock=clock)
+        with pytest.raises(FlowStartError) as failed:
+            await runtime.start_flow(plan)
+        runtime.retry_flow(plan, failed.value)
+        why = "node 'src' (test.crash) did not start: start refused"
+        assert runtime.snapshot()["broken"]["text"] == f"not started (1x): {why}; next try in 1 s"
+        for attempts, wait in ((2, 1), (3, 2), (4, 4)):  # 1 s, doubling
+            await clock.advance(wait / 2)
+            assert runtime.pending["broken"].attempts == attempts - 1  # not yet
+            await clock.advance(wait / 2)
+            assert runtime.snapshot()["broken"]["text"] == \
+                f"not started ({attempts}x): {why}; next try in {wait * 2:.0f} s"
+        assert runtime.flows == {} and device.read_text() == "safe\n"
+        await runtime.stop()
+        assert runtime.pending == {} and runtime.flows == {}
+
+    run(scenario())
