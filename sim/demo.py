@@ -100,13 +100,14 @@ async def _sim(options: SiteOptions, duration: float | None, out: TextIO) -> int
             for line in site.describe():
                 _say(out, line)
             _say(out)
-            _say(out, "In another shell, run a flow against it:")
+            broker = f"host: {site.broker_host}, port: {site.broker_port}"
+            _say(out, "In another shell, run a site file against it (docs/development.md):")
             _say(out, f"  export DBUS_SYSTEM_BUS_ADDRESS='{site.bus_address}'")
-            _say(out, "  ./esess-flowctl run SITE_OR_FLOW")
-            _say(out, f"with the MQTT broker at {site.broker_host}:{site.broker_port} in the "
-                      "site file:")
-            _say(out, f"  connections: {{mqtt: {{main: {{host: {site.broker_host}, "
-                      f"port: {site.broker_port}}}}}}}")
+            _say(out, "  ./esess-flowctl run SITE")
+            _say(out, "with both brokers, yours (main) and the GX's own (local), at the "
+                      "simulator's in the site file:")
+            _say(out, f"  connections: {{mqtt: {{main: {{{broker}}}, "
+                      f"local: {{{broker}, status_topic: null}}}}}}")
             _say(out, "Ctrl-C stops the simulator.")
             while not stop.is_set():
                 await _wait(stop, 5.0 if duration is None else min(5.0, duration))

@@ -35,6 +35,9 @@ def test_sim_prints_the_bus_address_where_venus_os_answers() -> None:
             rest = (await proc.stdout.read()).decode()
             assert await proc.wait() == 0, "".join(lines) + rest
         text = "".join(lines) + rest
-        assert "connections: {mqtt: {main: {host: 127.0.0.1, port: " in text
+        port = re.search(r"connections: \{mqtt: \{main: \{host: 127.0.0.1, port: (\d+)\}", text)
+        assert port, text
+        assert (f"local: {{host: 127.0.0.1, port: {port.group(1)}, status_topic: null}}}}}}"
+                in text)  # the GX's own broker, which shipped flows use too
         assert "[sim] " in rest and "simulator stopped" in rest
     run(scenario())
