@@ -8,7 +8,9 @@ node type, which gives editors completion for every node's options.
 The files in schemas/ are for tools that read a flow as written, before its vars are
 substituted: an editor's YAML extension, `check-jsonschema`. So they have no `$id`
 (a `$ref` such as `nodes/timer.json` resolves against the file it is written in, on
-disk), and every typed option of a node also takes a whole-value `${name}`.
+disk), every typed option of a node also takes a whole-value `${name}`, and they declare
+draft-07, the newest JSON Schema VS Code's YAML extension fully supports (they use no
+keyword that means something else in draft 2020-12, the engine's own dialect).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = ["COMMON_NODE_KEYS", "FLOW_SCHEMA", "SITE_SCHEMA", "VAR_REF_PATTERN", 
 FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 INSTANCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+FILE_DIALECT = "http://json-schema.org/draft-07/schema#"  # of the files in schemas/
 VAR_REF_PATTERN = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"
 
 _VAR_REF: dict[str, Any] = {"type": "string", "pattern": VAR_REF_PATTERN,
@@ -180,7 +183,7 @@ def node_file_schema(cls: Any) -> dict[str, Any]:
     props.update({k: v for k, v in COMMON_NODE_KEYS.items() if k != "type"})
     props.update({k: accept_var_refs(v) for k, v in schema["properties"].items()})
     out: dict[str, Any] = {
-        "$schema": DIALECT,
+        "$schema": FILE_DIALECT,
         "title": f"{cls.type_name}: {cls.summary}",
         "type": "object",
         "required": ["id", "type", *schema.get("required", [])],
@@ -193,6 +196,7 @@ def node_file_schema(cls: Any) -> dict[str, Any]:
 def flow_schema(registry: Registry) -> dict[str, Any]:
     """The flow file schema with one branch per node type, for editors."""
     schema = copy.deepcopy(FLOW_SCHEMA)
+    schema["$schema"] = FILE_DIALECT
     items = schema["properties"]["nodes"]["items"]
     names = sorted(registry.node_types)
     items["properties"]["type"] = {**items["properties"]["type"], "enum": names}
@@ -206,6 +210,7 @@ def flow_schema(registry: Registry) -> dict[str, Any]:
 
 def site_schema(registry: Registry) -> dict[str, Any]:
     schema = copy.deepcopy(SITE_SCHEMA)
+    schema["$schema"] = FILE_DIALECT
     kinds = {
         kind: {"type": "object", "description": spec.summary,
                "additionalProperties": config_schema(spec.config_class)}

@@ -21,6 +21,9 @@ SCHEMAS = ROOT / "schemas"
 CHECK = Path(sys.executable).parent / "check-jsonschema"
 FLOWS = sorted([*(ROOT / "flows").glob("*.yaml"), *(ROOT / "examples").glob("*.yaml")])
 DOCS = sorted((ROOT / "docs").rglob("*.md"))
+# no network: a proxy that refuses every connection stands in for one
+OFFLINE = {**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "NO_PROXY": ""}
 
 
 def _blocks() -> list[tuple[str, str]]:
@@ -52,12 +55,9 @@ def _write(tmp_path: Path, blocks: list[tuple[str, str]]) -> list[Path]:
 
 
 def check_jsonschema(schema: Path, files: list[Path]) -> list[str]:
-    """The errors check-jsonschema reports, as 'file::path: message'; no network: a
-    proxy that refuses every connection stands in for one."""
-    env = {**os.environ, "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-           "NO_PROXY": ""}
+    """The errors check-jsonschema reports, as 'file::path: message', offline."""
     done = subprocess.run([str(CHECK), "--no-cache", "-o", "json", "--schemafile", str(schema),
-                           *map(str, files)], capture_output=True, text=True, env=env,
+                           *map(str, files)], capture_output=True, text=True, env=OFFLINE,
                           timeout=120, check=False)
     try:
         report = json.loads(done.stdout)
@@ -123,3 +123,13 @@ def test_schema_files_resolve_on_disk_without_an_id() -> None:
         assert '"$id"' not in text, f"{path}: a $id makes $refs resolve against it, not disk"
         for ref in re.findall(r'"\$ref": "([^"#]+)', text):
             assert (path.parent / ref).is_file(), f"{path}: $ref {ref} is not a file beside it"
+
+
+def test_schema_files_are_draft_07_schemas_an_editor_reads() -> None:
+    """VS Code's YAML extension reads draft-07 fully (2020-12 only in part)."""
+    files = sorted(SCHEMAS.rglob("*.json"))
+    for path in files:
+        assert json.loads(path.read_text())["$schema"] == "http://json-schema.org/draft-07/schema#"
+    done = subprocess.run([str(CHECK), "--no-cache", "--check-metaschema", *map(str, files)],
+                          capture_output=True, text=True, env=OFFLINE, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
