@@ -527,7 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a site or flow file in the foreground",
                        description="Validate, then run until Ctrl-C or SIGTERM; every node "
-                                   "that drives hardware is put into its safe state on exit.")
+                                   "that drives hardware is put into its safe state on exit. "
+                                   "If no flow can start, say why and exit 1; a flow that "
+                                   "cannot start while others run is tried again (1 s, "
+                                   "doubling to 60 s). A flow file run alone has the "
+                                   "connections that need no site entry, and mqtt main is "
+                                   "the broker on localhost:1883.")
     p.add_argument("file", metavar="SITE_OR_FLOW")
     p.add_argument("--var", action="append", metavar="NAME=VALUE",
                    help="value of a flow var (flow files only)")
