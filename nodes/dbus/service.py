@@ -278,15 +278,20 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
         await bus.add_match(f"type='signal',sender='{SETTINGS}',interface='{BUSITEM}',"
                             f"member='PropertiesChanged',path_namespace='{self._settings_dir}'")
         bus.listen(self._on_settings_event)
-        stored = await self._add_setting(bus, self._instance_setting,
-                                         f"{self.service_type}:{instance}")
-        if stored is not None:
-            number = self._instance_of(stored)
-            if number is not None and number != instance:
-                self.ctx.log.info("instance %d from %s (configured: %d)", number,
-                                  self._instance_setting, instance)
-            instance = instance if number is None else number
-        stored = await self._add_setting(bus, self._name_setting, "")
+        try:
+            stored = await self._add_setting(bus, self._instance_setting,
+                                             f"{self.service_type}:{instance}")
+            if stored is not None:
+                number = self._instance_of(stored)
+                if number is not None and number != instance:
+                    self.ctx.log.info("instance %d from %s (configured: %d)", number,
+                                      self._instance_setting, instance)
+                instance = instance if number is None else number
+            stored = await self._add_setting(bus, self._name_setting, "")
+        except TimeoutError:  # a hung localsettings: one wait, not one per setting
+            self.ctx.log.warning("%s did not answer in %.0f s: instance %d and the name "
+                                 "%r", SETTINGS, REGISTER_TIMEOUT_S, instance, name)
+            return instance, name
         if stored is not None:
             self._keeps_name = True
             name = str(stored) or name
@@ -294,14 +299,15 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
 
     async def _add_setting(self, bus: BusConnection, path: str,
                            default: JsonValue) -> JsonValue | None:
-        """AddSetting, then the value stored; None when refused or failed (logged)."""
+        """AddSetting, then the value stored; None when refused or failed (logged).
+        TimeoutError passes: the caller gives up on localsettings for this start."""
         try:
             code = await bus.add_setting(path, default, timeout_s=REGISTER_TIMEOUT_S)
             if code == 0:
                 return await bus.get_value(SETTINGS, path, timeout_s=REGISTER_TIMEOUT_S)
             problem = f"refused ({code}: {SETTING_ERRORS.get(code, 'unknown code')})"
-        except (BusCallError, TimeoutError) as exc:
-            problem = f"failed: {exc or type(exc).__name__}"
+        except BusCallError as exc:
+            problem = f"failed: {exc}"
         self.ctx.log.warning("AddSetting %s in %s %s; using the configured value", path,
                              SETTINGS, problem)
         return None

@@ -200,7 +200,7 @@ def test_two_presets_side_by_side_and_names_released_on_stop(bus_address: str) -
 def test_a_name_owned_by_another_connection_fails_the_start(bus_address: str) -> None:
     async def scenario() -> None:
         async with VeService(bus_address, NAME, {}):
-            with pytest.raises(FlowStartError, match="is owned by .*stop that process first"):
+            with pytest.raises(FlowStartError, match=r"is owned by .*stop that process first"):
                 async with NodeHarness(BATTERY):
                     pass
 

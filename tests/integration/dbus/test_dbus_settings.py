@@ -9,13 +9,16 @@ instance, and every change is a PropertiesChanged on the setting's path.
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from conftest import eventually, run
-from dbus_fast import Variant
+from dbus_fast import MessageType, Variant
+from dbus_fast.aio import MessageBus
 from testkit.dbus import VictronClient
 
 from flowengine.testing import NodeHarness
+from nodes.dbus.service import REGISTER_TIMEOUT_S
 from sim import EnergyModel, ModelParams
 from sim.venus.settings import SETTINGS, SimSettings
 
@@ -171,4 +174,28 @@ def test_a_setting_localsettings_refuses_is_logged_with_its_code(
         assert warnings(caplog) == [
             f"harness/meter: AddSetting {CUSTOM} in {SETTINGS} refused (-5: it exists with another "
             "type); using the configured value"]
+    run(scenario())
+
+
+def test_a_settings_service_that_does_not_answer_costs_one_timeout(
+        bus_address: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        hung = MessageBus(bus_address=bus_address)
+        await hung.connect()
+        hung.add_message_handler(  # takes every call, answers none
+            lambda msg: True if msg.message_type is MessageType.METHOD_CALL else None)
+        await hung.request_name(SETTINGS)
+        try:
+            async with VictronClient(bus_address) as c:
+                started = time.monotonic()
+                async with NodeHarness(meter()):
+                    took = time.monotonic() - started
+                    assert await c.value(NAME, "/DeviceInstance") == 40
+                    assert await c.value(NAME, "/CustomName") == "Shelly 3EM"
+        finally:
+            hung.disconnect()
+        assert REGISTER_TIMEOUT_S <= took < 2 * REGISTER_TIMEOUT_S
+        assert warnings(caplog) == [
+            f"harness/meter: {SETTINGS} did not answer in 2 s: instance 40 and the name "
+            "'Shelly 3EM'"]
     run(scenario())
