@@ -59,7 +59,7 @@ ROOF_READING = {  # retained, so they arrive whenever the subscriptions are in p
     "roof/L1/voltage": "230.1", "roof/L2/voltage": "231.2", "roof/L3/voltage": "229.8",
     "roof/L1/current": "4.35", "roof/L2/current": "4.76", "roof/L3/current": "5.22",
     "roof/L1/energy": "1234.5", "roof/L2/energy": "1300.25", "roof/L3/energy": "1400.75",
-    "roof/power": "3290.5", "roof/energy": "3935.5",
+    "roof/power": "3290.5", "roof/energy": "3940.125",
 }
 
 
@@ -111,10 +111,11 @@ async def settle(victron: VictronClient, service: str, expected: dict[str, objec
                        timeout=timeout)
 
 
-def seen(victron: VictronClient, path: str) -> list[object]:
-    """Every value the followed services signalled for `path`, in order."""
+def seen(victron: VictronClient, path: str, since: int = 0) -> list[object]:
+    """Every value the followed services signalled for `path` (from signal number `since`
+    on), in order."""
     values = []
-    for msg in victron.signals:
+    for msg in victron.signals[since:]:
         if msg.member == "PropertiesChanged" and msg.path == path:
             values.append(plain(msg.body[0]["Value"]))
         elif msg.member == "ItemsChanged" and path in msg.body[0]:
@@ -130,6 +131,7 @@ def test_three_phases_per_phase_values_and_the_total_topics(tmp_path: Path) -> N
     async def scenario() -> None:
         async with running(tmp_path) as s:
             v = s.victron
+            await v.follow(ROOF)
             # on the bus before any reading: disconnected, values invalid
             assert await read(v, ROOF, "/DeviceInstance", "/CustomName", "/Position",
                               "/ProductId", "/Connected", "/StatusCode", "/Ac/Power",
@@ -145,15 +147,23 @@ def test_three_phases_per_phase_values_and_the_total_topics(tmp_path: Path) -> N
                 "/Ac/L1/Energy/Forward": 1234.5, "/Ac/L2/Energy/Forward": 1300.25,
                 "/Ac/L3/Energy/Forward": 1400.75,
                 # the total topics win over the sums of the phases (3301.25 W, 3935.5 kWh)
-                "/Ac/Power": 3290.5, "/Ac/Energy/Forward": 3935.5,
+                "/Ac/Power": 3290.5, "/Ac/Energy/Forward": 3940.125,
                 "/Connected": 1, "/StatusCode": 7})
             assert await signature(v, ROOF, "/Ac/Power") == "d"
             assert await v.text(ROOF, "/Ac/L1/Voltage") == "230.1V"
 
-            # a new total power replaces the old one, whatever the phases say
+            # new phase values leave the totals alone (not even for a moment); a new total
+            # power replaces the old one
+            mark = len(v.signals)
+            s.devices.publish("roof/L1/power", "1001")
+            s.devices.publish("roof/L2/energy", "1300.5")
             s.devices.publish("roof/power", "2990")
-            await wait_for(v.bus, ROOF, "/Ac/Power", lambda x: x == 2990)
-            assert await v.value(ROOF, "/Ac/L1/Power") == 1000.5
+            await settle(v, ROOF, {"/Ac/L1/Power": 1001, "/Ac/L2/Energy/Forward": 1300.5,
+                                   "/Ac/Power": 2990})
+            await eventually(lambda: seen(v, "/Ac/Power", since=mark)[-1:] == [2990])
+            assert seen(v, "/Ac/Power", since=mark) == [2990]
+            assert seen(v, "/Ac/Energy/Forward", since=mark) == []
+            assert await v.value(ROOF, "/Ac/Energy/Forward") == 3940.125
             # the other inverter saw none of it
             assert await read(v, BALCONY, "/Connected", "/Ac/Power") == [0, None]
 
@@ -215,7 +225,7 @@ def test_stale_values_go_invalid_and_disconnected_until_the_next_reading(
             v = s.victron
             for topic, payload in ROOF_READING.items():
                 s.devices.publish(topic, payload)
-            await settle(v, ROOF, {"/Ac/Energy/Forward": 3935.5, "/Connected": 1})
+            await settle(v, ROOF, {"/Ac/Energy/Forward": 3940.125, "/Connected": 1})
 
             # silent for longer than stale_after_ms: every value invalid, /Connected 0
             paths = ["/Ac/Power", "/Ac/Energy/Forward",
