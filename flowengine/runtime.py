@@ -117,12 +117,12 @@ class FlowRun:
         return NodeRunner(self, spec, cls, cfg, node, parent=parent,
                           node_id=f"{parent.node_id}/{child_id}")
 
-    async def start(self) -> None:
+    async def start(self, *, traceback: bool = True) -> None:
         """Start every node, downstream first; all or nothing (also when cancelled).
 
         An expected failure (FlowEngineError: no bus, a name taken, a connection not
         configured) becomes a one-line FlowStartError; anything else is a bug, and its
-        traceback is logged here, once.
+        traceback is logged here (`traceback`: the first time; a retry does not repeat it).
         """
         for nid in self.plan.order:
             runner = self.runners[nid]
@@ -133,7 +133,7 @@ class FlowRun:
                 await self.stop(reason="failed start")
                 if not isinstance(exc, Exception):
                     raise
-                if not isinstance(exc, EXPECTED_START_ERRORS):
+                if traceback and not isinstance(exc, EXPECTED_START_ERRORS):
                     log.error("flow '%s': node '%s' did not start", self.spec.id, nid,
                               exc_info=exc)
                 raise FlowStartError(
@@ -226,7 +226,8 @@ class Runtime:
         return f"not started ({pending.attempts}x): {pending.error}; next try in {wait:.0f} s"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start_flow(self, plan: FlowPlan, *, tap: Tap | None = None) -> FlowRun:
+    async def start_flow(self, plan: FlowPlan, *, tap: Tap | None = None,
+                         traceback: bool = True) -> FlowRun:
         """Start a validated flow. All or nothing: on failure what started is stopped.
 
         `tap` sees every emitted message from the first one on (tests, the admin API).
@@ -236,7 +237,7 @@ class Runtime:
         self._ensure_flusher()
         run = FlowRun(self, plan)
         run.tap = tap
-        await run.start()
+        await run.start(traceback=traceback)
         self.flows[plan.spec.id] = run
         self.event(plan.spec.id, logging.INFO, f"started ({len(plan.nodes)} nodes)")
         return run
@@ -286,7 +287,7 @@ class Runtime:
                 del self.pending[fid]
                 return
             try:
-                await self.start_flow(pending.plan.fresh())
+                await self.start_flow(pending.plan.fresh(), traceback=False)
             except FlowStartError as exc:
                 pending.attempts += 1
                 delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (pending.attempts - 1))

@@ -325,7 +325,7 @@ def test_harness_sees_what_a_node_emits_while_starting_and_cleans_up() -> None:
 
 
 def test_a_flow_that_did_not_start_is_retried_with_backoff_and_shows_why(
-        write, tmp_path: Path) -> None:
+        write, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from flowengine.clock import ManualClock
 
     device = tmp_path / "dev"
@@ -351,6 +351,8 @@ def test_a_flow_that_did_not_start_is_retried_with_backoff_and_shows_why(
             assert runtime.snapshot()["broken"]["text"] == \
                 f"not started ({attempts}x): {why}; next try in {wait * 2:.0f} s"
         assert runtime.flows == {} and device.read_text() == "safe\n"
+        # the bug's traceback once, not at every attempt
+        assert sum(1 for r in caplog.records if r.exc_info) == 1
         await runtime.stop()
         assert runtime.pending == {} and runtime.flows == {}
 
