@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
 from flowengine import __version__
 from flowengine.connections import Connections
 from flowengine.docs import render_nodes_md
@@ -44,7 +42,7 @@ from flowengine.schema import build_config, config_schema, make_validator, schem
 from flowengine.state import StateStore
 from flowengine.vars import blame_var
 from flowengine.watchdog import LoopWatchdog
-from flowengine.yamlsrc import read_yaml
+from flowengine.yamlsrc import read_yaml, read_yaml_text
 
 __all__ = ["main"]
 
@@ -498,7 +496,13 @@ def _vars(pairs: Sequence[str] | None) -> dict[str, Any]:
         name, sep, text = pair.partition("=")
         if not sep:
             raise SystemExit(f"--var needs NAME=VALUE, got {pair!r}")
-        out[name.strip()] = yaml.safe_load(text) if text else ""
+        if not text:
+            out[name.strip()] = ""
+            continue
+        try:  # read as the files are (YAML 1.2 core: `yes` and `on` stay texts)
+            out[name.strip()] = read_yaml_text(text, f"--var {name.strip()}")[0]
+        except ConfigErrors as exc:
+            raise SystemExit(f"--var {name.strip()}: {exc.errors[0].message}") from None
     return out
 
 
