@@ -18,6 +18,7 @@ malformed one when it is registered, so a mistake shows up then, not when it is 
 from __future__ import annotations
 
 import base64
+import logging
 import urllib.parse
 from collections.abc import Mapping
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["ActionError", "apply_action", "check_action", "describe"]
+
+log = logging.getLogger("flowengine.guardian")
 
 DEFAULT_TIMEOUT_S = 3.0
 MAX_TIMEOUT_S = 10.0
@@ -107,6 +110,9 @@ def apply_action(action: Mapping[str, Any]) -> None:
             if code != 0:
                 raise ActionError(f"the service refused it (code {code})")
         elif kind == "mqtt.publish":
+            if action.get("insecure"):
+                log.warning("TLS to %s without certificate checks (insecure: true in the site "
+                            "file): anyone on the way can pose as the broker", action["host"])
             target = MqttTarget(
                 host=action["host"], port=action["port"], tls=bool(action.get("tls")),
                 ca_file=action.get("ca_file"), insecure=bool(action.get("insecure")),
