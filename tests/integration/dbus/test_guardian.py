@@ -51,6 +51,18 @@ def setpoint_flow(path: Path, value: int, *, extra: str = "") -> Path:
     return path
 
 
+def freezing_flow(tmp_path: Path, value: int) -> tuple[Path, Path]:
+    """The setpoint flow plus a node that blocks the loop 1.5 s after the start (once:
+    it creates the marker file returned, and a later runtime does not block)."""
+    marker = tmp_path / "blocked-once"
+    return setpoint_flow(tmp_path / "hold.yaml", value, extra=f"""\
+          - id: freeze
+            type: test.block
+            after_ms: 1500
+            once_file: {marker}
+        """), marker
+
+
 def settings(address: str) -> VeService:
     return VeService(address, SETTINGS, {SETPOINT: 50}, writable={SETPOINT: 0})
 
@@ -87,13 +99,7 @@ def test_kill_9_of_the_runtime_writes_the_safe_setpoint_and_a_new_runtime_starts
 def test_a_blocked_event_loop_is_killed_after_the_timeout_with_the_safe_value_written(
         bus_address: str, tmp_path: Path) -> None:
     async def scenario() -> None:
-        marker = tmp_path / "blocked-once"
-        flow = setpoint_flow(tmp_path / "hold.yaml", -2500, extra=f"""\
-              - id: freeze
-                type: test.block
-                after_ms: 1500
-                once_file: {marker}
-            """)
+        flow, marker = freezing_flow(tmp_path, -2500)
         async with settings(bus_address) as svc, Guarded(
                 flow, address=bus_address, state_dir=tmp_path / "state",
                 plugins=plugin_path(tmp_path / "plugins")) as g:
@@ -117,13 +123,7 @@ def test_a_blocked_event_loop_is_killed_after_the_timeout_with_the_safe_value_wr
 def test_sigterm_to_a_service_whose_runtime_hangs_still_ends_with_the_safe_value(
         bus_address: str, tmp_path: Path) -> None:
     async def scenario() -> None:
-        marker = tmp_path / "blocked"
-        flow = setpoint_flow(tmp_path / "hold.yaml", -2000, extra=f"""\
-              - id: freeze
-                type: test.block
-                after_ms: 1500
-                once_file: {marker}
-            """)
+        flow, marker = freezing_flow(tmp_path, -2000)
         async with settings(bus_address) as svc, Guarded(
                 flow, address=bus_address, state_dir=tmp_path / "state",
                 plugins=plugin_path(tmp_path / "plugins")) as g:
