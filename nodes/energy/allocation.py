@@ -45,16 +45,28 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 TIE_BREAK = 0.0001
 """What the original adds to a shifted priority per grant; shown in `Step.priority`."""
+MAX_W = 1_000_000.0
+"""Any power beyond this (1 MW, in either direction) is not a reading but a fault."""
+MIN_STEP_W = 0.01
+"""The smallest step size; a smaller one is malformed (and would make counts huge)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class AllocationInputs:
-    """One cycle's system readings (W; None = absent phase or unknown value)."""
+    """One cycle's system readings, W.
+
+    A phase that does not exist is None (a single-phase site: L2 and L3); the node knows
+    which phases exist and passes an existing phase that is invalid as NaN, which means
+    no grants, as does an unknown battery power or SoC. The reservation is computed by
+    the node from the user's formula; what the automatic consumers draw comes from their
+    `consumption`, so there is one source for it.
+    """
 
     grid_l1: float | None
     grid_l2: float | None = None
@@ -173,15 +185,21 @@ def _order(state: AllocationState, keys: Iterable[str]) -> tuple[str, ...]:
 def _system_problem(inputs: AllocationInputs, phases: list[float]) -> str | None:
     if not phases:
         return "grid power unknown"
-    if not all(math.isfinite(p) for p in phases):
+    if not all(_finite(p) for p in phases):
         return "grid power not a number"
-    if inputs.battery_power is None or not math.isfinite(inputs.battery_power):
+    if any(abs(p) > MAX_W for p in phases):
+        return f"grid power {_num(max(phases, key=abs))} W beyond {_num(MAX_W)} W"
+    if inputs.battery_power is None or not _finite(inputs.battery_power):
         return "battery power unknown"
+    if abs(inputs.battery_power) > MAX_W:
+        return f"battery power {_num(inputs.battery_power)} W beyond {_num(MAX_W)} W"
     soc = inputs.battery_soc
-    if soc is None or not math.isfinite(soc) or not 0.0 <= soc <= 100.0:
+    if soc is None or not _finite(soc) or not 0.0 <= soc <= 100.0:
         return f"battery SoC {'unknown' if soc is None else _num(soc)}"
-    if inputs.reservation is None or not math.isfinite(inputs.reservation):
+    if inputs.reservation is None or not _finite(inputs.reservation):
         return "reservation unknown"
+    if inputs.reservation > MAX_W:
+        return f"reservation {_num(inputs.reservation)} W beyond {_num(MAX_W)} W"
     return None
 
 
@@ -189,9 +207,9 @@ def _invalid(c: ConsumerRequest) -> str | None:
     """The first malformed field of an automatic consumer, as `name value`, or None."""
     for name in ("consumption", "request", "minimum"):
         value = getattr(c, name)
-        if not _finite(value) or value < 0:
+        if not _finite(value) or not 0 <= value <= MAX_W:
             return f"{name} {_num(value)}"
-    if not _finite(c.step_size) or c.step_size <= 0:
+    if not _finite(c.step_size) or not MIN_STEP_W <= c.step_size <= MAX_W:
         return f"step_size {_num(c.step_size)}"
     if not _finite(c.priority):
         return f"priority {_num(c.priority)}"
@@ -201,7 +219,10 @@ def _invalid(c: ConsumerRequest) -> str | None:
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A real number within float range (an int of 400 digits is not; bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -sys.float_info.max <= value <= sys.float_info.max  # False for NaN, exact for int
 
 
 @dataclass
@@ -244,7 +265,7 @@ def _grant(wanting: list[ConsumerRequest], index: dict[str, int], available: flo
             count = min(_fits(rest, size), _fits_room(room, size))
             if heap and c.priority_shift > 0 and count > 1:
                 count = _run(c, n, idx, heap[0][:3], count)
-        granted[key] = done + size * count
+        granted[key] = min(c.request, done + size * count)  # never above, not even by an ulp
         grants[key] = n + count
         left -= size * count
         shown = _base(c) + n * (c.priority_shift + TIE_BREAK) if c.priority_shift > 0 else _base(c)
@@ -302,7 +323,8 @@ def _explain(c: ConsumerRequest, total: float, stop: _Stop, reservation: float) 
     if stop.full:
         end = "request reached"
     elif c.ignore_bat_reservation:
-        end = f"{_num(stop.left)} W left (reservation ignored), {what} {_num(stop.next_watts)} W"
+        ignored = " (reservation ignored)" if total == 0 else ""
+        end = f"{_num(stop.left)} W left{ignored}, {what} {_num(stop.next_watts)} W"
     elif reservation > 0:
         end = (f"reservation {_num(reservation)} W leaves {_num(max(0.0, stop.left))} W, "
                f"{what} {_num(stop.next_watts)} W")
@@ -319,8 +341,13 @@ def _explain(c: ConsumerRequest, total: float, stop: _Stop, reservation: float) 
 
 
 def _num(value: object) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return repr(value)
-    if not math.isfinite(value):
+    """A number as the explanations show it: whole watts, or one decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return repr(value)[:40]
+    if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if not _finite(value):
+        return "out of range"
+    if abs(value) > MAX_W:
+        return f"{value:.3g}"
     return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"

@@ -257,3 +257,23 @@ def test_allocation_properties(readings: AllocationInputs, consumers: list[Consu
         assert given_w == 0 or given_w >= c.minimum
         assert c.is_automatic or given_w == 0
         assert result.explanations[c.key].startswith("granted" if given_w else "0 W")
+
+
+anything = st.none() | st.floats() | st.integers(min_value=-10**400, max_value=10**400)
+wild_consumer = st.builds(
+    ConsumerRequest, key=st.text("xyz", min_size=1, max_size=2), is_automatic=st.booleans(),
+    consumption=st.floats(), request=st.floats(), step_size=st.floats(), minimum=st.floats(),
+    priority=st.floats(), priority_shift=st.floats(), ignore_bat_reservation=st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.builds(AllocationInputs, grid_l1=anything, grid_l2=anything, grid_l3=anything,
+                 battery_power=anything, battery_soc=anything, reservation=anything),
+       st.lists(wild_consumer, max_size=5, unique_by=lambda c: c.key))
+def test_any_numbers_give_an_allocation_never_an_exception(
+        readings: AllocationInputs, consumers: list[ConsumerRequest]) -> None:
+    result = allocate(readings, consumers)
+    for c in consumers:
+        given_w = result.allowances[c.key]
+        assert given_w == 0 or (c.minimum <= given_w <= c.request and c.is_automatic)
+    assert result.assigned == 0 or result.assigned < result.available
