@@ -277,3 +277,57 @@ def test_any_numbers_give_an_allocation_never_an_exception(
         given_w = result.allowances[c.key]
         assert given_w == 0 or (c.minimum <= given_w <= c.request and c.is_automatic)
     assert result.assigned == 0 or result.assigned < result.available
+
+
+def one_grant_per_pass(inputs: AllocationInputs, consumers: list[ConsumerRequest],
+                       order: tuple[str, ...]) -> dict[str, float]:
+    """The rules done the slow, obvious way (as the original loops): re-sort, walk the
+    list, give one grant to the first consumer that can take one, repeat."""
+    phases = [p for p in (inputs.grid_l1, inputs.grid_l2, inputs.grid_l3) if p is not None]
+    assert inputs.battery_power is not None and inputs.reservation is not None
+    draw = sum(c.consumption for c in consumers if c.is_automatic)
+    left = max(0.0, -sum(phases) + draw + inputs.battery_power)
+    reserve = max(0.0, inputs.reservation)
+    share = {c.key: 0.0 for c in consumers}
+    prio = {c.key: 0.0 if c.ignore_bat_reservation else c.priority for c in consumers}
+    grants = dict.fromkeys(share, 0)
+    rank = {key: i for i, key in enumerate(order)}
+    while True:
+        for c in sorted(consumers, key=lambda c: (prio[c.key], grants[c.key], rank[c.key])):
+            done = share[c.key]
+            if not c.is_automatic or done >= c.request or c.minimum > c.request:
+                continue
+            size = (c.minimum if done == 0 and c.minimum > 0
+                    else min(c.step_size, c.request - done))
+            if size < (left if c.ignore_bat_reservation else left - reserve):
+                share[c.key] += size
+                left -= size
+                if c.priority_shift > 0:
+                    prio[c.key] += c.priority_shift
+                    grants[c.key] += 1
+                break
+        else:
+            return share
+
+
+whole = st.integers(min_value=0, max_value=12000).map(float)
+plain_consumer = st.builds(
+    ConsumerRequest, key=st.text("abcdef", min_size=1, max_size=3), is_automatic=st.booleans(),
+    consumption=whole, request=whole,
+    step_size=st.sampled_from([1.0, 50.0, 100.0, 250.0, 1000.0]),
+    minimum=st.sampled_from([0.0, 500.0, 1365.0]),
+    priority=st.integers(min_value=0, max_value=60).map(float),
+    priority_shift=st.sampled_from([0.0, 1.0, 5.0, 0.5]),
+    ignore_bat_reservation=st.booleans())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.builds(AllocationInputs, grid_l1=st.integers(-12000, 3000).map(float),
+                 battery_power=st.integers(-3000, 3000).map(float), battery_soc=st.just(50.0),
+                 reservation=st.integers(-500, 4000).map(float)),
+       st.lists(plain_consumer, max_size=6, unique_by=lambda c: c.key))
+def test_runs_computed_at_once_equal_one_grant_per_pass(
+        readings: AllocationInputs, consumers: list[ConsumerRequest]) -> None:
+    result = allocate(readings, consumers)
+    first_seen = tuple(c.key for c in consumers)
+    assert result.allowances == one_grant_per_pass(readings, consumers, first_seen)
