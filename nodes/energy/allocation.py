@@ -24,9 +24,13 @@ node calls once per cycle:
   consumers that wanted power and got none move to the front of it, so with equal
   settings and too little for all, the grant goes round robin from cycle to cycle.
 - A consumer whose next grant does not fit now never fits later in the same cycle (O
-  only shrinks), so each is dropped once; runs of grants that go to the same consumer
-  are computed arithmetically. Work is O(consumers x log consumers x shifts), never
-  O(watts / step): 1 W steps over 11 kW cost what 1000 W steps cost.
+  only shrinks), so each is dropped once; a run of grants that goes to one consumer
+  (no shift, or until its shift lets the next one in) is computed at once, so 1 W steps
+  over 11 kW without shift cost what 1000 W steps cost. Grants that alternate between
+  consumers are one heap operation each; they are capped at `MAX_ROUNDS` per cycle
+  (1000, far above 11 kW in 100 W steps) so a pathological setup (two shifted consumers
+  with 1 W steps) stays quick: what is left then stays unassigned (the safe side) and
+  the explanations say so.
 
 Worked example (the reference's): O = 3000, R = 500; A: priority 10, step 500, request
 1000; B: priority 20, step 1000, request 2000. A +500 (O 2500), A +500 (O 2000, A is
@@ -53,6 +57,8 @@ TIE_BREAK = 0.0001
 """What the original adds to a shifted priority per grant; shown in `Step.priority`."""
 MAX_W = 1_000_000.0
 """Any power beyond this (1 MW, in either direction) is not a reading but a fault."""
+MAX_ROUNDS = 1000
+"""Grant operations per cycle (a run of grants to one consumer is one); then stop."""
 MIN_STEP_W = 0.01
 """The smallest step size; a smaller one is malformed (and would make counts huge)."""
 
@@ -230,6 +236,7 @@ class _Stop:
     """Why a consumer's grants ended: request reached, or the next grant did not fit."""
 
     full: bool = False
+    capped: bool = False  # MAX_ROUNDS reached while it could still take more
     next_watts: float = 0.0
     left: float = 0.0  # O - R (or O when ignoring) when it was refused
 
@@ -244,7 +251,12 @@ def _grant(wanting: list[ConsumerRequest], index: dict[str, int], available: flo
     heap = [(*_sort_key(c, 0), index[c.key], c.key) for c in wanting]
     heapq.heapify(heap)
     left = available  # O
+    rounds = 0
     while heap:
+        if rounds == MAX_ROUNDS:
+            for *_, key in heap:
+                stops[key].capped = True
+            break
         _, _, idx, key = heapq.heappop(heap)
         c = by_key[key]
         done, n = granted[key], grants[key]
@@ -265,6 +277,7 @@ def _grant(wanting: list[ConsumerRequest], index: dict[str, int], available: flo
             count = min(_fits(rest, size), _fits_room(room, size))
             if heap and c.priority_shift > 0 and count > 1:
                 count = _run(c, n, idx, heap[0][:3], count)
+        rounds += 1
         granted[key] = min(c.request, done + size * count)  # never above, not even by an ulp
         grants[key] = n + count
         left -= size * count
@@ -322,6 +335,8 @@ def _explain(c: ConsumerRequest, total: float, stop: _Stop, reservation: float) 
     what = "minimum" if total == 0 and c.minimum > 0 else "step"
     if stop.full:
         end = "request reached"
+    elif stop.capped:
+        end = f"stopped after {MAX_ROUNDS} grants this cycle (steps too small)"
     elif c.ignore_bat_reservation:
         ignored = " (reservation ignored)" if total == 0 else ""
         end = f"{_num(stop.left)} W left{ignored}, {what} {_num(stop.next_watts)} W"

@@ -202,12 +202,24 @@ def test_malformed_consumer_gets_zero_and_the_others_are_served() -> None:
 
 
 def test_tiny_steps_are_computed_not_iterated() -> None:
-    consumers = [auto("ev", request=11000, step_size=1, minimum=1400, priority_shift=0.5),
-                 auto("h", request=11000, step_size=1, priority_shift=0.5)]
+    consumers = [auto("ev", request=6000, step_size=1, minimum=1400, priority=10),
+                 auto("h", request=11000, step_size=1, priority=20)]
     start = time.process_time()
     result = allocate(sunny(11000), consumers)
-    assert time.process_time() - start < 0.5
-    assert result.assigned == 10999
+    assert time.process_time() - start < 0.05
+    assert result.allowances == {"ev": 6000, "h": 4999}
+    assert [(s.key, s.watts, s.count) for s in result.steps] == [
+        ("ev", 1400, 1), ("ev", 1, 4600), ("h", 1, 4999)]
+
+
+def test_alternating_tiny_steps_stop_after_max_rounds() -> None:
+    pair = [auto(k, request=11000, step_size=1, priority_shift=1) for k in "ab"]
+    start = time.process_time()
+    result = allocate(sunny(11000), pair)
+    assert time.process_time() - start < 0.1
+    assert result.allowances == {"a": 500, "b": 500}
+    assert result.explanations["a"] == ("granted 500 W: steps, priority 100; "
+                                        "stopped after 1000 grants this cycle (steps too small)")
 
 
 # -- properties ---------------------------------------------------------------------
@@ -314,7 +326,7 @@ whole = st.integers(min_value=0, max_value=12000).map(float)
 plain_consumer = st.builds(
     ConsumerRequest, key=st.text("abcdef", min_size=1, max_size=3), is_automatic=st.booleans(),
     consumption=whole, request=whole,
-    step_size=st.sampled_from([1.0, 50.0, 100.0, 250.0, 1000.0]),
+    step_size=st.sampled_from([50.0, 100.0, 250.0, 1000.0]),  # < MAX_ROUNDS grants
     minimum=st.sampled_from([0.0, 500.0, 1365.0]),
     priority=st.integers(min_value=0, max_value=60).map(float),
     priority_shift=st.sampled_from([0.0, 1.0, 5.0, 0.5]),
