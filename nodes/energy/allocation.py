@@ -317,7 +317,9 @@ def _fits_room(room: float, size: float) -> int:
 
 def _run(c: ConsumerRequest, n: int, idx: int, top: tuple[float, int, int], most: int) -> int:
     """How many grants in a row go to `c` (it has just won one) before `top` comes first."""
-    low, high = 1, most  # grant 1 is c's; grant j + 1 is c's while its key after j < top
+    if not (*_sort_key(c, n + 1), idx) < top:
+        return 1  # the usual case with a shift: the next grant is someone else's
+    low, high = 2, most  # grant 1 is c's; grant j + 1 is c's while its key after j < top
     while low < high:
         mid = (low + high + 1) // 2
         if (*_sort_key(c, n + mid - 1), idx) < top:
