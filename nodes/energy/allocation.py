@@ -99,7 +99,12 @@ class ConsumerRequest:
 
 @dataclass(frozen=True)
 class AllocationState:
-    """Carried from one cycle to the next: the tie-break order of consumer keys."""
+    """Carried from one cycle to the next: the tie-break order of consumer keys.
+
+    Keys are kept in first-seen order, consumers that wanted power and got none last
+    cycle first (round robin among equals); new keys go last, gone keys are dropped.
+    The node keeps `Allocation.state` and passes it to the next call (and may persist it).
+    """
 
     order: tuple[str, ...] = ()
 
@@ -118,6 +123,9 @@ class Step:
 
 @dataclass(frozen=True)
 class Allocation:
+    """One cycle's result: W per consumer key (every key, 0 for manual or malformed), why,
+    the grants in the order given, the totals, and the state for the next cycle."""
+
     allowances: dict[str, float]
     explanations: dict[str, str]
     steps: tuple[Step, ...]
