@@ -20,16 +20,15 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the reference lives with the tests
 
-from nodes.energy.allocation import (
-    AllocationInputs,
-    ConsumerRequest,
-    allocate,
-)
+from testkit.allocation import one_grant_per_pass  # noqa: E402
+
+from nodes.energy.allocation import AllocationInputs, ConsumerRequest, allocate  # noqa: E402
 
 INPUTS = AllocationInputs(grid_l1=-3000, grid_l2=-4000, grid_l3=-3500, battery_power=500,
                           battery_soc=60, reservation=0)  # 11 kW available
@@ -44,39 +43,14 @@ def mixed() -> list[ConsumerRequest]:
             for i in range(50)]
 
 
+def reference_of(consumers: list[ConsumerRequest]) -> dict[str, float]:
+    """The reference: re-sort and walk the list for every single grant (first seen first)."""
+    return one_grant_per_pass(INPUTS, consumers, tuple(c.key for c in consumers))
+
+
 def round_robin() -> list[ConsumerRequest]:
     return [ConsumerRequest(key=f"c{i}", is_automatic=True, request=1000, step_size=100,
                             priority=50, priority_shift=1) for i in range(50)]
-
-
-def passes(inputs: AllocationInputs, consumers: Sequence[ConsumerRequest]) -> dict[str, float]:
-    """The reference: re-sort and walk the list for every single grant."""
-    phases = [p for p in (inputs.grid_l1, inputs.grid_l2, inputs.grid_l3) if p is not None]
-    assert inputs.battery_power is not None and inputs.reservation is not None
-    draw = sum(c.consumption for c in consumers if c.is_automatic)
-    left = max(0.0, -sum(phases) + draw + inputs.battery_power)
-    reserve = max(0.0, inputs.reservation)
-    share = {c.key: 0.0 for c in consumers}
-    prio = {c.key: 0.0 if c.ignore_bat_reservation else c.priority for c in consumers}
-    grants = dict.fromkeys(share, 0)
-    order = {c.key: i for i, c in enumerate(consumers)}
-    while True:
-        for c in sorted(consumers, key=lambda c: (prio[c.key], grants[c.key], order[c.key])):
-            done = share[c.key]
-            if not c.is_automatic or done >= c.request or c.minimum > c.request:
-                continue
-            size = c.minimum if done == 0 and c.minimum > 0 else min(c.step_size,
-                                                                     c.request - done)
-            room = left if c.ignore_bat_reservation else left - reserve
-            if size < room:
-                share[c.key] += size
-                left -= size
-                if c.priority_shift > 0:
-                    prio[c.key] += c.priority_shift
-                    grants[c.key] += 1
-                break
-        else:
-            return share
 
 
 def median_us(run: Callable[[], object], runs: int) -> float:
@@ -97,9 +71,9 @@ def main() -> None:
     for name, build in (("mixed", mixed), ("round-robin", round_robin)):
         consumers = build()
         ours = allocate(INPUTS, consumers)
-        assert ours.allowances == passes(INPUTS, consumers), name
+        assert ours.allowances == reference_of(consumers), name
         engine = median_us(lambda c=consumers: allocate(INPUTS, c), args.runs)
-        reference = median_us(lambda c=consumers: passes(INPUTS, c), max(10, args.runs // 20))
+        reference = median_us(lambda c=consumers: reference_of(c), max(10, args.runs // 20))
         result[name] = {"allocate_us": engine, "reference_us": reference,
                         "ratio": engine / reference, "grants": sum(s.count for s in ours.steps),
                         "assigned_w": ours.assigned}
