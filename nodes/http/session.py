@@ -17,7 +17,9 @@ timeout, refused connection, HTTP error status, a body that is not JSON — rais
 `decode_json` is the one JSON decoder of device replies. What `flowengine.jsontext`
 refuses (invalid UTF-8 or JSON, `NaN`, numbers beyond 64 bits or a double, nesting
 deeper than `MAX_DEPTH`, lone surrogates) is a `DeviceUnreachable` (a failed poll,
-never a failed node).
+never a failed node). `get_text` is the same GET for answers read as text (a relay's
+status page searched with a regex, an on/off URL), any 2xx status, at most
+`MAX_TEXT_BYTES`.
 
 aiohttp is imported when the first session opens, not with this module: it costs
 about 20 MB of memory, which a GX without HTTP devices should not pay.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,6 +48,7 @@ __all__ = ["CONNECTION_KINDS", "DeviceUnreachable", "HttpAuth", "HttpSession",
 
 AuthKind = Literal["none", "basic", "digest"]
 MAX_BODY_BYTES = 1 << 20  # a device reply larger than this is not a status document
+MAX_TEXT_BYTES = 1 << 16  # a text answer (a relay's status page) is a few KiB
 
 
 class DeviceUnreachable(DeviceError):
@@ -78,7 +81,7 @@ class HttpSessionConfig:
 
 
 class JsonClient:
-    """GET JSON from one device with its credentials."""
+    """GET JSON (or text) from one device with its credentials."""
 
     def __init__(self, session: aiohttp.ClientSession, auth: HttpAuth) -> None:
         lib = _aiohttp()
@@ -95,24 +98,37 @@ class JsonClient:
 
     async def get_json(self, url: str, *, timeout_s: float) -> Any:
         """The decoded JSON body of `GET url`; DeviceUnreachable on any failure."""
+        return decode_json(await self._get(url, timeout_s, MAX_BODY_BYTES, ok=(200,)))
+
+    async def get_text(self, url: str, *, timeout_s: float,
+                       max_bytes: int = MAX_TEXT_BYTES) -> str:
+        """The body of `GET url` as text (UTF-8, undecodable bytes replaced), for devices
+        whose answer is searched with a regex or not read at all (a relay's on/off URL).
+        Any 2xx answer counts; DeviceUnreachable on every failure, as `get_json`, and for
+        a body longer than `max_bytes`."""
+        body = await self._get(url, timeout_s, max_bytes, ok=range(200, 300))
+        return body.decode("utf-8", errors="replace")
+
+    async def _get(self, url: str, timeout_s: float, max_bytes: int,
+                   ok: Container[int]) -> bytes:
         try:
             async with asyncio.timeout(timeout_s):
                 async with self._session.get(url, headers=self._headers,
                                              middlewares=self._middlewares,
                                              allow_redirects=False) as reply:
-                    if reply.status != 200:
+                    if reply.status not in ok:
                         reason = "wrong credentials" if reply.status == 401 else reply.reason
                         raise DeviceUnreachable(f"HTTP {reply.status} ({reason})")
-                    body = await reply.content.read(MAX_BODY_BYTES + 1)
+                    body = await reply.content.read(max_bytes + 1)
         except TimeoutError:
             raise DeviceUnreachable(f"no answer within {timeout_s * 1000:.0f} ms") from None
         except self._client_error as exc:
             raise DeviceUnreachable(_short(exc)) from None
         except OSError as exc:
             raise DeviceUnreachable(exc.strerror or type(exc).__name__) from None
-        if len(body) > MAX_BODY_BYTES:
-            raise DeviceUnreachable(f"reply larger than {MAX_BODY_BYTES} bytes")
-        return decode_json(body)
+        if len(body) > max_bytes:
+            raise DeviceUnreachable(f"reply larger than {max_bytes} bytes")
+        return body
 
 
 def decode_json(body: bytes) -> Any:
