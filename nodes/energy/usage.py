@@ -18,7 +18,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, fields
-from typing import Self
+from typing import Self, TypeGuard
 
 from flowengine.model import JsonValue
 
@@ -159,7 +159,7 @@ class Usage:
         return usage
 
 
-def _good(value: object) -> bool:
+def _good(value: object) -> TypeGuard[float]:
     """A finite number ≥ 0 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
@@ -169,7 +169,7 @@ def _good(value: object) -> bool:
         return False
 
 
-def _valid_day(day: object) -> bool:
+def _valid_day(day: object) -> TypeGuard[str]:
     if not isinstance(day, str) or not _DAY.fullmatch(day):
         return False
     try:
