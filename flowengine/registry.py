@@ -46,6 +46,8 @@ BUILTIN_MODULES = (
     "nodes.http.poll",
     "nodes.devices.shelly",
     "nodes.energy.counter",
+    "nodes.energy.distributor",
+    "nodes.energy.switch",
 )
 
 
