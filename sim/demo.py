@@ -4,8 +4,10 @@ demo: a private dbus-daemon, an MQTT broker (embedded, or `--broker host:port`),
 simulated Venus OS and devices (`sim.site`), and the runtime with every shipped flow
 (flows/*.yaml) and examples/demo.yaml enabled against them. It says what runs and
 where to watch, then once a second the site's line (time, SoC, PV, grid, battery,
-load) and under it each flow whose news changed (its problems, or what reached its
-outputs). Ctrl-C, SIGTERM or `--duration` stop it: the flows first (safe states
+load), the solar overhead distributor's figures whenever they change (overhead
+available, battery reservation, each consumer's allowance: `[distributor]`, read from its
+MQTT topics), and under them each flow whose news changed (its problems, or what reached
+its outputs). Ctrl-C, SIGTERM or `--duration` stop it: the flows first (safe states
 applied), then the devices, the simulated Venus OS, the broker and the dbus-daemon.
 
 sim: only the simulated site, for developing a flow with `esess-flowctl run` in
@@ -33,6 +35,7 @@ from flowengine.registry import Registry
 from flowengine.runtime import Runtime
 from flowengine.state import StateStore
 from nodes.dbus.daemon import DaemonMissing
+from sim.overhead import OverheadWatch
 from sim.site import SimSite, SiteOptions, parse_broker
 
 __all__ = ["demo_files", "run_demo", "run_sim"]
@@ -169,7 +172,8 @@ async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
     started: list[FlowPlan] = []
     plans: list[FlowPlan] = []
     with _stop_on_signals(stop):
-        async with SimSite(options) as site:
+        async with SimSite(options) as site, \
+                OverheadWatch(site.broker_host, site.broker_port) as overhead:
             os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = site.bus_address
             plans = _plans(registry, files, site, out)
             runtime = Runtime(registry, state=StateStore(None),
@@ -182,7 +186,7 @@ async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
                     except Exception as exc:  # a flow that fails to start is reported
                         _say(out, f"flow '{plan.spec.id}' did not start: {exc}")
                 _banner(out, site, started)
-                await _live(out, site, runtime, started, stop, duration)
+                await _live(out, site, overhead, runtime, started, stop, duration)
             finally:
                 _say(out, "stopping: flows first (safe states applied) ...")
                 await runtime.stop("shutdown")
@@ -208,9 +212,10 @@ def _banner(out: TextIO, site: SimSite, plans: Sequence[FlowPlan]) -> None:
     _say(out)
 
 
-async def _live(out: TextIO, site: SimSite, runtime: Runtime, plans: Sequence[FlowPlan],
-                stop: asyncio.Event, duration: float | None) -> None:
-    """Once a second: the site's line, and under it each flow whose news changed."""
+async def _live(out: TextIO, site: SimSite, overhead: OverheadWatch, runtime: Runtime,
+                plans: Sequence[FlowPlan], stop: asyncio.Event, duration: float | None) -> None:
+    """Once a second: the site's line, the distributor's when it changed, and under them
+    each flow whose news changed."""
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
     watches = [_FlowWatch(plan) for plan in plans]
@@ -222,6 +227,10 @@ async def _live(out: TextIO, site: SimSite, runtime: Runtime, plans: Sequence[Fl
             return
         await _wait(stop, 1.0 if left is None else min(1.0, left))
         _say(out, f"[site] {site.summary()}")
+        figures = overhead.line()
+        if figures is not None and said.get("[distributor]") != figures:
+            said["[distributor]"] = figures
+            _say(out, f"[distributor] {figures}")
         for watch in watches:
             news = watch.doing(runtime)
             if said.get(watch.flow_id) != news:

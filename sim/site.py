@@ -10,7 +10,12 @@ dbus-daemon, the embedded MQTT broker (unless `broker` names one already running
 the model stepping in real time, the simulated Venus OS services, and the devices:
 a Shelly 3EM (Gen1) and a Shelly Pro 3EM on the grid, a Shelly PM Mini Gen3 on the
 AC PV, a Shelly 1PM (Gen1 relay) switching a 2 kW boiler, and an MQTT-switched
-3 kW heater, and an MQTT outdoor thermometer. Everything listens on 127.0.0.1 only.
+3 kW heater, an MQTT outdoor thermometer, and two scripted solar overhead consumers
+that ask es-ESS's distributor for power over MQTT (`scripted_consumers`): an EV charger
+(key `EV`, 1380..3680 W in 230 W steps, single phase 6..16 A) and a pool heater (key
+`PoolHeater`, 3 x 1000 W), with the priorities of the es-ESS README's example. Everything
+listens on 127.0.0.1 only. A clean stop clears the consumers' retained requests, so an
+external broker (`broker`) keeps nothing of the simulation.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from sim.broker import MqttBroker
 from sim.devices import Shelly3EMGen1, ShellyPMMiniGen3, ShellyPro3EM, ShellyRelayGen1
 from sim.devices.mqtt_consumer import MqttConsumer
 from sim.devices.mqtt_sensor import MqttSensor
+from sim.devices.scripted_consumer import ScriptedConsumer
 from sim.driver import ModelDriver
 from sim.model import EnergyModel, ModelParams
 from sim.venus import SimVenus
 
-__all__ = ["SimSite", "SiteOptions", "parse_broker"]
+__all__ = ["SimSite", "SiteOptions", "describe_consumer", "parse_broker"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +49,22 @@ class SiteOptions:
     """an MQTT broker to use instead of the embedded one"""
     step_s: float = 0.5
     """real seconds between model steps"""
+    scripted_consumers: bool = True
+    """run the scripted solar overhead consumers (EV charger, pool heater)"""
+    consumer_interval_s: float = 5.0
+    """real seconds between a scripted consumer's Consumption reports"""
+
+
+def describe_consumer(consumer: ScriptedConsumer) -> str:
+    """One line: a scripted consumer's key, what it asks for, and what it draws now."""
+    c = consumer
+    power = (f"{c.minimum_w:.0f}..{c.request_w:.0f} W" if c.minimum_w > 0
+             else f"up to {c.request_w:.0f} W")
+    steps = f" in steps of {c.step_w:.0f} W" if c.step_w > 0 else ""
+    shift = f" (+{c.priority_shift:g} per grant)" if c.priority_shift else ""
+    mode = "automatic" if c.automatic else "manual"
+    return (f"{c.key}, {c.custom_name} (scripted, {mode}, {c.prefix}/...): {power}{steps}, "
+            f"priority {c.priority}{shift}; draws {c.draw_w:.0f} W")
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -73,6 +95,8 @@ class SimSite:
         self.heater: MqttConsumer | None = None
         self.sensor: MqttSensor | None = None
         self.boiler: ShellyRelayGen1 | None = None
+        self.consumers: dict[str, ScriptedConsumer] = {}
+        """key -> scripted solar overhead consumer"""
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -100,6 +124,8 @@ class SimSite:
                 power_w=3000.0, phases=(1, 2, 3)))
             sensor = self.sensor = await stack.enter_async_context(MqttSensor(
                 self.model, host=self.broker_host, port=self.broker_port, name="outdoor"))
+            if self.options.scripted_consumers:
+                await self._start_consumers(stack)
         except BaseException:
             await stack.aclose()
             raise
@@ -110,6 +136,8 @@ class SimSite:
                                  "humidity_topic": sensor.topic("humidity"),
                                  "pressure_topic": sensor.topic("pressure"),
                                  "custom_name": "Outdoor (simulated)", "temperature_type": 4},
+            # a short cycle, so the demo shows the distributor at work within seconds
+            "solar-overhead-distributor": {"reservation": "5000 - 40 * SOC", "cycle_s": 10},
         }
         self.devices = {
             "grid meter (Shelly 3EM, Gen1)": ("http", f"{grid.url}/status"),
@@ -122,6 +150,21 @@ class SimSite:
             "outdoor thermometer (MQTT)": ("mqtt", f"{sensor.prefix}/temperature, "
                                                    "humidity, pressure"),
         }
+
+    async def _start_consumers(self, stack: contextlib.AsyncExitStack) -> None:
+        host, port = self.broker_host, self.broker_port
+        interval = self.options.consumer_interval_s
+        for consumer in (
+                ScriptedConsumer(self.model, host=host, port=port, interval_s=interval,
+                                 key="EV", custom_name="EV charger", request_w=3680,
+                                 minimum_w=1380, step_w=230, priority=35, priority_shift=1,
+                                 vrm_instance=1020, phases=(1,)),
+                ScriptedConsumer(self.model, host=host, port=port, interval_s=interval,
+                                 key="PoolHeater", custom_name="Pool heater", request_w=3000,
+                                 step_w=1000, priority=40, priority_shift=5,
+                                 vrm_instance=1021, phases=(1, 2, 3))):
+            self.consumers[consumer.key] = await stack.enter_async_context(consumer)
+            stack.push_async_callback(consumer.leave)  # runs before its exit
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -153,6 +196,7 @@ class SimSite:
             f"{p.pv_dc.peak_w / 1000:g} kW DC",
         ]
         lines += [f"  device    {name}: {where}" for name, (_, where) in self.devices.items()]
+        lines += [f"  consumer  {describe_consumer(c)}" for c in self.consumers.values()]
         return lines
 
     def summary(self) -> str:
