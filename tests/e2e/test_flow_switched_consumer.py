@@ -5,12 +5,14 @@ distributor. SIGTERM switches both off within a second, min on time or not."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
 
 from conftest import eventually, run
 from testkit.flowctl import site
+from testkit.guarded import Guarded, plugin_path
 from testkit.mosquitto import Mosquitto
 from testkit.mqtt import client
 from testkit.process import RuntimeProcess
@@ -86,6 +88,49 @@ def test_both_consumers_follow_the_allowance_and_sigterm_switches_them_off(
                 finally:
                     if runtime.running():
                         runtime.kill()
+        finally:
+            broker.stop()
+
+    run(scenario())
+
+
+def test_kill_9_of_the_runtime_the_guardian_switches_the_relay_off(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        broker = Mosquitto(tmp_path)
+        broker.start()
+        try:
+            async with client(broker, "distributor") as distributor, \
+                    ShellyRelayGen1(EnergyModel(ModelParams(seed=3))) as relay:
+                distributor.listen(R + "boiler/#")
+                path = site(tmp_path, f"""
+                    connections:
+                      mqtt:
+                        main: {{host: {broker.host}, port: {broker.port}}}
+                    flows:
+                      - use: switched-consumer-http
+                        instance: boiler
+                        vars: {{key: boiler, request_w: 2000, min_on_s: 600, min_off_s: 0,
+                                on_url: "{relay.url}/relay/0?turn=on",
+                                off_url: "{relay.url}/relay/0?turn=off",
+                                status_url: "{relay.url}/status",
+                                on_keyword_regex: '"ison":\\s*true'}}
+                """)
+                state = tmp_path / "state"
+                async with Guarded(path, address=None, state_dir=state,
+                                   plugins=plugin_path(tmp_path / "plugins")) as guarded:
+                    first = await guarded.runtime_pid(15)
+                    await eventually(lambda: distributor.last(R + "boiler/Request") == "2000",
+                                     15)
+                    distributor.broker.publish(R + "boiler/Allowance", "2000", qos=1)
+                    await eventually(lambda: relay.load.on, 5)
+                    pending = (state / "guardian-pending.json").read_text()
+                    assert "relay/0?turn=off" in pending
+                    os.kill(first, signal.SIGKILL)
+                    await eventually(lambda: not relay.load.on, 5)
+                    await guarded.wait_for("applied HTTP GET")
+                    await guarded.runtime_pid(other_than=first, timeout=10)
+                    assert await guarded.stop() == 0
+                assert not relay.load.on
         finally:
             broker.stop()
 
