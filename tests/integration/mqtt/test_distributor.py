@@ -35,6 +35,7 @@ def flow(reservation: str = "0", cycle_s: float = 60, **extra: object) -> str:
             type: mqtt.in
             topic: {ROOT}/Requests/+/+
             payload: string
+            on_empty: invalid
             to: [distributor]
           - id: distributor
             type: energy.distributor
