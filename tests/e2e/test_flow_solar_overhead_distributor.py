@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from conftest import eventually, run
+from dbus_fast.aio import MessageBus
 from testkit.dbus import ABSENT, value, wait_for
 from testkit.flowctl import Runner, site
 from testkit.guarded import Guarded, plugin_path
 from testkit.mosquitto import Mosquitto
 from testkit.mqtt import Listener, client
 
-from dbus_fast.aio import MessageBus
 from nodes.dbus.daemon import PrivateBus
 from sim import EnergyModel
 from sim.venus import SimVenus

@@ -152,7 +152,8 @@ def test_invalid_system_values_and_a_failing_formula_give_zero_and_say_why(
         async with site(mosquitto, tmp_path, text) as (flow_run, mqtt):
             system(mqtt, l1=-1000.0, soc=60.0)
             consumer(mqtt, "ev", IsAutomatic=True, StepSize=250, Request=1000)
-            await eventually(lambda: allowance(mqtt, "ev") == 750, timeout=5)  # R = 100: 3 steps < 1000 - 100
+            # R = 1000 / (60 - 50) = 100: three 250 W steps fit below 1000 - 100
+            await eventually(lambda: allowance(mqtt, "ev") == 750, timeout=5)
             system(mqtt, l1=None)
             await eventually(lambda: allowance(mqtt, "ev") == 0, timeout=3)
             status = flow_run.runners["distributor"].status
