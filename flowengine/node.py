@@ -143,6 +143,12 @@ class Node(Generic[ConfigT]):
         return cls.outputs
 
     @classmethod
+    def queue_capacity(cls, config: Any) -> int | None:
+        """Input messages this node may have waiting, when the runtime's default (256) is
+        too few for this config (a burst of retained topics at start); None: the default."""
+        return None
+
+    @classmethod
     def output_topics(cls, config: Any) -> frozenset[str] | None:
         """Topics this node emits, if it can tell before running; None when it cannot."""
         return None

@@ -57,7 +57,8 @@ class NodeRunner:
         inputs = dict(cls.inputs)
         if CHILD_PORT not in inputs:
             inputs[CHILD_PORT] = "event"
-        self.mailbox = Mailbox(inputs, flow.runtime.queue_capacity)
+        capacity = max(flow.runtime.queue_capacity, cls.queue_capacity(config) or 0)
+        self.mailbox = Mailbox(inputs, capacity)
         self.routes: dict[str, list[tuple[NodeRunner, str]]] = {}
         self._ports = frozenset(cls.output_ports(config))
         self.children: dict[str, NodeRunner] = {}

@@ -77,6 +77,8 @@ SYSTEM_TOPICS = ("grid_l1", "grid_l2", "grid_l3", "battery_power", "soc")
 REQUEST_FIELDS = frozenset({"IsAutomatic", "Request", "StepSize", "Minimum", "Priority",
                             "PriorityShift", "IgnoreBatReservation"})
 """Fields whose change re-runs the distribution at once (Consumption waits for the cycle)."""
+FIELDS_PER_CONSUMER = 30
+"""Topics one consumer may publish under Requests/<key>/ (the protocol has 24 names)."""
 MAX_USAGE_KEYS = 100
 """Energy statistics kept for this many consumer keys (also of consumers gone a while)."""
 
@@ -129,6 +131,12 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
     """Share the solar overhead among consumers by priority; explain and fail safe."""
 
     outputs = ("out", "consumers", "energy", "reservation")
+
+    @classmethod
+    def queue_capacity(cls, config: EnergyDistributorConfig) -> int:
+        """Room for every field of every consumer at once (their retained topics all
+        arrive when the flow subscribes), so none is dropped."""
+        return config.max_consumers * FIELDS_PER_CONSUMER + 64
 
     def __init__(self, config: EnergyDistributorConfig, spec: NodeSpec) -> None:
         super().__init__(config, spec)
