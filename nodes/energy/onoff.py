@@ -85,8 +85,7 @@ class OnOffPolicy:
                 return self._repeat(True, now, "switched on, not confirmed yet")
             wait = self.changed_at + self.min_off_s - now
             if wait > 0:
-                return Decision(None, wait, f"waiting {math.ceil(wait)} s (min off time) "
-                                            "to switch on")
+                return Decision(None, wait, "waiting for the min off time to switch on")
             return Decision(True)
         if not running:
             if self.commanded is True:  # unknown, maybe running: off, no waiting
@@ -96,8 +95,7 @@ class OnOffPolicy:
             return self._repeat(False, now, "switched off, still on")
         wait = self.changed_at + self.min_on_s - now
         if wait > 0 and not self.forced:
-            return Decision(None, wait, f"waiting {math.ceil(wait)} s (min on time) "
-                                        "to switch off")
+            return Decision(None, wait, "waiting for the min on time to switch off")
         return Decision(False)
 
     def _repeat(self, on: bool, now: float, reason: str) -> Decision:

@@ -9,6 +9,7 @@ up an allowance, a status message or the broker.
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING
 
 from flowengine.errors import DeviceError, NotConnected
@@ -242,6 +243,9 @@ class SwitchRun:
             self._wait = None
         decision = self.policy.decide(self.device_on, self.ctx.now())
         self._waiting = decision.reason
+        if decision.wait_s is not None and decision.reason.startswith("waiting for"):
+            at = time.localtime(self.ctx.clock.wall() + decision.wait_s)
+            self._waiting += time.strftime(" at %H:%M:%S", at)
         if decision.command is not None:
             self._busy = True
             on = decision.command

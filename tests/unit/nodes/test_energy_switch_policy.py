@@ -21,7 +21,7 @@ def test_the_request_switches_on_once_min_off_since_the_start_is_over() -> None:
     p = policy()
     p.allowance(2000)
     waiting = p.decide(False, 100)
-    assert waiting == Decision(None, 200, "waiting 200 s (min off time) to switch on")
+    assert waiting == Decision(None, 200, "waiting for the min off time to switch on")
     assert p.decide(False, 300) == Decision(True)
 
 
@@ -41,7 +41,7 @@ def test_zero_switches_off_only_after_min_on_while_confirmed_on() -> None:
     p.allowance(2000)
     p.sent(True, 10)
     p.allowance(0)
-    assert p.decide(True, 100) == Decision(None, 210, "waiting 210 s (min on time) to "
+    assert p.decide(True, 100) == Decision(None, 210, "waiting for the min on time to "
                                                       "switch off")
     assert p.decide(True, 310) == Decision(False)
 
