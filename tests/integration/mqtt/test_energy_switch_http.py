@@ -201,3 +201,22 @@ def test_stop_switches_off_and_a_lost_broker_too(own_mosquitto: Mosquitto,
                 await eventually(lambda: relay.load.on, 5)
             assert relay.load.on is False  # the flow stopped: the safe state
     run(scenario())
+
+
+def test_a_node_failure_switches_off_and_the_restart_waits_for_an_allowance(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with ShellyRelayGen1(model()) as relay, \
+                switched(mosquitto, tmp_path, relay, min_off_s=0, min_on_s=600) as (
+                    distributor, run_):
+            distributor.broker.publish(R + "Allowance", "1800", qos=1)
+            await eventually(lambda: relay.load.on, 3)
+            runner = next(r for r in run_.all_runners() if r.node_id == "boiler")
+            runner.fail(RuntimeError("injected"), "test")  # as a raising callback does
+            await eventually(lambda: not relay.load.on, 2)  # min_on_s 600 or not
+            await eventually(lambda: runner.restarts == 1 and runner.phase == "running", 4)
+            await eventually(lambda: "no allowance yet" in status(run_), 3)
+            assert not relay.load.on
+            distributor.broker.publish(R + "Allowance", "1800", qos=1)
+            await eventually(lambda: relay.load.on, 3)
+    run(scenario())
