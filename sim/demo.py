@@ -27,16 +27,19 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from flowengine.cli import load_files
+from flowengine.cli import check_claims, load_files
 from flowengine.connections import Connections
+from flowengine.errors import ConfigError
 from flowengine.log import configure_logging
+from flowengine.model import Message
 from flowengine.plan import FlowPlan
 from flowengine.registry import Registry
+from flowengine.runner import NodeRunner
 from flowengine.runtime import Runtime
 from flowengine.state import StateStore
 from nodes.dbus.daemon import DaemonMissing
 from sim.overhead import OverheadWatch
-from sim.site import SimSite, SiteOptions, parse_broker
+from sim.site import FLOW_VARS, SimSite, SiteOptions, parse_broker
 
 __all__ = ["demo_files", "run_demo", "run_sim"]
 
@@ -129,9 +132,9 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     options = _options(args)
     registry = Registry.default()
     files = demo_files()
-    loaded = load_files([str(f) for f in files], registry, variables={}, for_run=False)
-    if loaded.errors:
-        for error in loaded.errors:
+    errors = _validate(registry, files)
+    if errors:
+        for error in errors:
             print(error, file=sys.stderr)
         print("the demo's flows do not validate; nothing was started", file=sys.stderr)
         return 1
@@ -141,6 +144,19 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except DaemonMissing as exc:
         print(f"esess-flowctl demo: {exc}", file=sys.stderr)
         return 2
+
+
+def _validate(registry: Registry, files: Sequence[Path]) -> list[ConfigError]:
+    """Every file with the demo's vars (examples where the site's addresses go), and no
+    two of them claiming the same thing (a D-Bus name, a consumer key)."""
+    errors: list[ConfigError] = []
+    plans: list[FlowPlan] = []
+    for file in files:
+        loaded = load_files([str(file)], registry, variables=FLOW_VARS.get(file.stem, {}),
+                            for_run=False)
+        errors.extend(loaded.errors)
+        plans.extend(loaded.plans)
+    return errors + check_claims(plans)
 
 
 def _plans(registry: Registry, files: Sequence[Path], site: SimSite,
@@ -179,14 +195,17 @@ async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
             runtime = Runtime(registry, state=StateStore(None),
                               connections=_connections(registry, site))
             try:
+                watches: list[_FlowWatch] = []
                 for plan in plans:
+                    watch = _FlowWatch(plan)
                     try:
-                        await runtime.start_flow(plan)
+                        await runtime.start_flow(plan, tap=watch.tap)
                         started.append(plan)
+                        watches.append(watch)
                     except Exception as exc:  # a flow that fails to start is reported
                         _say(out, f"flow '{plan.spec.id}' did not start: {exc}")
                 _banner(out, site, started)
-                await _live(out, site, overhead, runtime, started, stop, duration)
+                await _live(out, site, overhead, runtime, watches, stop, duration)
             finally:
                 _say(out, "stopping: flows first (safe states applied) ...")
                 await runtime.stop("shutdown")
@@ -213,12 +232,12 @@ def _banner(out: TextIO, site: SimSite, plans: Sequence[FlowPlan]) -> None:
 
 
 async def _live(out: TextIO, site: SimSite, overhead: OverheadWatch, runtime: Runtime,
-                plans: Sequence[FlowPlan], stop: asyncio.Event, duration: float | None) -> None:
+                watches: Sequence[_FlowWatch], stop: asyncio.Event,
+                duration: float | None) -> None:
     """Once a second: the site's line, the distributor's when it changed, and under them
     each flow whose news changed."""
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
-    watches = [_FlowWatch(plan) for plan in plans]
     width = max((len(w.flow_id) for w in watches), default=0) + 2
     said: dict[str, str] = {}
     while not stop.is_set():
@@ -239,16 +258,24 @@ async def _live(out: TextIO, site: SimSite, overhead: OverheadWatch, runtime: Ru
 
 
 class _FlowWatch:
-    """What one flow does: problems first, else what reached its output nodes."""
+    """What one flow does: problems first, else what reached its output nodes (seen by the
+    flow's tap, per output port: a node that feeds several outputs counts for each only
+    what it sent there)."""
 
     def __init__(self, plan: FlowPlan) -> None:
         self.flow_id = plan.spec.id
         self.outputs = [nid for nid, p in plan.nodes.items() if p.spec.type in OUTPUT_TYPES]
-        self.feeders = {out: [nid for nid, p in plan.nodes.items()
-                              if any(target == out for routes in p.routes.values()
-                                     for target, _ in routes)]
-                        for out in self.outputs}
+        self._reaches = {(nid, port): [target for target, _ in targets
+                                       if target in self.outputs]
+                         for nid, p in plan.nodes.items()
+                         for port, targets in p.routes.items()}
+        self.last: dict[str, Message] = {}
         self.topics: dict[str, set[str]] = {out: set() for out in self.outputs}
+
+    def tap(self, runner: NodeRunner, port: str, msg: Message) -> None:
+        for out in self._reaches.get((runner.node_id, port), ()):
+            self.last[out] = msg
+            self.topics[out].add(msg.topic)
 
     def doing(self, runtime: Runtime) -> str:
         run = runtime.flows.get(self.flow_id)
@@ -261,13 +288,7 @@ class _FlowWatch:
             return "; ".join(problems)
         parts = []
         for out in self.outputs:
-            last = None
-            for nid in self.feeders[out]:
-                msg = runners[nid].last_message if nid in runners else None
-                if msg is not None:
-                    self.topics[out].add(msg.topic)
-                    if last is None or msg.ts > last.ts:
-                        last = msg
+            last = self.last.get(out)
             said = "nothing yet" if last is None else (
                 f"{len(self.topics[out])} topics, last {last.topic} = {last.value}")
             parts.append(f"{out} ({runners[out].cls.type_name}): {said}"

@@ -36,7 +36,7 @@ from sim.driver import ModelDriver
 from sim.model import EnergyModel, ModelParams
 from sim.venus import SimVenus
 
-__all__ = ["SimSite", "SiteOptions", "describe_consumer", "parse_broker"]
+__all__ = ["FLOW_VARS", "SimSite", "SiteOptions", "describe_consumer", "parse_broker"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +53,28 @@ class SiteOptions:
     """run the scripted solar overhead consumers (EV charger, pool heater)"""
     consumer_interval_s: float = 5.0
     """real seconds between a scripted consumer's Consumption reports"""
+
+
+FLOW_VARS: dict[str, dict[str, JsonValue]] = {
+    "mqtt-temperature": {"custom_name": "Outdoor (simulated)", "temperature_type": 4},
+    # a short cycle, so that the demo shows the distributor at work within seconds
+    "solar-overhead-distributor": {"reservation": "5000 - 40 * SOC", "cycle_s": 10},
+    # the boiler behind the Shelly 1PM and the MQTT heater as switched (NPC) consumers;
+    # short minimum on/off times for the demo's fast day; requests repeated within a cycle.
+    # The boiler may eat into the battery reservation (as the README's waterplay), so it
+    # is served first.
+    "switched-consumer-http": {
+        "key": "boiler", "custom_name": "Boiler (simulated)", "request_w": 2000,
+        "priority": 50, "ignore_bat_reservation": True, "vrm_instance": 1010,
+        "min_on_s": 20, "min_off_s": 20, "announce_s": 5, "status_interval_s": 10,
+        "on_keyword_regex": '"ison":\\s*true', "power_extract_regex": '"power":\\s*([0-9.]+)'},
+    "switched-consumer-mqtt": {
+        "key": "heater", "custom_name": "Heater (simulated)", "request_w": 3000,
+        "priority": 60, "vrm_instance": 1011, "min_on_s": 20, "min_off_s": 20,
+        "announce_s": 5, "on_value": "on", "off_value": "off", "on_keyword_regex": "^on$"},
+}
+"""Vars of shipped flows that do not depend on where the simulated devices listen (the
+demo validates with these before the site starts); `SimSite.flow_vars` adds the rest."""
 
 
 def describe_consumer(consumer: ScriptedConsumer) -> str:
@@ -129,16 +151,23 @@ class SimSite:
         except BaseException:
             await stack.aclose()
             raise
-        self.flow_vars = {
+        boiler, heater = self.boiler.url, self.heater  # both started above
+        where = {
             "shelly3em-grid": {"host": f"127.0.0.1:{grid.port}"},
             "shellypm-inverter": {"host": f"127.0.0.1:{pv.port}"},
             "mqtt-temperature": {"topic": sensor.topic("temperature"),
                                  "humidity_topic": sensor.topic("humidity"),
-                                 "pressure_topic": sensor.topic("pressure"),
-                                 "custom_name": "Outdoor (simulated)", "temperature_type": 4},
-            # a short cycle, so the demo shows the distributor at work within seconds
-            "solar-overhead-distributor": {"reservation": "5000 - 40 * SOC", "cycle_s": 10},
+                                 "pressure_topic": sensor.topic("pressure")},
+            "switched-consumer-http": {"on_url": f"{boiler}/relay/0?turn=on",
+                                       "off_url": f"{boiler}/relay/0?turn=off",
+                                       "status_url": f"{boiler}/status"},
+            "switched-consumer-mqtt": {"on_topic": heater.command_topic,
+                                       "off_topic": heater.command_topic,
+                                       "status_topic": heater.state_topic,
+                                       "power_topic": heater.power_topic},
         }
+        self.flow_vars = {flow: {**FLOW_VARS.get(flow, {}), **where.get(flow, {})}
+                          for flow in sorted({*FLOW_VARS, *where})}
         self.devices = {
             "grid meter (Shelly 3EM, Gen1)": ("http", f"{grid.url}/status"),
             "grid meter (Shelly Pro 3EM)": ("http", f"{pro.url}/rpc/EM.GetStatus?id=0"),
