@@ -177,8 +177,13 @@ class SwitchRun:
         self.decide()
 
     def _state_message(self, on: bool | None) -> None:
-        if not self.closed:
-            self._device_state(on, None if on is not None else "empty status message")
+        if self.closed:
+            return
+        if on and self.device_on is not True:
+            # a reading from before it ran is no consumption: the request counts until the
+            # next power message (a device may send its power only every few minutes)
+            self.power = None
+        self._device_state(on, None if on is not None else "empty status message")
 
     def _power_message(self, watts: float | None, text: str) -> None:
         if self.closed:

@@ -17,10 +17,11 @@ from .mqttkit import Mosquitto, client, running
 R = "es-ESS/SolarOverheadDistributor/Requests/heater/"
 
 
-def flow(*, power: bool, **options: object) -> str:
+def flow(*, power: bool | str, **options: object) -> str:
     settings = {"min_on_s": 1, "min_off_s": 0, "request_w": 1800, **options}
     lines = "\n".join(f"    {k}: {v}" for k, v in settings.items())
-    extra = "      power_topic: sim/heater/power\n" if power else ""
+    topic = power if isinstance(power, str) else "sim/heater/power"
+    extra = f"      power_topic: {topic}\n" if power else ""
     return f"""
 id: switched
 nodes:
@@ -106,4 +107,26 @@ def test_a_silent_device_is_switched_again_but_not_at_every_message(
                 await eventually(lambda: "switched on, not confirmed" in status(run_), 3)
                 assert heater.commands == 1
                 assert "consumption 0 W" in status(run_)  # not confirmed: counted as off
+    run(scenario())
+
+
+def test_a_power_reading_from_before_the_switch_on_is_not_the_consumption(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A device that sends its power every few minutes: until it does after the switch-on,
+    the request counts (a 0 W from before would look like missing overhead)."""
+    async def scenario() -> None:
+        model = EnergyModel(ModelParams(seed=3))
+        async with client(mosquitto, "distributor") as distributor, MqttConsumer(
+                model, port=mosquitto.port, power_w=2000.0) as heater:
+            await heater.wait_connected()
+            distributor.listen(R + "Consumption")
+            async with running(flow(power="test/heater/power"), mosquitto, tmp_path) as (
+                    _, run_):
+                distributor.broker.publish("test/heater/power", "0.0", qos=1)
+                distributor.broker.publish(R + "Allowance", "1800", qos=1)
+                await eventually(lambda: heater.load.on, 3)
+                await eventually(lambda: distributor.last(R + "Consumption") == "1800", 3)
+                distributor.broker.publish("test/heater/power", "1750.5", qos=1)
+                await eventually(lambda: distributor.last(R + "Consumption") == "1750.5", 3)
+                assert "consumption 1750.5 W" in status(run_)
     run(scenario())
