@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import signal
@@ -106,6 +107,15 @@ def test_demo_shows_values_on_mqtt_and_exits_0_after_its_duration() -> None:
             said[flow] = doing.strip()
         demo = [line for line in news if line.startswith("  [demo] ")]
         assert demo and "publish (mqtt.out)" in demo[-1]
+        # the distributor at work: its figures from MQTT, again only when they changed
+        assert "consumer  EV, EV charger (scripted" in text
+        shares = [line for line in lines if line.startswith("[distributor] overhead ")]
+        assert shares, text
+        assert all(a != b for a, b in itertools.pairwise(shares))
+        assert re.match(r"\[distributor\] overhead \d+ W  reservation \d+ W  allowance "
+                        r"boiler \d+ W.*, EV \d+ W.*, heater \d+ W.*, PoolHeater \d+ W",
+                        shares[-1]), shares[-1]
+        assert any("boiler 2000 W" in line for line in shares), shares  # ignores the reservation
         assert "nothing is left running" in text
         assert not alive(daemons[0])
         # the embedded broker went with the demo process
