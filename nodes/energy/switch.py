@@ -41,10 +41,11 @@ the device does not answer (reported once, in the status and the log). The outpu
 `on`, `consumption` and `allowance` carry the same values for a flow that shows them.
 
 Fail-safe: the consumer is switched off on stop, SIGTERM and when the node fails (not
-waiting for `min_on_s`), when the broker connection is lost, and when no allowance
-came for `allowance_timeout_s`. Before the first switch-on the off URL or the off
-publish is registered with the guardian, which makes it when the runtime is killed or
-hangs; without the guardian's consent the consumer is not switched on.
+waiting for `min_on_s`; Consumption 0 and IsAutomatic false are published then), when
+the broker connection is lost, and when no allowance came for `allowance_timeout_s`.
+Before the first switch-on the off URL or the off publish is registered with the
+guardian, which makes it when the runtime is killed or hangs; without the guardian's
+consent the consumer is not switched on.
 """
 
 from __future__ import annotations

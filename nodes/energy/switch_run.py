@@ -104,8 +104,9 @@ class SwitchRun:
             await device.switch(False, strict=True)
         else:
             await device.switch(False, timeout_s=timeout_s)
-        if self.broker.connected:
+        if self.broker.connected:  # the distributor gives our share to others at once
             self.broker.publish(self.prefix + "Consumption", "0", qos=1)
+            self.broker.publish(self.prefix + "IsAutomatic", "false", qos=1)
 
     # -- the request -----------------------------------------------------------------------
     def announce(self) -> None:

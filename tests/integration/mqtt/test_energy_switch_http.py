@@ -185,9 +185,11 @@ def test_a_malformed_allowance_is_ignored_and_counted(mosquitto: Mosquitto,
 def test_stop_switches_off_and_a_lost_broker_too(own_mosquitto: Mosquitto,
                                                  tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with ShellyRelayGen1(model()) as relay:
-            async with switched(own_mosquitto, tmp_path, relay, min_off_s=0,
-                                min_on_s=600) as (distributor, run_):
+        async with ShellyRelayGen1(model()) as relay, \
+                client(own_mosquitto, "distributor") as distributor:
+            distributor.listen(R + "#")
+            async with running(flow(relay, min_off_s=0, min_on_s=600), own_mosquitto,
+                               tmp_path) as (_, run_):
                 distributor.broker.publish(R + "Allowance", "1800", qos=1)
                 await eventually(lambda: relay.load.on, 3)
                 own_mosquitto.stop()
@@ -199,7 +201,11 @@ def test_stop_switches_off_and_a_lost_broker_too(own_mosquitto: Mosquitto,
                 # back: it waits for a new allowance
                 distributor.broker.publish(R + "Allowance", "1800", qos=1)
                 await eventually(lambda: relay.load.on, 5)
+                distributor.received.clear()
             assert relay.load.on is False  # the flow stopped: the safe state
+            # and the distributor is told at once (it would wait three cycles)
+            await eventually(lambda: distributor.last(R + "IsAutomatic") == "false", 3)
+            assert distributor.last(R + "Consumption") == "0"
     run(scenario())
 
 
