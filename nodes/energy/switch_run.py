@@ -173,7 +173,7 @@ class SwitchRun:
             self.show()
             return
         self.ctx.log.warning("broker %s gone: switching off", broker.address)
-        self.allowance = None
+        self.allowance, self.allowance_lost = None, True
         self.policy.force_off()
         self.decide()
 
