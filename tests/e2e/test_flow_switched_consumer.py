@@ -95,12 +95,16 @@ def test_both_consumers_follow_the_allowance_and_sigterm_switches_them_off(
 
 
 def test_kill_9_of_the_runtime_the_guardian_switches_the_relay_off(tmp_path: Path) -> None:
+    """With the relay's basic auth: the guardian has the password (sealed on disk)."""
+    password = "relay-Pa55-word"
+
     async def scenario() -> None:
         broker = Mosquitto(tmp_path)
         broker.start()
         try:
             async with client(broker, "distributor") as distributor, \
-                    ShellyRelayGen1(EnergyModel(ModelParams(seed=3))) as relay:
+                    ShellyRelayGen1(EnergyModel(ModelParams(seed=3)),
+                                    password=password) as relay:
                 distributor.listen(R + "boiler/#")
                 path = site(tmp_path, f"""
                     connections:
@@ -113,24 +117,65 @@ def test_kill_9_of_the_runtime_the_guardian_switches_the_relay_off(tmp_path: Pat
                                 on_url: "{relay.url}/relay/0?turn=on",
                                 off_url: "{relay.url}/relay/0?turn=off",
                                 status_url: "{relay.url}/status",
-                                on_keyword_regex: '"ison":\\s*true'}}
+                                on_keyword_regex: '"ison":\\s*true',
+                                auth: basic, password: !secret relay}}
                 """)
                 state = tmp_path / "state"
                 async with Guarded(path, address=None, state_dir=state,
-                                   plugins=plugin_path(tmp_path / "plugins")) as guarded:
+                                   plugins=plugin_path(tmp_path / "plugins"),
+                                   env={"ESESS_SECRET_RELAY": password}) as guarded:
                     first = await guarded.runtime_pid(15)
                     await eventually(lambda: distributor.last(R + "boiler/Request") == "2000",
                                      15)
                     distributor.broker.publish(R + "boiler/Allowance", "2000", qos=1)
                     await eventually(lambda: relay.load.on, 5)
                     pending = (state / "guardian-pending.json").read_text()
-                    assert "relay/0?turn=off" in pending
+                    assert "relay/0?turn=off" in pending and password not in pending
                     os.kill(first, signal.SIGKILL)
                     await eventually(lambda: not relay.load.on, 5)
                     await guarded.wait_for("applied HTTP GET")
                     await guarded.runtime_pid(other_than=first, timeout=10)
                     assert await guarded.stop() == 0
                 assert not relay.load.on
+                assert password not in guarded.output
+        finally:
+            broker.stop()
+
+    run(scenario())
+
+
+def test_kill_9_of_the_runtime_the_guardian_publishes_the_heater_off(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        broker = Mosquitto(tmp_path)
+        broker.start()
+        try:
+            async with client(broker, "distributor") as distributor, MqttConsumer(
+                    EnergyModel(ModelParams(seed=3)), port=broker.port) as heater:
+                await heater.wait_connected()
+                distributor.listen(R + "heater/#")
+                path = site(tmp_path, f"""
+                    connections:
+                      mqtt:
+                        main: {{host: {broker.host}, port: {broker.port}}}
+                    flows:
+                      - use: switched-consumer-mqtt
+                        instance: heater
+                        vars: {{key: heater, request_w: 2000, min_on_s: 600, min_off_s: 0,
+                                on_topic: sim/heater/set, on_value: "on",
+                                off_topic: sim/heater/set, off_value: "off",
+                                status_topic: sim/heater/state, on_keyword_regex: ^on$}}
+                """)
+                async with Guarded(path, address=None, state_dir=tmp_path / "state",
+                                   plugins=plugin_path(tmp_path / "plugins")) as guarded:
+                    first = await guarded.runtime_pid(15)
+                    await eventually(lambda: distributor.last(R + "heater/Request") == "2000",
+                                     15)
+                    distributor.broker.publish(R + "heater/Allowance", "2000", qos=1)
+                    await eventually(lambda: heater.load.on, 5)
+                    os.kill(first, signal.SIGKILL)
+                    await eventually(lambda: not heater.load.on, 5)
+                    await guarded.wait_for("applied MQTT")
+                    assert await guarded.stop() == 0
         finally:
             broker.stop()
 
