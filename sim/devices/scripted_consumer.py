@@ -160,8 +160,10 @@ class ScriptedConsumer(MqttDevice):
         self._draw(0.0)
         broker = self._broker
         if broker is not None:
+            # QoS 0: a QoS 1 message right before the disconnect can be lost (the broker's
+            # PUBACKs arrive at a closed socket, whose reset discards what it had not read)
             for name in self.request():
-                broker.publish(self.topic(name), "", qos=1, retain=True)
+                broker.publish(self.topic(name), "", qos=0, retain=True)
         await self.close()
 
     # -- controls ------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from conftest import eventually, run
+from testkit.mosquitto import Mosquitto
 
 from nodes.mqtt.broker import Broker, MqttBrokerConfig
 from sim import EnergyModel, ModelParams
@@ -180,3 +183,53 @@ def test_keys_that_are_not_one_topic_level_are_refused() -> None:
     for key in ("", "a/b", "EV+", " EV"):
         with pytest.raises(ValueError, match="one topic level"):
             ScriptedConsumer(evening(), key=key, request_w=1, step_w=1, vrm_instance=1)
+
+
+def test_on_mosquitto_a_late_subscriber_gets_the_whole_request_and_leave_clears_it(
+        tmp_path: Path) -> None:
+    """What a restarted distributor sees: the request, retained; nothing once it left."""
+    mosquitto = Mosquitto(tmp_path)
+    mosquitto.start()
+
+    async def retained_now() -> dict[str, str]:
+        """The retained request topics a new subscriber gets (all of them: mosquitto sends
+        them on the subscription, before it handles the subscriber's own echo)."""
+        seen: dict[str, str] = {}
+        echoed: list[bytes] = []
+        late = Broker("late", MqttBrokerConfig(host="127.0.0.1", port=mosquitto.port,
+                                               status_topic=None))
+        late.subscribe(f"{R}/#", lambda t, p, r: seen.__setitem__(t, p.decode()))
+        late.subscribe("test/echo", lambda t, p, r: echoed.append(p))
+        await late.start()
+        await late.wait_connected(5)
+        late.publish("test/echo", "ping", qos=1)
+        await eventually(lambda: bool(echoed))
+        await late.close()
+        return seen
+
+    async def retained_until(done: Callable[[dict[str, str]], bool]) -> dict[str, str]:
+        """What a new subscriber gets, asked again until `done` (the broker is handling
+        the consumer's messages meanwhile), at most for 2 s."""
+        deadline = time.monotonic() + 2.0
+        seen = await retained_now()
+        while not done(seen) and time.monotonic() < deadline:
+            seen = await retained_now()
+        return seen
+
+    async def scenario() -> None:
+        model = evening()
+        async with ScriptedConsumer(model, port=mosquitto.port, key="PoolHeater",
+                                    request_w=3000, step_w=1000, priority=40,
+                                    priority_shift=5, vrm_instance=1021) as heater:
+            await heater.wait_connected()
+            seen = await retained_until(lambda seen: len(seen) == 11)
+            assert seen[f"{R}/PoolHeater/Request"] == "3000"
+            assert seen[f"{R}/PoolHeater/StepSize"] == "1000"
+            assert seen[f"{R}/PoolHeater/IsScriptedConsumer"] == "true"
+            assert len(seen) == 11
+            await heater.leave()
+            assert await retained_until(lambda seen: not seen) == {}
+    try:
+        run(scenario())
+    finally:
+        mosquitto.stop()
