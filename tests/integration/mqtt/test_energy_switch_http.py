@@ -71,7 +71,7 @@ def test_request_published_then_on_at_the_request_and_off_at_zero_after_min_on(
     async def scenario() -> None:
         async with ShellyRelayGen1(model(), power_w=2000.0) as relay, \
                 switched(mosquitto, tmp_path, relay) as (distributor, run_):
-            await eventually(lambda: distributor.last(R + "VRMInstanceID") == "1010", 5)
+            await eventually(lambda: distributor.last(R + "Consumption") == "0", 5)  # the last
             sent = {r.topic.removeprefix(R): r.payload for r in distributor.received}
             assert sent == {"IsHttpConsumer": "true", "IsAutomatic": "true",
                             "CustomName": "Boiler", "Request": "1800", "StepSize": "1800",
