@@ -54,7 +54,8 @@ def test_on_at_the_request_off_at_zero_and_consumption_is_the_request_without_po
             await heater.wait_connected()
             distributor.listen(R + "#")
             async with running(flow(power=False), mosquitto, tmp_path) as (_, run_):
-                await eventually(lambda: distributor.last(R + "Minimum") == "1800", 5)
+                await eventually(lambda: distributor.last(R + "Consumption") == "0", 5)
+                assert distributor.last(R + "Minimum") == "1800"
                 assert distributor.last(R + "IsMqttConsumer") == "true"
                 assert distributor.last(R + "IgnoreBatReservation") == "true"
                 assert distributor.last(R + "IsHttpConsumer") is None
