@@ -223,7 +223,8 @@ def _invalid(c: ConsumerRequest) -> str | None:
         value = getattr(c, name)
         if not _finite(value) or not 0 <= value <= MAX_W:
             return f"{name} {_num(value)}"
-    if not _finite(c.step_size) or not MIN_STEP_W <= c.step_size <= MAX_W:
+    fixed = c.step_size == 0 and c.minimum > 0  # only its minimum, as the original allows
+    if not _finite(c.step_size) or not (fixed or MIN_STEP_W <= c.step_size <= MAX_W):
         return f"step_size {_num(c.step_size)}"
     if not _finite(c.priority):
         return f"priority {_num(c.priority)}"
@@ -270,8 +271,9 @@ def _grant(wanting: list[ConsumerRequest], index: dict[str, int], available: flo
         done, n = granted[key], grants[key]
         room = left if c.ignore_bat_reservation else left - reservation
         rest = c.request - done
-        if rest <= 0 or (done == 0 and c.minimum > c.request):
-            stops[key].full = rest <= 0
+        if rest <= 0 or (done > 0 and c.step_size == 0) or \
+                (done == 0 and c.minimum > c.request):
+            stops[key].full = rest <= 0 or c.step_size == 0
             stops[key].next_watts = c.minimum if done == 0 else 0.0
             continue
         first = done == 0 and c.minimum > 0
@@ -344,7 +346,7 @@ def _explain(c: ConsumerRequest, total: float, stop: _Stop, reservation: float) 
         return f"0 W: minimum {_num(c.minimum)} W above request {_num(c.request)} W"
     what = "minimum" if total == 0 and c.minimum > 0 else "step"
     if stop.full:
-        end = "request reached"
+        end = "request reached" if total >= c.request else "its minimum only (step size 0)"
     elif stop.capped:
         end = f"stopped after {MAX_ROUNDS} grants this cycle (steps too small)"
     elif c.ignore_bat_reservation:

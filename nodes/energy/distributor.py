@@ -1,5 +1,6 @@
-"""energy.distributor: share solar overhead among consumers by priority (es-ESS's
-SolarOverheadDistributor), explain every grant, and fail safe.
+"""energy.distributor: share solar overhead among consumers by priority, and explain.
+
+The es-ESS SolarOverheadDistributor as one node:
 
     - id: distributor
       type: energy.distributor
@@ -50,20 +51,28 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from flowengine.errors import ConfigError, FlowEngineError
 from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, node_type, option
 from nodes.energy.allocation import (
+    MAX_W,
     Allocation,
     AllocationInputs,
     AllocationState,
     ConsumerRequest,
     allocate,
 )
-from nodes.energy.requests import PUBLISHED, ROOT, Consumer, bus_name_part, split_topic
+from nodes.energy.requests import (
+    FIELDS,
+    PUBLISHED,
+    ROOT,
+    Consumer,
+    bus_name_part,
+    split_topic,
+)
 from nodes.energy.usage import Usage, next_local_midnight
 from nodes.logic.expression import EvaluationError, Expression, ExpressionError, suggest
 
@@ -122,6 +131,7 @@ class _Known:
     bms: int | None = None  # the instance its fake BMS was made with
     allowance: float = 0.0
     reported: str | None = None  # the malformed text last reported
+    unknown: set[str] = field(default_factory=set)  # unknown names reported
     usage_at: float | None = None  # monotonic time consumption was last counted to
     drawing: float = 0.0
 
@@ -211,6 +221,9 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
     def _system_value(self, topic: str, value: JsonValue) -> None:
         number = float(value) if isinstance(value, int | float) and \
             not isinstance(value, bool) and math.isfinite(value) else None
+        if number is not None and not (0 <= number <= 100 if topic == "soc" else
+                                       abs(number) <= MAX_W):
+            number = None  # a SoC of 150 %, 5 MW: a fault, not a reading
         self._system[topic] = number
         if number is not None and topic in self._seen_phase:
             self._seen_phase[topic] = True
@@ -264,6 +277,9 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
             return
         before = known.consumer.values.get("Consumption")
         changed = consumer.update(name, text, now)
+        if name not in FIELDS and name in consumer.errors and name not in known.unknown:
+            known.unknown.add(name)  # a typo (Prioity): said once, then ignored
+            ctx.log.warning("consumer '%s': %s; ignored", key, consumer.errors[name])
         if name == "Consumption":
             self._count_usage(known, before)
             self._update_bms(known)
@@ -325,6 +341,7 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
             inputs = AllocationInputs(grid_l1=None, battery_power=None, battery_soc=None,
                                       reservation=None)
         allocation = allocate(inputs, requests, self._order)
+        problem = problem or allocation.problem  # e.g. a SoC of 150 %
         self._order = allocation.state
         ctx.state.set("order", list(allocation.state.order))
         self.last, self.cycles = allocation, self.cycles + 1

@@ -118,7 +118,7 @@ def test_a_consumer_set_to_manual_loses_its_allowance_at_once(
 def test_a_malformed_request_is_reported_and_gets_nothing_until_fixed(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with site(mosquitto, tmp_path, flow()) as (flow_run, mqtt):
+        async with site(mosquitto, tmp_path, flow(lost_inputs_s=0.3)) as (flow_run, mqtt):
             system(mqtt, l1=-2000.0)
             consumer(mqtt, "pump", IsAutomatic=True, StepSize=500, Request="-5")
             consumer(mqtt, "fountain", IsAutomatic=True, StepSize=500, Request=500)
@@ -128,8 +128,13 @@ def test_a_malformed_request_is_reported_and_gets_nothing_until_fixed(
             assert "Request" in explanation(mqtt, "pump") and "-5" in explanation(mqtt, "pump")
             status = flow_run.runners["distributor"].status
             assert status.level == "warning" and "pump" in status.text, status
-            consumer(mqtt, "pump", Request=1000)
+            consumer(mqtt, "pump", Request=1000, Prioity=5)  # a typo is said once, ignored
             await eventually(lambda: allowance(mqtt, "pump") == 1000, timeout=5)
+            system(mqtt, l1=-2000.0, soc=150.0)  # out of range: no grants, and it says so
+            await eventually(lambda: allowance(mqtt, "pump") == 0, timeout=5)
+            await eventually(lambda: "invalid input: soc" in
+                             flow_run.runners["distributor"].status.text, timeout=2)
+            assert flow_run.runners["distributor"].status.level == "error"
     run(scenario())
 
 

@@ -139,6 +139,19 @@ def test_minimum_above_request_is_never_granted() -> None:
     assert result.explanations["p"] == "0 W: minimum 1500 W above request 1000 W"
 
 
+def test_a_fixed_power_device_without_steps_gets_its_minimum_only() -> None:
+    pump = auto("pump", request=800, minimum=800)  # StepSize 0: all or nothing
+    other = auto("other", request=1000, step_size=500, priority=200)
+    result = allocate(sunny(3000), [pump, other])
+    assert result.allowances == {"pump": 800, "other": 1000}
+    assert result.explanations["pump"] == ("granted 800 W: minimum, priority 100; "
+                                           "request reached")
+    partial = allocate(sunny(3000), [auto("fan", request=1500, minimum=600)])
+    assert partial.allowances == {"fan": 600}
+    assert partial.explanations["fan"].endswith("its minimum only (step size 0)")
+    assert allocate(sunny(700), [pump]).allowances == {"pump": 0}
+
+
 def test_manual_consumer_gets_zero_and_its_draw_is_house_load() -> None:
     manual = ConsumerRequest(key="m", is_automatic=False, consumption=2000, request=3000,
                              step_size=100)
