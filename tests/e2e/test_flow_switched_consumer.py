@@ -64,10 +64,13 @@ def test_both_consumers_follow_the_allowance_and_sigterm_switches_them_off(
                 runtime = RuntimeProcess(path, tmp_path)
                 await runtime.start()
                 try:
-                    await runtime.until(lambda: distributor.last(R + "heater/Priority")
-                                        == "40", 15, "the heater's request")
-                    await runtime.until(lambda: distributor.last(R + "boiler/IsHttpConsumer")
-                                        == "true", 5, "the boiler's request")
+                    # Consumption is the last field of an announcement
+                    await runtime.until(lambda: distributor.last(R + "heater/Consumption")
+                                        == "0", 15, "the heater's request")
+                    await runtime.until(lambda: distributor.last(R + "boiler/Consumption")
+                                        == "0", 5, "the boiler's request")
+                    assert distributor.last(R + "heater/Priority") == "40"
+                    assert distributor.last(R + "boiler/IsHttpConsumer") == "true"
                     assert distributor.last(R + "boiler/StepSize") == "2000"
                     assert distributor.last(R + "heater/IsMqttConsumer") == "true"
                     distributor.broker.publish(R + "boiler/Allowance", "2000", qos=1)
