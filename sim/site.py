@@ -16,6 +16,10 @@ that ask es-ESS's distributor for power over MQTT (`scripted_consumers`): an EV 
 `PoolHeater`, 3 x 1000 W), with the priorities of the es-ESS README's example. Everything
 listens on 127.0.0.1 only. A clean stop clears the consumers' retained requests, so an
 external broker (`broker`) keeps nothing of the simulation.
+
+`flow_vars` point shipped flows at these devices: in the demo, the distributor shares
+the overhead among the two scripted consumers, the boiler (switched-consumer-http) and
+the heater (switched-consumer-mqtt); `FLOW_VARS` holds the part known before the start.
 """
 
 from __future__ import annotations
