@@ -561,8 +561,10 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
             if self._problem is not None and not self._problem.startswith("no value yet"):
                 ctx.log.info("granting again (%s)", why)
                 ctx.event("granting again")
+            why_each = "; ".join(f"{k}: {explanations.get(k, '0 W')}" for k, _ in consumers)
             text = (f"available {a.available:.0f} W, reservation {a.reservation:.0f} W, "
-                    f"assigned {a.assigned:.0f} W" + (f": {shares}" if shares else ""))
+                    f"assigned {a.assigned:.0f} W" + (f": {shares} ({why_each})"
+                                                      if shares else ""))
             bad = [k for k, e in explanations.items() if "malformed" in e]
             if bad:
                 ctx.status.warning(f"{text}; malformed: {', '.join(bad)}")

@@ -19,7 +19,8 @@ from .mqttkit import Mosquitto, client, running
 ROOT = "es-ESS/SolarOverheadDistributor"
 
 
-def flow(reservation: str = "0", cycle_s: float = 60, **extra: object) -> str:
+def flow(reservation: str = "0", cycle_s: float = 60, rerun_ms: float = 50,
+         **extra: object) -> str:
     options = "".join(f"\n            {k}: {v}" for k, v in extra.items())
     return f"""
         id: sod
@@ -41,7 +42,7 @@ def flow(reservation: str = "0", cycle_s: float = 60, **extra: object) -> str:
             type: energy.distributor
             reservation: "{reservation}"
             cycle_s: {cycle_s}
-            rerun_ms: 50
+            rerun_ms: {rerun_ms}
             fake_bms: false{options}
             to: {{out: [calc], consumers: [per-consumer], energy: [energy]}}
           - {{id: calc, type: mqtt.out, topic: "{ROOT}{{topic}}"}}
@@ -99,6 +100,7 @@ def test_the_worked_example_gives_a_1000_and_b_1000_and_explains_why(
                              "reservation" in explanation(mqtt, "B"), timeout=2)
             status = flow_run.runners["distributor"].status
             assert status.level == "ok" and "A 1000 W, B 1000 W" in status.text, status
+            assert f"B: {explanation(mqtt, 'B')}" in status.text, status
     run(scenario())
 
 
@@ -245,4 +247,25 @@ def test_energy_and_runtime_are_counted_per_consumer(
             assert total is not None and abs(float(total) - today) < 1.0
             runtime = float(mqtt.last(f"{ROOT}/Requests/heater/Energy/runtimeToday") or 0)
             assert runtime >= 1
+    run(scenario())
+
+
+def test_a_lost_broker_gives_every_allowance_zero_first_when_it_is_back(
+        own_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with site(own_mosquitto, tmp_path, flow(rerun_ms=2000)) as (flow_run, mqtt):
+            system(mqtt, l1=-3000.0)
+            consumer(mqtt, "heater", IsAutomatic=True, StepSize=1000, Request=2000)
+            await eventually(lambda: allowance(mqtt, "heater") == 2000, timeout=5)
+            distributor = flow_run.runners["distributor"]
+            own_mosquitto.stop()
+            await eventually(lambda: "not connected" in distributor.status.text, timeout=5)
+            assert distributor.status.level == "error"
+            own_mosquitto.start()  # the runtime waits >= 0.25 s before it reconnects
+            async with client(own_mosquitto, "after") as after:
+                after.listen(f"{ROOT}/Requests/heater/Allowance")
+                # the 0 waiting in the outbox goes first, then the re-run grants again
+                await eventually(lambda: after.payloads(
+                    f"{ROOT}/Requests/heater/Allowance")[:1] == ["0"], timeout=10)
+                await eventually(lambda: allowance(after, "heater") == 2000, timeout=10)
     run(scenario())
