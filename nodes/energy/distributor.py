@@ -88,6 +88,8 @@ REQUEST_FIELDS = frozenset({"IsAutomatic", "Request", "StepSize", "Minimum", "Pr
 """Fields whose change re-runs the distribution at once (Consumption waits for the cycle)."""
 FIELDS_PER_CONSUMER = 30
 """Topics one consumer may publish under Requests/<key>/ (the protocol has 24 names)."""
+SAVE_USAGE_S = 300.0
+"""Energy statistics go to the state store at most this often (and at midnight and stop)."""
 MAX_USAGE_KEYS = 100
 """Energy statistics kept for this many consumer keys (also of consumers gone a while)."""
 
@@ -167,6 +169,7 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         self._parts: dict[str, str] = {}  # bus-name part -> key
         self._ignored: set[str] = set()  # keys beyond max_consumers (reported once)
         self._usage: dict[str, Usage] = {}
+        self._usage_saved = -math.inf
         self._order = AllocationState()
         self._rerun: Timer | None = None
         self._lost_timer: Timer | None = None
@@ -198,7 +201,9 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
 
     async def stop(self) -> None:
         self._unlisten()
-        self._save_usage()
+        for known in self._known.values():
+            self._count_usage(known, known.consumer.values.get("Consumption"))
+        self._save_usage(now=True)
 
     # -- inputs -----------------------------------------------------------------------
     async def on_message(self, port: str, msg: Message) -> None:
@@ -504,8 +509,12 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
             seconds = min(now - last, self.config.expire_cycles * self.config.cycle_s)
             usage.add(float(watts), seconds, wall)
 
-    def _save_usage(self) -> None:
-        if self._usage:
+    def _save_usage(self, *, now: bool = False) -> None:
+        """Hand the statistics to the state store every SAVE_USAGE_S (it writes them to
+        flash), at midnight and at the stop; a crash loses at most that much."""
+        at = self.ctx.now()
+        if self._usage and (now or at - self._usage_saved >= SAVE_USAGE_S):
+            self._usage_saved = at
             self.ctx.state.set("usage", {k: u.to_state() for k, u in self._usage.items()})
 
     def _arm_midnight(self) -> None:
@@ -518,7 +527,7 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         for known in self._known.values():
             self._count_usage(known, known.consumer.values.get("Consumption"))
         if any([u.roll(wall) for u in self._usage.values()]):
-            self._save_usage()
+            self._save_usage(now=True)
         self._arm_midnight()
 
     # -- outputs ---------------------------------------------------------------------------
