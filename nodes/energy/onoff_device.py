@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from nodes.http.session import JsonClient
     from nodes.mqtt.broker import Broker, Subscription
 
-__all__ = ["HttpOnOff", "MqttOnOff", "extract_power", "mqtt_publish_action"]
+__all__ = ["HttpOnOff", "MqttOnOff", "extract_power"]
 
 
 def extract_power(pattern: re.Pattern[str] | None, text: str) -> float | None:
@@ -36,19 +36,6 @@ def extract_power(pattern: re.Pattern[str] | None, text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
-
-
-def mqtt_publish_action(broker: Broker, topic: str, payload: str, *, qos: int,
-                        retain: bool) -> dict[str, Any]:
-    """The guardian's action that publishes `payload` to `topic` on this broker, as
-    `mqtt.out` registers its safe payload."""
-    cfg = broker.config
-    return {"type": "mqtt.publish", "host": cfg.host, "port": broker.port,
-            "tls": broker.use_tls, "ca_file": cfg.ca_file, "insecure": cfg.insecure,
-            "username": cfg.username,
-            "password": None if cfg.password is None else cfg.password.reveal(),
-            "client_id": f"{broker.client_id}-guardian", "topic": topic,
-            "payload": payload, "qos": qos, "retain": retain}
 
 
 class HttpOnOff:
@@ -145,5 +132,5 @@ class MqttOnOff:
 
     def guardian_action(self) -> dict[str, Any]:
         cfg = self.config
-        return mqtt_publish_action(self._broker, cfg.off_topic, cfg.off_value, qos=cfg.qos,
+        return self._broker.safe_publish_action(cfg.off_topic, cfg.off_value, qos=cfg.qos,
                                    retain=False)

@@ -318,6 +318,18 @@ class Broker:
             self._client.subscribe(topic_filter, qos=entry.qos)
         return sub
 
+    def safe_publish_action(self, topic: str, payload: str, *, qos: int,
+                            retain: bool) -> dict[str, Any]:
+        """The guardian's action that publishes `payload` to `topic` on this broker, with
+        this connection's address, TLS and login (`flowengine.guardian.actions`)."""
+        cfg = self.config
+        return {"type": "mqtt.publish", "host": cfg.host, "port": self.port,
+                "tls": self.use_tls, "ca_file": cfg.ca_file, "insecure": cfg.insecure,
+                "username": cfg.username,
+                "password": None if cfg.password is None else cfg.password.reveal(),
+                "client_id": f"{self.client_id}-guardian", "topic": topic,
+                "payload": payload, "qos": qos, "retain": retain}
+
     def on_change(self, listener: Callable[[Broker], None]) -> Callable[[], None]:
         """Call `listener` whenever the connection comes up or goes down."""
         self._listeners.append(listener)

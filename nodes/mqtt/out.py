@@ -166,14 +166,10 @@ class MqttOut(Node[MqttOutConfig]):
 
     async def _guard(self, broker: Broker) -> None:
         """Register the safe publish with the guardian (once, before the first publish)."""
-        cfg, bcfg = self.config, broker.config
-        action: dict[str, JsonValue] = {
-            "type": "mqtt.publish", "host": bcfg.host, "port": broker.port,
-            "tls": broker.use_tls, "ca_file": bcfg.ca_file, "insecure": bcfg.insecure,
-            "username": bcfg.username,
-            "password": None if bcfg.password is None else bcfg.password.reveal(),
-            "client_id": f"{broker.client_id}-guardian", "topic": self._prefix,
-            "payload": cfg.safe_payload, "qos": cfg.qos, "retain": cfg.retain}
+        cfg = self.config
+        assert cfg.safe_payload is not None
+        action = broker.safe_publish_action(self._prefix, cfg.safe_payload, qos=cfg.qos,
+                                            retain=cfg.retain)
         self._guarded = await self.ctx.register_safe_action(action)
 
     async def on_message(self, port: str, msg: Message) -> None:
