@@ -48,6 +48,7 @@ BUILTIN_MODULES = (
     "nodes.energy.counter",
     "nodes.energy.distributor",
     "nodes.energy.switch",
+    "nodes.energy.setpoint",
 )
 
 
