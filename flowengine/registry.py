@@ -49,6 +49,8 @@ BUILTIN_MODULES = (
     "nodes.energy.distributor",
     "nodes.energy.switch",
     "nodes.energy.setpoint",
+    "nodes.energy.nobattoev",
+    "nodes.energy.charge_reducer",
 )
 
 
