@@ -6,11 +6,19 @@ while nothing is requested, and a failing or stopped requester leaves the defaul
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import textwrap
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from conftest import eventually, run
+from testkit.guarded import Guarded, plugin_path
+from testkit.mosquitto import Mosquitto
+from testkit.mqtt import client
+from testkit.process import RuntimeProcess
 
 from flowengine.connections import Connections
 from flowengine.testing import FlowHarness
@@ -162,4 +170,95 @@ def test_a_refused_write_is_an_error_and_tried_again(bus_address: str) -> None:
             svc.writable[SETPOINT] = 0
             await eventually(lambda: svc.values[SETPOINT] == 600.0, timeout=5)
             await eventually(lambda: h.status("a").level == "ok")
+    run(scenario())
+
+
+def requester_site(tmp_path: Path, broker: Mosquitto, *, default_w: float = 0.0) -> Path:
+    """A site whose flow requests what arrives on MQTT `test/request/<name>`."""
+    (tmp_path / "want.yaml").write_text(textwrap.dedent("""\
+        id: want
+        nodes:
+          - {id: ev, type: mqtt.in, topic: test/request/ev, payload: json, to: [ev-share]}
+          - {id: ev-share, type: energy.setpoint}
+          - {id: pv, type: mqtt.in, topic: test/request/pv, payload: json, to: [pv-share]}
+          - {id: pv-share, type: energy.setpoint}
+        """))
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        connections:
+          mqtt: {{main: {{host: {broker.host}, port: {broker.port}}}}}
+          setpoint: {{default: {{default_w: {default_w}, interval_ms: 100}}}}
+        flows: [{{file: want.yaml}}]
+        """))
+    return path
+
+
+def test_the_state_is_on_mqtt_and_sigterm_restores_the_default(
+        bus_address: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        broker = Mosquitto(tmp_path)
+        broker.start()
+        try:
+            async with settings(bus_address, 0.0) as svc, client(broker) as mqtt:
+                mqtt.listen("es-ESS/Setpoint/#")
+                runtime = RuntimeProcess(requester_site(tmp_path, broker, default_w=30),
+                                         tmp_path, env={"DBUS_SYSTEM_BUS_ADDRESS": bus_address})
+                await runtime.start()
+                await runtime.until(lambda: mqtt.broker.connected, 10, "connected")
+                await asyncio.sleep(1.0)  # started; nothing requested: nothing written
+                assert svc.writes == []
+                mqtt.broker.publish("test/request/ev", "2500", qos=1)
+                mqtt.broker.publish("test/request/pv", "-400", qos=1)
+                await runtime.until(lambda: svc.values[SETPOINT] == 2130.0, 10, "2130 W")
+                await runtime.until(lambda: mqtt.last("es-ESS/Setpoint/Setpoint") == "2130",
+                                    5, "the setpoint on MQTT")
+                assert mqtt.last("es-ESS/Setpoint/Default") == "30"
+                assert mqtt.last("es-ESS/Setpoint/Requests/want/ev-share") == "2500"
+                assert mqtt.last("es-ESS/Setpoint/Requests/want/pv-share") == "-400"
+                mqtt.broker.publish("test/request/pv", "null", qos=1)  # invalid: revoked
+                await runtime.until(lambda: svc.values[SETPOINT] == 2530.0, 10, "2530 W")
+                await runtime.until(
+                    lambda: mqtt.last("es-ESS/Setpoint/Requests/want/pv-share") == "", 5,
+                    "the revoked request emptied")
+                assert await runtime.stop() == 0, runtime.output()
+                assert svc.values[SETPOINT] == 30.0 and written(svc)[-1] == 30.0
+                assert "Traceback" not in runtime.output()
+        finally:
+            broker.stop()
+    run(scenario())
+
+
+def test_kill_9_the_guardian_restores_the_default_and_holds_nothing_without_a_request(
+        bus_address: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        broker = Mosquitto(tmp_path)
+        broker.start()
+        try:
+            async with settings(bus_address, 0.0) as svc, client(broker) as mqtt, Guarded(
+                    requester_site(tmp_path, broker, default_w=-50), address=bus_address,
+                    state_dir=tmp_path / "state",
+                    plugins=plugin_path(tmp_path / "plugins")) as g:
+                first = await g.runtime_pid()
+                await g.wait_for("runtime", timeout=15)
+                await asyncio.sleep(1.0)
+                assert "holding for" not in g.output  # nothing requested: nothing held
+                mqtt.broker.publish("test/request/ev", "3000", qos=1)
+                await eventually(lambda: svc.values[SETPOINT] == 2950.0, timeout=15)
+                await g.wait_for("holding for want/ev-share: D-Bus", timeout=5)
+                mqtt.broker.publish("test/request/ev", "null", qos=1)
+                await eventually(lambda: svc.values[SETPOINT] == -50.0, timeout=5)
+                released = await g.wait_for("released want/ev-share", timeout=5)
+                mqtt.broker.publish("test/request/ev", "3000", qos=1)
+                await eventually(lambda: svc.values[SETPOINT] == 2950.0, timeout=5)
+                await g.wait_for("holding for want/ev-share: D-Bus", timeout=5,
+                                 after=released)
+                os.kill(first, signal.SIGKILL)
+                killed = time.monotonic()
+                await eventually(lambda: svc.values[SETPOINT] == -50.0, timeout=5)
+                assert time.monotonic() - killed < 5
+                await g.wait_for("want/ev-share: applied D-Bus")
+                await g.runtime_pid(other_than=first, timeout=10)
+                assert await g.stop() == 0
+        finally:
+            broker.stop()
     run(scenario())
