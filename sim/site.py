@@ -38,6 +38,7 @@ from sim.devices.mqtt_sensor import MqttSensor
 from sim.devices.scripted_consumer import ScriptedConsumer
 from sim.driver import ModelDriver
 from sim.model import EnergyModel, ModelParams
+from sim.profiles import PvProfile
 from sim.venus import SimVenus
 
 __all__ = ["FLOW_VARS", "SimSite", "SiteOptions", "describe_consumer", "parse_broker"]
@@ -91,6 +92,10 @@ def describe_consumer(consumer: ScriptedConsumer) -> str:
     mode = "automatic" if c.automatic else "manual"
     return (f"{c.key}, {c.custom_name} (scripted, {mode}, {c.prefix}/...): {power}{steps}, "
             f"priority {c.priority}{shift}; draws {c.draw_w:.0f} W")
+
+
+def _peak_kw(profile: PvProfile | None) -> str:
+    return f"{0.0 if profile is None else profile.peak_w / 1000:g}"
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -225,8 +230,7 @@ class SimSite:
             f"  MQTT      {broker}",
             f"  model     seed {p.seed}, day at {p.time_scale:g}x speed from "
             f"{p.start_hour:05.2f} h, battery {p.capacity_wh / 1000:g} kWh at "
-            f"{p.initial_soc:g} %, PV {p.pv_ac.peak_w / 1000:g} kW AC + "
-            f"{p.pv_dc.peak_w / 1000:g} kW DC",
+            f"{p.initial_soc:g} %, PV {_peak_kw(p.pv_ac)} kW AC + {_peak_kw(p.pv_dc)} kW DC",
         ]
         lines += [f"  device    {name}: {where}" for name, (_, where) in self.devices.items()]
         lines += [f"  consumer  {describe_consumer(c)}" for c in self.consumers.values()]

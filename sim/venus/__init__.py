@@ -10,12 +10,15 @@
 | com.victronenergy.battery.ttyS7 | a battery monitor (instance 512) |
 | com.victronenergy.vebus.ttyS4 | the Multiplus (instance 276) |
 | com.victronenergy.hub4 | hub4control (ESS state) |
+| com.victronenergy.evcharger.sim_ev | an EV charging station on AC-out (instance 40) |
 
 Each service has a bus connection of its own and owns its name, as the real
 processes do; settings comes first, as on a GX. Every model step (and every
 `refresh` after a setting or load change) updates all services; the changes of one
 step go out as one ItemsChanged per service. `/Relay/<n>/State` on system is
-writable (0 or 1), as on a GX.
+writable (0 or 1), as on a GX. `venus.evcharger` (sim.venus.evcharger) has the controls
+a test needs: plug_in, charge(power_w), stop, unplug (`evcharger=None`: no charger);
+`model.lose_grid()` is a grid failure.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Self
 from flowengine.model import JsonValue
 from nodes.dbus.presets import Writable
 from sim.model import EnergyModel, Snapshot
+from sim.venus.evcharger import EVCHARGER, SimEvCharger
 from sim.venus.paths import (
     BATTERY_INSTANCE,
     BATTERY_UNITS,
@@ -42,7 +46,8 @@ from sim.venus.paths import (
 from sim.venus.settings import SETTINGS, SETTINGS_INTERFACE, settings_service
 from sim.venus.tree import SimService
 
-__all__ = ["SETTINGS", "SETTINGS_INTERFACE", "SimService", "SimVenus"]
+__all__ = ["EVCHARGER", "SETTINGS", "SETTINGS_INTERFACE", "SimEvCharger", "SimService",
+           "SimVenus"]
 
 SYSTEM = "com.victronenergy.system"
 HUB4 = "com.victronenergy.hub4"
@@ -53,7 +58,8 @@ class SimVenus:
 
     def __init__(self, model: EnergyModel, *, address: str, relays: int = 2,
                  battery_name: str = "com.victronenergy.battery.ttyS7",
-                 vebus_name: str = "com.victronenergy.vebus.ttyS4") -> None:
+                 vebus_name: str = "com.victronenergy.vebus.ttyS4",
+                 evcharger: str | None = EVCHARGER) -> None:
         self.model = model
         self.address = address
         self.relays: dict[int, int] = dict.fromkeys(range(relays), 0)
@@ -83,6 +89,7 @@ class SimVenus:
                            "/Hub4/DisableFeedIn": 0})
         self.hub4.update(mandatory(process="dbus-hub4control", instance=0, product_id=0,
                                    product_name="Hub-4 control", connection="local"))
+        self.evcharger = None if evcharger is None else SimEvCharger(model, name=evcharger)
         self._stop_following: Callable[[], None] | None = None
         self._started: list[SimService] = []
         self._follow(model.snapshot)
@@ -90,7 +97,8 @@ class SimVenus:
     @property
     def services(self) -> list[SimService]:
         """Every service, in start order."""
-        return [self.settings, self.system, self.battery, self.vebus, self.hub4]
+        extra = [] if self.evcharger is None else [self.evcharger]
+        return [self.settings, self.system, self.battery, self.vebus, self.hub4, *extra]
 
     def _relay_written(self, path: str, value: JsonValue) -> int:
         number = int(path.split("/")[2])
@@ -102,6 +110,8 @@ class SimVenus:
         self.battery.update(battery_values(self.model, s))
         self.vebus.update(vebus_values(s))
         self.hub4.update(hub4_values(s))
+        if self.evcharger is not None:
+            self.evcharger.follow(s)
 
     async def start(self) -> None:
         try:

@@ -6,7 +6,11 @@ Multiplus on VE.Bus and hub4control. Signs as on Venus OS: grid + = import,
 battery + = charging. Powers are rounded to 0.1 W, voltages to 0.01 V.
 
 The house load sits on the Multiplus's AC output; AC PV sits where
-`ModelParams.pv_ac_position` says.
+`ModelParams.pv_ac_position` says. Where systemcalc has nothing to sum it leaves a
+path invalid (None), not 0: the PV positions without a PV inverter (`/Ac/PvOnGenset`
+etc. and their `/NumberOfPhases`), `/Dc/Pv/Power` without an MPPT, and, with the grid
+lost (the Multiplus's `/Ac/ActiveIn/ActiveInput` 240), `/Ac/ActiveIn/NumberOfPhases` and
+`/Ac/Grid/*` (there is no grid meter; `/Ac/ActiveIn/Source` is 240).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = [
 ]
 
 PHASES = (1, 2, 3)
+PV_POSITIONS = {"PvOnGrid": "grid", "PvOnOutput": "output", "PvOnGenset": "genset"}
 BATTERY_INSTANCE = 512
 VEBUS_INSTANCE = 276
 PROCESS_VERSION = "sim"
@@ -74,28 +79,34 @@ def system_values(s: Snapshot, relays: Mapping[int, int], *,
         "/Dc/Battery/TimeToGo": None,
         "/Dc/Battery/State": 1 if s.battery_w > 1 else 2 if s.battery_w < -1 else 0,
         "/Control/ActiveSocLimit": round(s.min_soc, 1),
-        "/Dc/Pv/Power": _w(s.pv_dc_w),
+        "/Dc/Pv/Power": _w(s.pv_dc_w) if s.has_mppt else None,
         "/Dc/Vebus/Power": _w(s.inverter_w),
         "/Dc/System/Power": 0.0,
-        "/Ac/ActiveIn/NumberOfPhases": 3,
-        "/Ac/ActiveIn/Source": 1,
+        "/Ac/ActiveIn/NumberOfPhases": 3 if s.grid_connected else None,
+        "/Ac/ActiveIn/Source": 1 if s.grid_connected else 240,
         "/Ac/Consumption/NumberOfPhases": 3,
-        "/Ac/Grid/NumberOfPhases": 3,
         "/ActiveBatteryService": battery_service,
         "/Hub": 4,
         "/SystemType": "ESS",
     }
-    pv = {"PvOnGrid": s.pv_on("grid"), "PvOnOutput": s.pv_on("output"),
-          "PvOnGenset": s.pv_on("genset")}
+    pv = {key: s.pv_on(position) if s.has_pv_on(position) else None
+          for key, position in PV_POSITIONS.items()}
+    # without a grid meter systemcalc takes the grid from the Multiplus's active input
+    # (less PV on the grid side); with the input open there is none
+    grid: tuple[float, ...] | None = s.grid_l
+    if not s.grid_connected:
+        on_grid = pv["PvOnGrid"]
+        grid = None if on_grid is None else tuple(0.0 - w for w in on_grid)
     for i, n in enumerate(PHASES):
         out[f"/Ac/Consumption/L{n}/Power"] = _w(s.load_l[i])
         out[f"/Ac/ConsumptionOnOutput/L{n}/Power"] = _w(s.load_l[i])
         out[f"/Ac/ConsumptionOnInput/L{n}/Power"] = 0.0
-        out[f"/Ac/Grid/L{n}/Power"] = _w(s.grid_l[i])
+        out[f"/Ac/Grid/L{n}/Power"] = None if grid is None else _w(grid[i])
         for key, phases in pv.items():
-            out[f"/Ac/{key}/L{n}/Power"] = _w(phases[i])
-    for key in pv:
-        out[f"/Ac/{key}/NumberOfPhases"] = 3 if s.pv_ac_position == key[4:].lower() else None
+            out[f"/Ac/{key}/L{n}/Power"] = None if phases is None else _w(phases[i])
+    out["/Ac/Grid/NumberOfPhases"] = None if grid is None else 3
+    for key, phases in pv.items():
+        out[f"/Ac/{key}/NumberOfPhases"] = None if phases is None else 3
     for number, state in relays.items():
         out[f"/Relay/{number}/State"] = state
     return out
@@ -150,7 +161,9 @@ def vebus_values(s: Snapshot) -> dict[str, JsonValue]:
     """The Multiplus: AC-in = what it takes from its input, AC-out = the house."""
     pv_in, pv_out = s.pv_on("grid"), s.pv_on("output")
     out: dict[str, JsonValue] = {
-        "/Ac/NumberOfPhases": 3, "/Ac/ActiveIn/ActiveInput": 0, "/Ac/ActiveIn/Connected": 1,
+        "/Ac/NumberOfPhases": 3,
+        "/Ac/ActiveIn/ActiveInput": 0 if s.grid_connected else 240,  # 240: none (island)
+        "/Ac/ActiveIn/Connected": int(s.grid_connected),
         "/Dc/0/Voltage": round(s.battery_v, 2),
         "/Dc/0/Current": round(s.inverter_w / s.battery_v, 2) if s.battery_v else None,
         "/Dc/0/Power": _w(s.inverter_w),
@@ -166,9 +179,9 @@ def vebus_values(s: Snapshot) -> dict[str, JsonValue]:
         total_out += house
         out[f"/Ac/ActiveIn/L{n}/P"] = _w(into)
         out[f"/Ac/Out/L{n}/P"] = _w(house)
-        out[f"/Ac/ActiveIn/L{n}/V"] = round(s.voltage_l[i], 2)
+        out[f"/Ac/ActiveIn/L{n}/V"] = round(s.voltage_l[i], 2) if s.grid_connected else None
         out[f"/Ac/Out/L{n}/V"] = round(s.voltage_l[i], 2)
-        out[f"/Ac/ActiveIn/L{n}/F"] = round(s.frequency_hz, 2)
+        out[f"/Ac/ActiveIn/L{n}/F"] = round(s.frequency_hz, 2) if s.grid_connected else None
     out["/Ac/ActiveIn/P"] = _w(total_in)
     out["/Ac/Out/P"] = _w(total_out)
     return out
@@ -179,7 +192,7 @@ def vebus_values(s: Snapshot) -> dict[str, JsonValue]:
 def hub4_values(s: Snapshot) -> dict[str, JsonValue]:
     """hub4control: whether ESS holds the battery back."""
     return {
-        "/PvPowerLimiterActive": 0,
+        "/PvPowerLimiterActive": int(s.pv_limited_w > 0.05),
         "/Overrides/FeedInExcess": 0,
         "/Overrides/ForceCharge": 0,
         "/Overrides/Setpoint": None,

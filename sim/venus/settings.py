@@ -1,7 +1,7 @@
 """com.victronenergy.settings of the simulation: localsettings' contract, ESS settings.
 
-Writes to the ESS paths change `EnergyModel.settings` and recompute the model at
-once, as a Multiplus regulating to a new grid setpoint would within a second:
+Writes to the ESS paths change `EnergyModel.settings` and recompute the model (the
+Multiplus then reaches a new grid setpoint with its ramp, over the next steps):
 
 | path | model | note |
 | --- | --- | --- |
@@ -9,6 +9,12 @@ once, as a Multiplus regulating to a new grid setpoint would within a second:
 | /Settings/CGwacs/MaxChargePower | `max_charge_w` | W, -1 = no limit |
 | /Settings/CGwacs/MaxDischargePower | `max_discharge_w` | W, -1 = no limit |
 | /Settings/CGwacs/BatteryLife/MinimumSocLimit | `min_soc` | % |
+| /Settings/CGwacs/OvervoltageFeedIn | `dc_feed_in` | 0/1, DC-coupled PV feed-in; the site: 1 |
+| /Settings/CGwacs/MaxFeedInPower | `max_feed_in_w` | W, -1 = no limit |
+| /Settings/CGwacs/PreventFeedback | `prevent_feedback` | 0/1, 1 = no export at all |
+
+The value at the start is the model's (the simulated site's own choices); `Setting.default`
+keeps Venus OS's default for the ESS settings (setpoint 50 W, feed-in settings off or -1).
 
 Everything else follows Venus OS's localsettings (victronenergy/localsettings,
 localsettings.py), so a client that works here works on a GX:
@@ -48,6 +54,9 @@ SETPOINT = "/Settings/CGwacs/AcPowerSetPoint"
 MAX_CHARGE = "/Settings/CGwacs/MaxChargePower"
 MAX_DISCHARGE = "/Settings/CGwacs/MaxDischargePower"
 MIN_SOC = "/Settings/CGwacs/BatteryLife/MinimumSocLimit"
+DC_FEED_IN = "/Settings/CGwacs/OvervoltageFeedIn"
+MAX_FEED_IN = "/Settings/CGwacs/MaxFeedInPower"
+PREVENT_FEEDBACK = "/Settings/CGwacs/PreventFeedback"
 DEVICES = "/Settings/Devices"
 REFUSED = -1
 UNDERSCORE_PREFIX, UNKNOWN_TYPE, TYPE_DIFFERS = -2, -3, -5
@@ -95,20 +104,21 @@ class SimSettings(SimService):
         self.methods[(SETTINGS_INTERFACE, "AddSetting")] = self.add_setting
         self.methods[(SETTINGS_INTERFACE, "AddSilentSetting")] = self.add_setting
         s = model.settings
-        for path, default, kind, low, high in (
-                (SETPOINT, float(s.setpoint_w), "f", -100_000, 100_000),
-                (MAX_CHARGE, _limit(s.max_charge_w), "f", -1, 100_000),
-                (MAX_DISCHARGE, _limit(s.max_discharge_w), "f", -1, 100_000),
-                (MIN_SOC, float(s.min_soc), "f", 0, 100),
-                ("/Settings/CGwacs/BatteryLife/State", 10, "i", 0, 12),
-                ("/Settings/CGwacs/Hub4Mode", 1, "i", 1, 3),
-                ("/Settings/CGwacs/MaxFeedInPower", -1.0, "f", -1, 100_000),
-                ("/Settings/CGwacs/PreventFeedback", 0, "i", 0, 1),
-                ("/Settings/SystemSetup/BatteryService", "default", "s", None, None),
-                ("/Settings/System/TimeZone", time_zone, "s", None, None),
-                ("/Settings/Relay/Function", 2, "i", 0, 6)):
+        for path, value, default, kind, low, high in (
+                (SETPOINT, float(s.setpoint_w), 50.0, "f", -100_000, 100_000),
+                (MAX_CHARGE, _limit(s.max_charge_w), -1.0, "f", -1, 100_000),
+                (MAX_DISCHARGE, _limit(s.max_discharge_w), -1.0, "f", -1, 100_000),
+                (MIN_SOC, float(s.min_soc), 10.0, "f", 0, 100),
+                (DC_FEED_IN, int(s.dc_feed_in), 0, "i", 0, 1),
+                (MAX_FEED_IN, _limit(s.max_feed_in_w), -1.0, "f", -1, 100_000),
+                (PREVENT_FEEDBACK, int(s.prevent_feedback), 0, "i", 0, 1),
+                ("/Settings/CGwacs/BatteryLife/State", 10, 10, "i", 0, 12),
+                ("/Settings/CGwacs/Hub4Mode", 1, 1, "i", 1, 3),
+                ("/Settings/SystemSetup/BatteryService", "default", "default", "s", None, None),
+                ("/Settings/System/TimeZone", time_zone, time_zone, "s", None, None),
+                ("/Settings/Relay/Function", 2, 2, "i", 0, 6)):
             self.settings[path] = Setting(kind, default, low, high)
-            self.update({path: default})
+            self.update({path: value})
 
     # -- AddSetting ---------------------------------------------------------------------------
     def add_setting(self, object_path: str, args: list[JsonValue]) -> int:
@@ -219,6 +229,12 @@ class SimSettings(SimService):
             s.max_discharge_w = None if number < 0 else number
         elif path == MIN_SOC:
             s.min_soc = number
+        elif path == DC_FEED_IN:
+            s.dc_feed_in = bool(number)
+        elif path == MAX_FEED_IN:
+            s.max_feed_in_w = None if number < 0 else number
+        elif path == PREVENT_FEEDBACK:
+            s.prevent_feedback = bool(number)
         else:
             return
         self.model.refresh()

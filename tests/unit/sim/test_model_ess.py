@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from sim import EnergyModel, EssSettings, LoadProfile, ModelParams, PvProfile
@@ -14,10 +16,37 @@ def test_setpoint_moves_power_from_battery_to_grid() -> None:
     before = model.snapshot
     assert before.grid_w == pytest.approx(0.0, abs=1e-6)
     model.settings.setpoint_w = 800.0
-    after = model.refresh()
+    assert model.refresh().grid_w == pytest.approx(0.0, abs=1e-6)  # no time, no ramp yet
+    after = model.step(30)  # the Multiplus has reached it
+    assert after.grid_target_w == 800.0
     assert after.grid_w == pytest.approx(800.0)
-    assert after.battery_w == pytest.approx(before.battery_w + 800.0)
-    assert after.load_w == before.load_w and after.pv_w == before.pv_w
+    assert after.battery_w == pytest.approx(after.pv_w - after.load_w + 800.0)
+
+
+def test_the_multi_ramps_to_a_new_setpoint_without_overshoot() -> None:
+    model = EnergyModel(ModelParams(start_hour=8.0, load=QUIET_LOAD))  # room to charge
+    model.settings.setpoint_w = 2000.0
+    series = [model.step(0.5) for _ in range(40)]
+    targets = [s.grid_target_w for s in series]
+    assert all(a < b or a == b == 2000.0 for a, b in itertools.pairwise(targets))
+    assert max(s.grid_w for s in series) <= 2000.0 + 1e-6  # no overshoot
+    assert all(s.grid_w == pytest.approx(s.grid_target_w) for s in series)
+    assert 800.0 < series[1].grid_w < 1200.0  # after 1 s: about half way (tau 1.5 s)
+    assert series[9].grid_w == pytest.approx(2000.0, rel=0.05)  # after 5 s: within 5 %
+    assert series[-1].grid_w == pytest.approx(2000.0, abs=0.01)
+    for s in series:  # the battery takes the difference, the books balance
+        assert s.battery_w == pytest.approx(s.pv_w - s.load_w + s.grid_target_w)
+        assert s.grid_w + s.pv_w == pytest.approx(s.load_w + s.battery_w)
+
+
+def test_a_ramp_does_not_depend_on_the_step_size() -> None:
+    def target_after(dt: float, steps: int) -> float:
+        model = EnergyModel(ModelParams(start_hour=10.0))
+        model.settings.setpoint_w = -1500.0
+        for _ in range(steps):
+            model.step(dt)
+        return model.snapshot.grid_target_w
+    assert target_after(0.1, 20) == pytest.approx(target_after(1.0, 2), abs=1e-6)
 
 
 def test_negative_setpoint_discharges_the_battery_into_the_grid() -> None:
