@@ -205,8 +205,9 @@ class Arbiter:
         value = values.get(SETPOINT)
         if not self.requests or self.target is None or not isinstance(value, int | float):
             return
-        if any(abs(float(value) - mine) < 0.5 for mine in self._recent):
-            return  # our own write coming back
+        if abs(float(value) - self.target) < 0.5 or \
+                any(abs(float(value) - mine) < 0.5 for mine in self._recent):
+            return  # our own write coming back (perhaps before its reply)
         if not self._warned_external:
             self._warned_external = True
             log.warning("setpoint.%s: %s was changed to %g W by someone else while %d "
@@ -269,6 +270,7 @@ class Arbiter:
 
     async def _write(self, value: float, *, timeout_s: float, safe: bool = False) -> bool:
         link = self._require()
+        self._recent.append(float(value))  # its signal may come before the reply
         try:
             code = await link.bus.set_value(SETTINGS, SETPOINT, float(value),
                                             timeout_s=timeout_s)
@@ -291,7 +293,6 @@ class Arbiter:
             log.info("setpoint.%s: writing works again", self.name)
         self.problem = None
         self.written = float(value)
-        self._recent.append(self.written)
         self.writes += 1
         self._publish("Setpoint", self.written)
         self._notify()

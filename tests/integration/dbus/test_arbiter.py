@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import eventually, run
 from testkit.guarded import Guarded, plugin_path
 from testkit.mosquitto import Mosquitto
@@ -45,7 +46,9 @@ def harness(arbiter: Mapping[str, Any] | None = None) -> FlowHarness:
 
 
 def settings(address: str, value: float = 75.0) -> VeService:
-    return VeService(address, SETTINGS, {SETPOINT: value}, writable={SETPOINT: 0})
+    """As localsettings: an accepted write is signalled, before the reply."""
+    return VeService(address, SETTINGS, {SETPOINT: value}, writable={SETPOINT: 0},
+                     signal_writes=True)
 
 
 def written(svc: VeService) -> list[float]:
@@ -64,7 +67,7 @@ def test_nothing_is_written_while_nothing_is_requested(bus_address: str) -> None
 
 
 def test_two_requests_add_up_and_revoking_both_returns_to_the_default(
-        bus_address: str) -> None:
+        bus_address: str, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         async with settings(bus_address) as svc, harness({"default_w": 50}) as h:
             await h.send("a", "request", 700)
@@ -79,6 +82,7 @@ def test_two_requests_add_up_and_revoking_both_returns_to_the_default(
             await eventually(lambda: svc.values[SETPOINT] == 50.0)
             assert written(svc) == [750.0, 450.0, -250.0, 50.0]
     run(scenario())
+    assert "someone else" not in caplog.text  # its own writes' signals are not a change
 
 
 def test_the_default_is_the_users_setting_when_none_is_configured(bus_address: str) -> None:

@@ -36,12 +36,15 @@ class VeService:
     """A minimal velib-like service: values set by the test, optional writes."""
 
     def __init__(self, address: str, name: str, values: Mapping[str, Any], *,
-                 writable: Mapping[str, int] | None = None) -> None:
+                 writable: Mapping[str, int] | None = None,
+                 signal_writes: bool = False) -> None:
         self.address = address
         self.name = name
         self.values: dict[str, Any] = dict(values)
         self.writable = dict(writable or {})  # path -> return code for writes (0 accepts)
         self.writes: list[tuple[str, Any]] = []
+        # localsettings signals an accepted SetValue (PropertiesChanged) before it replies
+        self.signal_writes = signal_writes
         self.settings: dict[str, Any] = {}
         self.bus: MessageBus | None = None
 
@@ -104,7 +107,10 @@ class VeService:
             value = plain(msg.body[0])
             self.writes.append((path, value))
             if code == 0:
-                self.values[path] = value
+                if self.signal_writes:
+                    self.set({path: value})
+                else:
+                    self.values[path] = value
             return Message.new_method_return(msg, "i", [code])
         return None
 
