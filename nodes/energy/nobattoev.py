@@ -21,10 +21,12 @@ several chargers, the sum of them all, by `meta.service`).
 
 1. grid lost (`input_phases` invalid or 0) → revoke, warning status;
 2. `relay` set and `relay_<n>` not on (0 or invalid) → revoke;
-3. an input that had a value since the start and is now invalid → revoke, error status
-   naming it. A PV or consumption path that never had a value counts as 0: systemcalc
-   leaves /Ac/PvOnGenset etc. invalid on a site without such PV, and L2/L3 on a
-   single-phase site. `ev_power` must be valid;
+3. a consumption phase that had a value since the start and is now invalid → revoke,
+   error status naming it; one that never had a value counts as 0 (L2/L3 of a
+   single-phase site). An invalid PV path always counts as 0: systemcalc leaves
+   /Ac/PvOnGenset etc. invalid where there is no such PV, and a PV inverter that
+   leaves the bus at night gives nothing (counting it as 0 asks the grid for more,
+   never the battery). `ev_power` must be valid;
 4. consumption = L1 + L2 + L3, pv = the nine AC PV phases + DC PV. While the EV
    charges (`ev_power` > 0) and consumption >= pv, the request is
    `ev - max(0, pv - (consumption - ev))` W, that is the smaller of the EV's power and
@@ -152,7 +154,7 @@ class EnergyNoBatToEv(Node[EnergyNoBatToEvConfig]):
         if self._relay is not None and not self._relay_on:
             state = "invalid" if self._relay_on is None else "off"
             return None, "ok", f"no request: relay {self.config.relay} is {state}"
-        lost = [t for t in (*CONSUMPTION, *PV) if v[t] is None and t in self._seen]
+        lost = [t for t in CONSUMPTION if v[t] is None and t in self._seen]
         lost += [f"ev_power of {s}" if s else EV for s, p in self._ev.items() if p is None]
         if lost:
             return None, "error", f"no request: invalid input {', '.join(lost)}"

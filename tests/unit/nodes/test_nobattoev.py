@@ -124,10 +124,10 @@ def test_a_path_that_never_had_a_value_counts_as_zero(tmp_path: Path) -> None:
     run(scenario())
 
 
-@pytest.mark.parametrize(("lost", "value"),
-                         [("pv_grid_l2", 0.0), ("pv_dc", 0.0), ("consumption_l1", 8000.0)])
-def test_a_path_that_had_a_value_and_is_now_invalid_revokes(lost: str, value: float,
-                                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize(("lost", "value"), [("consumption_l1", 8000.0),
+                                             ("consumption_l2", 0.0)])
+def test_a_consumption_phase_that_had_a_value_and_is_now_invalid_revokes(
+        lost: str, value: float, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with harness(tmp_path) as h:
             await system(h, consumption=(8000.0, 0.0, 0.0), ev=7000.0)
@@ -256,3 +256,23 @@ nodes:
 
     with pytest.raises(ConfigErrors, match=r"flow\.yaml:10:\d+: .*'relay_2'"):
         plan_flow(load_flow(flow), Registry.default(plugins=False))
+
+
+@pytest.mark.parametrize(("lost", "after"), [("pv_grid_l2", 6500), ("pv_dc", 6500),
+                                             ("pv_output_l1", 5000)])
+def test_a_pv_path_that_goes_invalid_counts_as_0_not_a_revoke(lost: str, after: int,
+                                                             tmp_path: Path) -> None:
+    """A PV inverter that leaves the bus at night: the EV still charges from the grid."""
+    async def scenario() -> None:
+        async with harness(tmp_path) as h:
+            # house 1000 W + EV 7000 W; PV 1500 W AC on L2 + 1500 W DC: 2000 W of it to
+            # the EV, so 5000 W from the grid
+            await system(h, consumption=(8000.0, 0.0, 0.0), pv_grid=(0.0, 1500.0, 0.0),
+                         pv_dc=1500.0, ev=7000.0)
+            await h.send("pv_output_l1", 0.0)
+            await cycle(h)
+            assert h.values()[-1] == 5000
+            await h.send(lost, None)  # 1500 W less PV (or 0 W less): more from the grid
+            await cycle(h)
+            assert h.values()[-1] == after and h.node_status.level == "ok"
+    run(scenario())
