@@ -266,3 +266,15 @@ def test_kill_9_the_guardian_restores_the_default_and_holds_nothing_without_a_re
         finally:
             broker.stop()
     run(scenario())
+
+
+def test_removing_the_requesting_flow_returns_to_the_default(bus_address: str) -> None:
+    """A redeploy or a removal stops the flow: its requests go, the default is written."""
+    async def scenario() -> None:
+        async with settings(bus_address, 0.0) as svc, harness({"default_w": 10}) as h:
+            await h.send("a", "request", 1200)
+            await eventually(lambda: svc.values[SETPOINT] == 1210.0)
+            await h.runtime.stop_flow("features", reason="removed")
+            await eventually(lambda: svc.values[SETPOINT] == 10.0, timeout=2)
+            assert written(svc)[-1] == 10.0
+    run(scenario())
