@@ -6,9 +6,13 @@ simulated Venus OS and devices (`sim.site`), and the runtime with every shipped 
 where to watch, then once a second the site's line (time, SoC, PV, grid, battery,
 load), the solar overhead distributor's figures whenever they change (overhead
 available, battery reservation, each consumer's allowance: `[distributor]`, read from its
-MQTT topics), and under them each flow whose news changed (its problems, or what reached
-its outputs). Ctrl-C, SIGTERM or `--duration` stop it: the flows first (safe states
-applied), then the devices, the simulated Venus OS, the broker and the dbus-daemon.
+MQTT topics), the grid setpoint whenever it, the arbiter's requests or the EV change
+(`[setpoint]`: the setting on the simulated settings service, the arbiter's default and
+requests from its MQTT topics, battery power and current, the EV while it charges), and
+under them each flow whose news changed (its problems, or what reached its outputs). A
+car arrives at the simulated EV charging station one simulated hour after the start.
+Ctrl-C, SIGTERM or `--duration` stop it: the flows first (safe states applied), then
+the devices, the simulated Venus OS, the broker and the dbus-daemon.
 
 sim: only the simulated site, for developing a flow with `esess-flowctl run` in
 another shell; it prints the addresses to use.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -31,7 +36,7 @@ from flowengine.cli import check_claims, load_files
 from flowengine.connections import Connections
 from flowengine.errors import ConfigError
 from flowengine.log import configure_logging
-from flowengine.model import Message
+from flowengine.model import JsonValue, Message
 from flowengine.plan import FlowPlan
 from flowengine.registry import Registry
 from flowengine.runner import NodeRunner
@@ -39,7 +44,9 @@ from flowengine.runtime import Runtime
 from flowengine.state import StateStore
 from nodes.dbus.daemon import DaemonMissing
 from sim.overhead import OverheadWatch
+from sim.setpoint_watch import SetpointWatch
 from sim.site import FLOW_VARS, SimSite, SiteOptions, parse_broker
+from sim.venus.settings import SETPOINT
 
 __all__ = ["demo_files", "run_demo", "run_sim"]
 
@@ -59,6 +66,12 @@ def _options(args: argparse.Namespace) -> SiteOptions:
         raise SystemExit(f"--broker: {exc}") from None
     return SiteOptions(speed=args.speed, seed=args.seed, start_hour=args.start_hour,
                        broker=broker)
+
+
+def _demo_options(args: argparse.Namespace) -> SiteOptions:
+    """The demo's site: a car comes to the EV charging station an hour after the start."""
+    options = _options(args)
+    return dataclasses.replace(options, ev_start_hour=(options.start_hour + 1.0) % 24.0)
 
 
 def demo_files(repo: Path = REPO) -> list[Path]:
@@ -129,7 +142,7 @@ async def _sim(options: SiteOptions, duration: float | None, out: TextIO) -> int
 # -- demo -------------------------------------------------------------------------------------
 
 def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    options = _options(args)
+    options = _demo_options(args)
     registry = Registry.default()
     files = demo_files()
     errors = _validate(registry, files)
@@ -189,7 +202,8 @@ async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
     plans: list[FlowPlan] = []
     with _stop_on_signals(stop):
         async with SimSite(options) as site, \
-                OverheadWatch(site.broker_host, site.broker_port) as overhead:
+                OverheadWatch(site.broker_host, site.broker_port) as overhead, \
+                SetpointWatch(site.broker_host, site.broker_port) as setpoint:
             os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = site.bus_address
             plans = _plans(registry, files, site, out)
             runtime = Runtime(registry, state=StateStore(None),
@@ -205,7 +219,8 @@ async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
                     except Exception as exc:  # a flow that fails to start is reported
                         _say(out, f"flow '{plan.spec.id}' did not start: {exc}")
                 _banner(out, site, started)
-                await _live(out, site, overhead, runtime, watches, stop, duration)
+                await _live(out, site, _Watches(overhead, setpoint), runtime, watches, stop,
+                            duration)
             finally:
                 _say(out, "stopping: flows first (safe states applied) ...")
                 await runtime.stop("shutdown")
@@ -231,11 +246,38 @@ def _banner(out: TextIO, site: SimSite, plans: Sequence[FlowPlan]) -> None:
     _say(out)
 
 
-async def _live(out: TextIO, site: SimSite, overhead: OverheadWatch, runtime: Runtime,
+@dataclasses.dataclass(frozen=True)
+class _Watches:
+    overhead: OverheadWatch
+    setpoint: SetpointWatch
+
+
+def _setpoint_line(site: SimSite, watch: SetpointWatch) -> tuple[str, str] | None:
+    """(the line, what decides whether it changed: all but the battery) or None."""
+    venus = site.venus
+    if venus is None:
+        return None
+    system, ev = venus.system.values, venus.evcharger
+
+    def number(values: dict[str, JsonValue], path: str) -> float | None:
+        value = values.get(path)
+        return float(value) if isinstance(value, int | float) else None
+    setting = number(venus.settings.values, SETPOINT)
+    ev_w = number(ev.values, "/Ac/Power") if ev is not None else None
+    ev_w = ev_w if ev is not None and ev.values.get("/Status") == 2 else None
+    line = watch.line(setting_w=setting, ev_w=ev_w,
+                      battery_w=number(system, "/Dc/Battery/Power"),
+                      battery_a=number(system, "/Dc/Battery/Current"))
+    key = watch.line(setting_w=setting, ev_w=None if ev_w is None else round(ev_w, -2),
+                     battery_w=None, battery_a=None)
+    return line, key
+
+
+async def _live(out: TextIO, site: SimSite, watching: _Watches, runtime: Runtime,
                 watches: Sequence[_FlowWatch], stop: asyncio.Event,
                 duration: float | None) -> None:
-    """Once a second: the site's line, the distributor's when it changed, and under them
-    each flow whose news changed."""
+    """Once a second: the site's line, the distributor's and the setpoint's when they
+    changed, and under them each flow whose news changed."""
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
     width = max((len(w.flow_id) for w in watches), default=0) + 2
@@ -246,10 +288,14 @@ async def _live(out: TextIO, site: SimSite, overhead: OverheadWatch, runtime: Ru
             return
         await _wait(stop, 1.0 if left is None else min(1.0, left))
         _say(out, f"[site] {site.summary()}")
-        figures = overhead.line()
+        figures = watching.overhead.line()
         if figures is not None and said.get("[distributor]") != figures:
             said["[distributor]"] = figures
             _say(out, f"[distributor] {figures}")
+        setpoint = _setpoint_line(site, watching.setpoint)
+        if setpoint is not None and said.get("[setpoint]") != setpoint[1]:
+            said["[setpoint]"] = setpoint[1]
+            _say(out, f"[setpoint] {setpoint[0]}")
         for watch in watches:
             news = watch.doing(runtime)
             if said.get(watch.flow_id) != news:

@@ -10,7 +10,9 @@ dbus-daemon, the embedded MQTT broker (unless `broker` names one already running
 the model stepping in real time, the simulated Venus OS services, and the devices:
 a Shelly 3EM (Gen1) and a Shelly Pro 3EM on the grid, a Shelly PM Mini Gen3 on the
 AC PV, a Shelly 1PM (Gen1 relay) switching a 2 kW boiler, and an MQTT-switched
-3 kW heater, an MQTT outdoor thermometer, and two scripted solar overhead consumers
+3 kW heater, an MQTT outdoor thermometer, an EV charging station on the Multiplus's
+AC output (`com.victronenergy.evcharger.sim_ev`; with `ev_start_hour` a car arrives
+then and takes `ev_energy_kwh` at `ev_power_w`), and two scripted solar overhead consumers
 that ask es-ESS's distributor for power over MQTT (`scripted_consumers`): an EV charger
 (key `EV`, 1380..3680 W in 230 W steps, single phase 6..16 A) and a pool heater (key
 `PoolHeater`, 3 x 1000 W), with the priorities of the es-ESS README's example. Everything
@@ -24,6 +26,7 @@ the heater (switched-consumer-mqtt); `FLOW_VARS` holds the part known before the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from types import TracebackType
@@ -37,7 +40,7 @@ from sim.devices.mqtt_consumer import MqttConsumer
 from sim.devices.mqtt_sensor import MqttSensor
 from sim.devices.scripted_consumer import ScriptedConsumer
 from sim.driver import ModelDriver
-from sim.model import EnergyModel, ModelParams
+from sim.model import EnergyModel, ModelParams, Snapshot
 from sim.profiles import PvProfile
 from sim.venus import SimVenus
 
@@ -58,12 +61,21 @@ class SiteOptions:
     """run the scripted solar overhead consumers (EV charger, pool heater)"""
     consumer_interval_s: float = 5.0
     """real seconds between a scripted consumer's Consumption reports"""
+    ev_start_hour: float | None = None
+    """simulated hour a car arrives at the EV charging station and charges (None: never)"""
+    ev_power_w: float = 7000.0
+    ev_energy_kwh: float = 10.0
+    """what the car takes before it leaves"""
 
 
 FLOW_VARS: dict[str, dict[str, JsonValue]] = {
     "mqtt-temperature": {"custom_name": "Outdoor (simulated)", "temperature_type": 4},
     # a short cycle, so that the demo shows the distributor at work within seconds
     "solar-overhead-distributor": {"reservation": "5000 - 40 * SOC", "cycle_s": 10},
+    # the EV on the simulated charging station charges from the grid, not the battery
+    "no-bat-to-ev": {"evcharger": "com.victronenergy.evcharger.sim_ev"},
+    # the README's example: the more the battery is charged, the less current it takes
+    "charge-current-reducer": {"desired_current": "max(100 - SOC, 30)", "max_feed_in_w": 3000},
     # the boiler behind the Shelly 1PM and the MQTT heater as switched (NPC) consumers;
     # short minimum on/off times for the demo's fast day; requests repeated within a cycle.
     # The boiler may eat into the battery reservation (as the README's waterplay), so it
@@ -128,6 +140,8 @@ class SimSite:
         self.boiler: ShellyRelayGen1 | None = None
         self.consumers: dict[str, ScriptedConsumer] = {}
         """key -> scripted solar overhead consumer"""
+        self._ev_due: float | None = None
+        self._ev_done = False
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -157,6 +171,8 @@ class SimSite:
                 self.model, host=self.broker_host, port=self.broker_port, name="outdoor"))
             if self.options.scripted_consumers:
                 await self._start_consumers(stack)
+            if self.options.ev_start_hour is not None:
+                stack.callback(self.model.subscribe(self._ev_arrives))
         except BaseException:
             await stack.aclose()
             raise
@@ -177,6 +193,7 @@ class SimSite:
         }
         self.flow_vars = {flow: {**FLOW_VARS.get(flow, {}), **where.get(flow, {})}
                           for flow in sorted({*FLOW_VARS, *where})}
+        ev = f"{self.venus.evcharger.name}" if self.venus.evcharger else None
         self.devices = {
             "grid meter (Shelly 3EM, Gen1)": ("http", f"{grid.url}/status"),
             "grid meter (Shelly Pro 3EM)": ("http", f"{pro.url}/rpc/EM.GetStatus?id=0"),
@@ -188,6 +205,30 @@ class SimSite:
             "outdoor thermometer (MQTT)": ("mqtt", f"{sensor.prefix}/temperature, "
                                                    "humidity, pressure"),
         }
+        if ev is not None:
+            o = self.options
+            when = "" if o.ev_start_hour is None else (
+                f", a car from {o.ev_start_hour:05.2f} h takes {o.ev_energy_kwh:g} kWh at "
+                f"{o.ev_power_w:.0f} W")
+            self.devices["EV charging station on AC-out (D-Bus)"] = ("dbus", ev + when)
+
+    def _ev_arrives(self, snap: Snapshot) -> None:
+        """Each model step: the car comes at `ev_start_hour` and leaves when it has its
+        energy (acted on with the next loop turn, not inside the model's step)."""
+        venus, o = self.venus, self.options
+        ev = venus.evcharger if venus is not None else None
+        if ev is None or o.ev_start_hour is None:
+            return
+        if self._ev_due is None:
+            p = self.model.params
+            self._ev_due = p.start_hour * 3600.0 + \
+                ((o.ev_start_hour - p.start_hour) % 24.0) * 3600.0
+        loop = asyncio.get_running_loop()
+        if not ev.connected and not self._ev_done and snap.time_s >= self._ev_due:
+            self._ev_done = True
+            loop.call_soon(ev.charge, o.ev_power_w)
+        elif ev.connected and ev.session_kwh >= o.ev_energy_kwh:
+            loop.call_soon(ev.unplug)
 
     async def _start_consumers(self, stack: contextlib.AsyncExitStack) -> None:
         host, port = self.broker_host, self.broker_port

@@ -125,14 +125,18 @@ class SimEvCharger(SimService):
         self._apply()
         return 0
 
+    @property
+    def session_kwh(self) -> float:
+        """Energy charged since the car was plugged in (0 while none is)."""
+        return (self.load.energy_wh - self._session_wh_start) / 1000.0 if self.connected else 0.0
+
     def follow(self, s: Snapshot) -> None:
         """Show the state at snapshot `s`."""
         drawn = s.extra_w.get(self.load.name, 0.0)
         per_phase = drawn / len(self.load.phases)
         status = "charging" if drawn > 0 else "connected" if self.connected else "disconnected"
         session_s = 0.0 if self._session_start_s is None else s.time_s - self._session_start_s
-        session_kwh = (self.load.energy_wh - self._session_wh_start) / 1000.0 \
-            if self.connected else 0.0
+        session_kwh = self.session_kwh
         values: dict[str, JsonValue] = {
             "/Ac/Power": round(drawn, 1),
             "/Current": round(self.set_current_a, 2) if drawn > 0 else 0.0,

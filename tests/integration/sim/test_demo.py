@@ -116,6 +116,13 @@ def test_demo_shows_values_on_mqtt_and_exits_0_after_its_duration() -> None:
                         r"boiler \d+ W.*, EV \d+ W.*, heater \d+ W.*, PoolHeater \d+ W",
                         shares[-1]), shares[-1]
         assert any("boiler 2000 W" in line for line in shares), shares  # ignores the reservation
+        # the grid setpoint: the setting, the battery; again only when something changed
+        setpoints = [line for line in lines if line.startswith("[setpoint] setting ")]
+        assert setpoints, text
+        assert re.match(r"\[setpoint\] setting -?\d+ W  .*battery [+-]\d+ W \([+-]\d+\.\d A\)",
+                        setpoints[0]), setpoints[0]
+        assert "device    EV charging station on AC-out (D-Bus): " \
+            "com.victronenergy.evcharger.sim_ev, a car from 10.00 h" in text
         assert "nothing is left running" in text
         assert not alive(daemons[0])
         # the embedded broker went with the demo process
