@@ -39,19 +39,18 @@ the same parameters and the same calls to `step` give the same series.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from sim.ess import Flows, island, ramp, regulate
 from sim.profiles import DAY_S, LoadProfile, Phases, PvProfile, smooth_noise
+from sim.snapshot import ZERO, Snapshot, ac_current, as_phases, power_factor
 
 __all__ = [
     "EnergyModel", "EssSettings", "ExtraLoad", "ModelParams", "Snapshot", "ac_current",
     "power_factor",
 ]
-
-_ZERO: Phases = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,91 +143,6 @@ class ExtraLoad:
     @property
     def draw_w(self) -> float:
         return self.power_w if self.on else 0.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Snapshot:
-    """Every quantity after one step. Powers in W, energies in kWh, SoC in %."""
-
-    time_s: float
-    """simulated seconds since midnight of day one"""
-    hour: float
-    """time of day, 0 <= hour < 24"""
-    load_w: float
-    load_l: Phases
-    extra_w: dict[str, float]
-    """part of the load drawn by each extra load (a copy)"""
-    pv_ac_w: float
-    """AC PV produced (after limiting)"""
-    pv_ac_l: Phases
-    pv_ac_position: str | None
-    """where the AC PV inverter is ("grid", "output", "genset"); None: the site has none"""
-    pv_dc_w: float
-    """DC PV produced by the MPPTs (after limiting)"""
-    has_mppt: bool
-    pv_w: float
-    pv_limited_w: float
-    """PV held back because the site may not export it and the battery is full"""
-    battery_w: float
-    battery_v: float
-    battery_a: float
-    soc: float
-    min_soc: float
-    setpoint_w: float
-    """the ESS setpoint in the settings"""
-    grid_target_w: float
-    """what the Multiplus regulates the grid to now: ramps to `setpoint_w`"""
-    grid_connected: bool
-    """False in island mode (grid lost)"""
-    output_on: bool
-    """False while an overload in island mode has switched the AC output off"""
-    inverter_w: float
-    """AC power into the Multiplus (+ = AC to DC, charging)"""
-    inverter_l: Phases
-    grid_w: float
-    grid_l: Phases
-    voltage_l: Phases
-    grid_current_l: Phases
-    grid_pf_l: Phases
-    frequency_hz: float
-    grid_import_kwh: float
-    grid_export_kwh: float
-    grid_import_l_kwh: Phases
-    grid_export_l_kwh: Phases
-    grid_net_import_kwh: float
-    grid_net_export_kwh: float
-    pv_ac_kwh: float
-    pv_ac_l_kwh: Phases
-    pv_dc_kwh: float
-    battery_charged_kwh: float
-    battery_discharged_kwh: float
-    load_kwh: float
-
-    def pv_on(self, position: str) -> Phases:
-        """AC PV per phase at one position ("grid", "output", "genset"), as systemcalc's
-        /Ac/PvOnGrid, /Ac/PvOnOutput and /Ac/PvOnGenset show it; zeros elsewhere."""
-        return self.pv_ac_l if position == self.pv_ac_position else _ZERO
-
-    def has_pv_on(self, position: str) -> bool:
-        """Whether a PV inverter sits at `position` (systemcalc leaves the others invalid)."""
-        return position == self.pv_ac_position
-
-
-def _phases(values: Iterable[float]) -> Phases:
-    a, b, c = values
-    return (a, b, c)
-
-
-def power_factor(power_w: float) -> float:
-    """A plausible power factor: poor for small loads, negative while exporting."""
-    magnitude = 0.5 + 0.47 * min(1.0, abs(power_w) / 500.0)
-    return -magnitude if power_w < 0 else magnitude
-
-
-def ac_current(power_w: float, voltage_v: float) -> float:
-    if voltage_v <= 0:
-        return 0.0
-    return abs(power_w) / (voltage_v * abs(power_factor(power_w)))
 
 
 @dataclass
@@ -386,16 +300,16 @@ class EnergyModel:
         extra = {name: load.draw_w if output_on else 0.0 for name, load in self._loads.items()}
         load_w = sum(load_l)
         battery, pv_ac, pv_dc = flows.battery_w, flows.pv_ac_w, flows.pv_dc_w
-        pv_ac_l = _phases([pv_ac / 3.0] * 3)
+        pv_ac_l = as_phases([pv_ac / 3.0] * 3)
         inverter = battery - pv_dc
         if self._grid_connected:
-            inverter_l = _phases([inverter / 3.0] * 3)
-            grid_l = _phases(load_l[i] - pv_ac_l[i] + inverter_l[i] for i in range(3))
+            inverter_l = as_phases([inverter / 3.0] * 3)
+            grid_l = as_phases(load_l[i] - pv_ac_l[i] + inverter_l[i] for i in range(3))
         else:  # each phase of the Multiplus carries its own phase alone
-            inverter_l = _phases(pv_ac_l[i] - load_l[i] for i in range(3))
-            grid_l = _ZERO
+            inverter_l = as_phases(pv_ac_l[i] - load_l[i] for i in range(3))
+            grid_l = ZERO
         grid = sum(grid_l)
-        voltage_l = _phases(
+        voltage_l = as_phases(
             p.grid_voltage_v + 2.0 * _wobble(p.seed, f"v{i}", t) - 0.002 * grid_l[i]
             for i in range(3))
         if dt > 0:
@@ -404,7 +318,7 @@ class EnergyModel:
         c = self._counters
         return Snapshot(
             time_s=t, hour=(t % DAY_S) / 3600.0,
-            load_w=load_w, load_l=_phases(load_l), extra_w=extra,
+            load_w=load_w, load_l=as_phases(load_l), extra_w=extra,
             pv_ac_w=pv_ac, pv_ac_l=pv_ac_l,
             pv_ac_position=None if p.pv_ac is None else p.pv_ac_position,
             pv_dc_w=pv_dc, has_mppt=p.pv_dc is not None, pv_w=pv_ac + pv_dc,
@@ -414,14 +328,14 @@ class EnergyModel:
             grid_connected=self._grid_connected, output_on=output_on,
             inverter_w=inverter, inverter_l=inverter_l,
             grid_w=grid, grid_l=grid_l, voltage_l=voltage_l,
-            grid_current_l=_phases(ac_current(grid_l[i], voltage_l[i]) for i in range(3)),
-            grid_pf_l=_phases(power_factor(w) for w in grid_l),
+            grid_current_l=as_phases(ac_current(grid_l[i], voltage_l[i]) for i in range(3)),
+            grid_pf_l=as_phases(power_factor(w) for w in grid_l),
             frequency_hz=p.frequency_hz + 0.02 * _wobble(p.seed, "f", t),
             grid_import_kwh=sum(c.grid_import_l), grid_export_kwh=sum(c.grid_export_l),
-            grid_import_l_kwh=_phases(c.grid_import_l),
-            grid_export_l_kwh=_phases(c.grid_export_l),
+            grid_import_l_kwh=as_phases(c.grid_import_l),
+            grid_export_l_kwh=as_phases(c.grid_export_l),
             grid_net_import_kwh=c.net_import, grid_net_export_kwh=c.net_export,
-            pv_ac_kwh=sum(c.pv_ac_l), pv_ac_l_kwh=_phases(c.pv_ac_l), pv_dc_kwh=c.pv_dc,
+            pv_ac_kwh=sum(c.pv_ac_l), pv_ac_l_kwh=as_phases(c.pv_ac_l), pv_dc_kwh=c.pv_dc,
             battery_charged_kwh=c.charged, battery_discharged_kwh=c.discharged,
             load_kwh=c.load,
         )

@@ -178,3 +178,30 @@ def test_ac_pv_shows_at_its_position_only() -> None:
     snap = EnergyModel(ModelParams(start_hour=12.0, pv_ac_position="output")).snapshot
     assert snap.pv_on("output") == snap.pv_ac_l and snap.pv_ac_w > 0
     assert snap.pv_on("grid") == snap.pv_on("genset") == (0.0, 0.0, 0.0)
+
+
+def test_the_books_balance_through_feed_in_limits_an_ev_and_a_grid_loss() -> None:
+    model = EnergyModel(ModelParams(seed=3, start_hour=0.0, initial_soc=90.0),
+                        settings=EssSettings(setpoint_w=-800.0))
+    ev = model.add_load("ev", 7000.0, phases=(1, 2, 3))
+    supplied = used = 0.0
+    for minute in range(24 * 60):
+        hour = minute / 60
+        model.settings.dc_feed_in = not 10 <= hour < 12
+        model.settings.max_feed_in_w = 1000.0 if 12 <= hour < 14 else None
+        model.settings.prevent_feedback = 14 <= hour < 15
+        ev.on = 17 <= hour < 19
+        if hour == 18:
+            model.lose_grid()
+        if hour == 18.5:
+            model.restore_grid()
+        s = model.step(60)
+        assert s.grid_w + s.pv_w == pytest.approx(s.load_w + s.battery_w, abs=1e-6), hour
+        assert s.grid_connected == (not 18 <= hour < 18.5)
+        supplied += (s.grid_w + s.pv_w) / 60
+        used += (s.load_w + s.battery_w) / 60
+    end = model.snapshot
+    counted = end.grid_import_kwh - end.grid_export_kwh + end.pv_ac_kwh + end.pv_dc_kwh + \
+        end.battery_discharged_kwh - end.battery_charged_kwh
+    assert counted == pytest.approx(end.load_kwh, abs=1e-6)
+    assert supplied == pytest.approx(used)
