@@ -51,6 +51,8 @@ class Flows:
     """DC (MPPT) PV produced (after any limiting)"""
     limited_w: float = 0.0
     """PV held back by limiting"""
+    dc_limited_w: float = 0.0
+    """the part of it held back at the MPPTs"""
 
 
 def ramp(value: float, target: float, dt_s: float, tau_s: float) -> float:
@@ -77,7 +79,7 @@ def regulate(*, target_w: float, load_w: float, pv_ac_w: float, pv_dc_w: float,
     ac_cut = min(pv_ac_w, max(0.0, floor - grid))
     grid += ac_cut
     return Flows(battery_w=battery, grid_w=grid, pv_ac_w=pv_ac_w - ac_cut,
-                 pv_dc_w=pv_dc_w - dc_cut, limited_w=dc_cut + ac_cut)
+                 pv_dc_w=pv_dc_w - dc_cut, limited_w=dc_cut + ac_cut, dc_limited_w=dc_cut)
 
 
 def island(*, load_w: float, pv_ac_w: float, pv_dc_w: float, charge_cap_w: float,
@@ -92,4 +94,4 @@ def island(*, load_w: float, pv_ac_w: float, pv_dc_w: float, charge_cap_w: float
     dc_cut = min(pv_dc_w, excess)
     ac_cut = min(pv_ac_w, excess - dc_cut)
     return Flows(battery_w=battery, grid_w=0.0, pv_ac_w=pv_ac_w - ac_cut,
-                 pv_dc_w=pv_dc_w - dc_cut, limited_w=dc_cut + ac_cut)
+                 pv_dc_w=pv_dc_w - dc_cut, limited_w=dc_cut + ac_cut, dc_limited_w=dc_cut)

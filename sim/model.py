@@ -322,7 +322,7 @@ class EnergyModel:
             pv_ac_w=pv_ac, pv_ac_l=pv_ac_l,
             pv_ac_position=None if p.pv_ac is None else p.pv_ac_position,
             pv_dc_w=pv_dc, has_mppt=p.pv_dc is not None, pv_w=pv_ac + pv_dc,
-            pv_limited_w=flows.limited_w,
+            pv_limited_w=flows.limited_w, pv_dc_limited_w=flows.dc_limited_w,
             battery_w=battery, battery_v=voltage, battery_a=current, soc=self._soc,
             min_soc=s.min_soc, setpoint_w=s.setpoint_w, grid_target_w=self._target_w,
             grid_connected=self._grid_connected, output_on=output_on,

@@ -40,6 +40,8 @@ class Snapshot:
     pv_w: float
     pv_limited_w: float
     """PV held back because the site may not export it and the battery is full"""
+    pv_dc_limited_w: float
+    """the part of `pv_limited_w` held back at the MPPTs"""
     battery_w: float
     battery_v: float
     battery_a: float

@@ -10,6 +10,7 @@
 | com.victronenergy.battery.ttyS7 | a battery monitor (instance 512) |
 | com.victronenergy.vebus.ttyS4 | the Multiplus (instance 276) |
 | com.victronenergy.hub4 | hub4control (ESS state) |
+| com.victronenergy.solarcharger.ttyS5 | the MPPTs (instance 278; only with DC PV) |
 | com.victronenergy.evcharger.sim_ev | an EV charging station on AC-out (instance 40) |
 
 Each service has a bus connection of its own and owns its name, as the real
@@ -34,12 +35,15 @@ from sim.venus.evcharger import EVCHARGER, SimEvCharger
 from sim.venus.paths import (
     BATTERY_INSTANCE,
     BATTERY_UNITS,
+    SOLARCHARGER_INSTANCE,
+    SOLARCHARGER_UNITS,
     SYSTEM_UNITS,
     VEBUS_INSTANCE,
     VEBUS_UNITS,
     battery_values,
     hub4_values,
     mandatory,
+    solarcharger_values,
     system_values,
     vebus_values,
 )
@@ -59,6 +63,7 @@ class SimVenus:
     def __init__(self, model: EnergyModel, *, address: str, relays: int = 2,
                  battery_name: str = "com.victronenergy.battery.ttyS7",
                  vebus_name: str = "com.victronenergy.vebus.ttyS4",
+                 solarcharger_name: str = "com.victronenergy.solarcharger.ttyS5",
                  evcharger: str | None = EVCHARGER) -> None:
         self.model = model
         self.address = address
@@ -76,6 +81,12 @@ class SimVenus:
             "/Hub4/DisableCharge": Writable("integer", 0, 1),
             "/Hub4/DisableFeedIn": Writable("integer", 0, 1)})
         self.hub4 = SimService(HUB4)
+        self.solarcharger: SimService | None = None
+        if model.params.pv_dc is not None:
+            self.solarcharger = SimService(solarcharger_name, units=SOLARCHARGER_UNITS)
+            self.solarcharger.update(mandatory(
+                process="vedirect-dbus", instance=SOLARCHARGER_INSTANCE, product_id=0xFFFF,
+                product_name="SmartSolar MPPT (simulated)", connection="VE.Direct port 2"))
         self.system.update(mandatory(process="dbus-systemcalc-py", instance=0, product_id=0,
                                      product_name="System", connection="data from other "
                                      "dbus processes"))
@@ -97,7 +108,7 @@ class SimVenus:
     @property
     def services(self) -> list[SimService]:
         """Every service, in start order."""
-        extra = [] if self.evcharger is None else [self.evcharger]
+        extra = [s for s in (self.solarcharger, self.evcharger) if s is not None]
         return [self.settings, self.system, self.battery, self.vebus, self.hub4, *extra]
 
     def _relay_written(self, path: str, value: JsonValue) -> int:
@@ -110,6 +121,8 @@ class SimVenus:
         self.battery.update(battery_values(self.model, s))
         self.vebus.update(vebus_values(s))
         self.hub4.update(hub4_values(s))
+        if self.solarcharger is not None:
+            self.solarcharger.update(solarcharger_values(s))
         if self.evcharger is not None:
             self.evcharger.follow(s)
 

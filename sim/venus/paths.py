@@ -21,14 +21,15 @@ from flowengine.model import JsonValue
 from sim.model import EnergyModel, Snapshot
 
 __all__ = [
-    "BATTERY_UNITS", "SYSTEM_UNITS", "VEBUS_UNITS", "battery_values", "hub4_values",
-    "mandatory", "system_values", "vebus_values",
+    "BATTERY_UNITS", "SOLARCHARGER_UNITS", "SYSTEM_UNITS", "VEBUS_UNITS", "battery_values",
+    "hub4_values", "mandatory", "solarcharger_values", "system_values", "vebus_values",
 ]
 
 PHASES = (1, 2, 3)
 PV_POSITIONS = {"PvOnGrid": "grid", "PvOnOutput": "output", "PvOnGenset": "genset"}
 BATTERY_INSTANCE = 512
 VEBUS_INSTANCE = 276
+SOLARCHARGER_INSTANCE = 278
 PROCESS_VERSION = "sim"
 
 
@@ -185,6 +186,36 @@ def vebus_values(s: Snapshot) -> dict[str, JsonValue]:
     out["/Ac/ActiveIn/P"] = _w(total_in)
     out["/Ac/Out/P"] = _w(total_out)
     return out
+
+
+# -- com.victronenergy.solarcharger.* --------------------------------------------------
+
+SOLARCHARGER_UNITS: dict[str, str] = {
+    "/Yield/Power": "W", "/Yield/User": "kWh", "/Yield/System": "kWh", "/Dc/0/Voltage": "V",
+    "/Dc/0/Current": "A", "/Pv/V": "V", "/Pv/I": "A",
+}
+
+
+def solarcharger_values(s: Snapshot) -> dict[str, JsonValue]:
+    """The MPPTs as one charger: what systemcalc sums into /Dc/Pv/Power (V x I on its
+    battery side). /MppOperationMode 2 tracks the maximum power point, 1 is held back
+    (the site may not export it), 0 off; /State 3 bulk while it yields, 0 off."""
+    producing = s.pv_dc_w > 0.05
+    limited = s.pv_dc_limited_w > 0.05
+    pv_v = 120.0 if producing or limited else 0.0  # a string of panels near its MPP
+    return {
+        "/Yield/Power": _w(s.pv_dc_w),
+        "/Yield/User": round(s.pv_dc_kwh, 3),
+        "/Yield/System": round(s.pv_dc_kwh, 3),
+        "/Dc/0/Voltage": round(s.battery_v, 2),
+        "/Dc/0/Current": round(s.pv_dc_w / s.battery_v, 2) if s.battery_v else None,
+        "/Pv/V": pv_v,
+        "/Pv/I": round(s.pv_dc_w / pv_v, 2) if pv_v else 0.0,
+        "/State": 3 if producing else 0,
+        "/Mode": 1,
+        "/MppOperationMode": 1 if limited else 2 if producing else 0,
+        "/ErrorCode": 0,
+    }
 
 
 # -- com.victronenergy.hub4 --------------------------------------------------------------

@@ -19,6 +19,7 @@ SYSTEM = "com.victronenergy.system"
 SETTINGS = "com.victronenergy.settings"
 VEBUS = "com.victronenergy.vebus.ttyS4"
 HUB4 = "com.victronenergy.hub4"
+MPPT = "com.victronenergy.solarcharger.ttyS5"
 SETPOINT = "/Settings/CGwacs/AcPowerSetPoint"
 DC_FEED_IN = "/Settings/CGwacs/OvervoltageFeedIn"
 MAX_FEED_IN = "/Settings/CGwacs/MaxFeedInPower"
@@ -137,6 +138,8 @@ def test_max_feed_in_power_and_prevent_feedback_limit_export_and_hold_back_pv() 
             assert s.grid_w + s.pv_w == pytest.approx(s.load_w + s.battery_w)
             await eventually(lambda: venus.hub4.values.get("/PvPowerLimiterActive") == 1)
             assert await client.value(HUB4, "/PvPowerLimiterActive") == 1
+            mppt = await client.items(MPPT)
+            assert (mppt["/MppOperationMode"], mppt["/Yield/Power"]) == (1, 0.0)  # held back
             assert await client.set_value(SETTINGS, PREVENT_FEEDBACK, Variant("i", 1)) == 0
             s = model.step(1)
             assert s.grid_w == pytest.approx(0.0, abs=0.01)
@@ -213,6 +216,13 @@ def test_system_pv_paths_are_invalid_where_there_is_no_pv(position: str) -> None
                 assert items[f"/Ac/PvOn{where}/NumberOfPhases"] == (3 if there else None)
             assert items["/Dc/Pv/Power"] > 0
             assert items["/Ac/ActiveIn/NumberOfPhases"] == 3
+            # systemcalc's DC PV is the MPPTs' battery side, V x I
+            mppt = await client.items(MPPT)
+            assert mppt["/Yield/Power"] == items["/Dc/Pv/Power"]
+            assert mppt["/Dc/0/Voltage"] * mppt["/Dc/0/Current"] == \
+                pytest.approx(items["/Dc/Pv/Power"], abs=1.0)
+            assert (mppt["/MppOperationMode"], mppt["/State"]) == (2, 3)
+            assert mppt["/DeviceInstance"] == 278
             for n in (1, 2, 3):
                 assert items[f"/Ac/Consumption/L{n}/Power"] > 0
     run(scenario())
@@ -225,6 +235,7 @@ def test_a_site_without_pv_inverter_or_mppt_leaves_all_pv_paths_invalid() -> Non
                 VictronClient(address) as client:
             items = await client.items(SYSTEM)
             assert items["/Dc/Pv/Power"] is None
+            assert MPPT not in await client.names()  # no MPPT, no solarcharger service
             assert await client.text(SYSTEM, "/Dc/Pv/Power") == "---"
             for where in ("Grid", "Output", "Genset"):
                 assert [items[f"/Ac/PvOn{where}/L{n}/Power"] for n in (1, 2, 3)] == [None] * 3
