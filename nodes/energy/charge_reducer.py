@@ -23,8 +23,8 @@ second; so each cycle sees the effect of the one before), the error is
 controller moves the feed-in by `proportional_gain * (E - E_before) + integral_gain * E`,
 where `E = error * voltage` (W): a PI controller in velocity form, its integral is the
 feed-in itself. The feed-in moves at most `max_step_w` up per cycle (down without
-bound: backing off is the safe side), kept within 0 .. `max_feed_in_w`. Being clamped, the feed-in cannot wind up beyond its
-bounds. The request is `-feed_in`, whole W; never positive: it never imports to make
+bound: backing off is the safe side), kept within 0 .. `max_feed_in_w`. Being clamped,
+the feed-in cannot wind up beyond its bounds. The request is `-feed_in`, whole W; never positive: it never imports to make
 the battery charge faster. Below the desired current with no feed-in left it revokes
 (None) rather than requesting 0. Only changes go out (a revoke once; the first cycle
 after a start always sends, so a restarted node leaves nothing standing). Invalid inputs
