@@ -18,19 +18,19 @@ always <= 0, or None to revoke.
 
 **Every `interval_ms`** (default 5 s: a MultiPlus-II follows a new setpoint with a time
 constant of about 1.5 s, 95 % after 4.5 s, and the arbiter moves it by up to 1000 W a
-second; so each cycle sees the effect of the one before), the error is
-`battery_current - desired_current` (A; within `deadband_a` it counts as 0), and the
-controller moves the feed-in by `proportional_gain * (E - E_before) + integral_gain * E`,
-where `E = error * voltage` (W): a PI controller in velocity form, its integral is the
-feed-in itself. The feed-in moves at most `max_step_w` up per cycle (down without
-bound: backing off is the safe side), kept within 0 .. `max_feed_in_w`. Being clamped,
-the feed-in cannot wind up beyond its bounds. The request is `-feed_in`, whole W; never positive: it never imports to make
-the battery charge faster. Below the desired current with no feed-in left it revokes
-(None) rather than requesting 0. Only changes go out (a revoke once; the first cycle
-after a start always sends, so a restarted node leaves nothing standing). Invalid inputs
-(a voltage <= 0, a SoC beyond 0..100) or a formula that fails or gives no number →
-revoke, the feed-in starts again from 0, error status; a desired current below 0 counts
-as 0.
+second; so each cycle sees the effect of the one before), the error is the battery
+current less the desired current (A; within `deadband_a` it counts as 0), and the
+controller moves the feed-in by `proportional_gain * (E - E_before) + integral_gain *
+E`, where E is the error times the voltage (W): a PI controller in velocity form, its
+integral is the feed-in itself. The feed-in moves at most `max_step_w` up per cycle
+(down without bound: backing off is the safe side), kept within 0 .. `max_feed_in_w`.
+Being clamped, the feed-in cannot wind up beyond its bounds. The request is `-feed_in`,
+whole W; never positive: it never imports to make the battery charge faster. Below the
+desired current with no feed-in left it revokes (None) rather than requesting 0. Only
+changes go out (a revoke once; the first cycle after a start always sends, so a
+restarted node leaves nothing standing). Invalid inputs (a voltage <= 0, a SoC beyond
+0..100) or a formula that fails or gives no number → revoke, the feed-in starts again
+from 0, error status; a desired current below 0 counts as 0.
 
 **Measured** on the plant `battery_current = (dc_pv - load - feed_in) / voltage`
 (tests/unit/nodes/test_charge_reducer.py; defaults proportional 0.15, integral 0.5,
