@@ -12,14 +12,10 @@ anything (a calculation or an allowance), there is no line.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Self
 
-from nodes.mqtt.broker import Broker, MqttBrokerConfig
 from sim.devices.scripted_consumer import ROOT
+from sim.topic_watch import TopicWatch, payload_number
 
 __all__ = ["OverheadWatch", "format_overhead"]
 
@@ -45,29 +41,15 @@ def format_overhead(*, available: float | None, reservation: float | None,
             + (", ".join(shares) or "none yet"))
 
 
-def _number(payload: bytes) -> float | None:
-    try:
-        value = float(payload.decode(errors="replace").strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-class OverheadWatch:
+class OverheadWatch(TopicWatch):
     """The distributor's latest figures on one broker; see the module docstring."""
 
     def __init__(self, host: str, port: int, *, root: str = ROOT) -> None:
-        self.root = root
+        super().__init__("overhead", host, port, root=root)
         self.available: float | None = None
         self.reservation: float | None = None
         self.allowances: dict[str, float | None] = {}
         self.consumptions: dict[str, float | None] = {}
-        self.heard = False
-        """whether the distributor has said anything yet"""
-        self._broker = Broker("demo-overhead", MqttBrokerConfig(
-            host=host, port=port, status_topic=None,
-            client_id=f"esess-demo-overhead-{os.getpid()}"))
-        self._broker.subscribe(f"{root}/#", self._message)
 
     def line(self) -> str | None:
         if not self.heard:
@@ -75,29 +57,21 @@ class OverheadWatch:
         return format_overhead(available=self.available, reservation=self.reservation,
                                allowances=self.allowances, consumptions=self.consumptions)
 
-    def _message(self, topic: str, payload: bytes, retained: bool) -> None:
-        name = topic.removeprefix(f"{self.root}/")
+    def _message(self, name: str, payload: bytes) -> None:
         if name == "Calculations/OverheadAvailable":
-            self.available, self.heard = _number(payload), True
+            self.available, self.heard = payload_number(payload), True
         elif name == "Calculations/Battery/Reservation":
-            self.reservation, self.heard = _number(payload), True
+            self.reservation, self.heard = payload_number(payload), True
         else:
             parts = name.split("/")
             if len(parts) != 3 or parts[0] != "Requests":
                 return
             key, what = parts[1], parts[2]
             if what == "Allowance":
-                self.allowances[key], self.heard = _number(payload), True
+                self.allowances[key], self.heard = payload_number(payload), True
             elif what == "Consumption":
                 if not payload:  # a consumer that left cleared its topics
                     self.consumptions.pop(key, None)
                 else:
-                    self.consumptions[key] = _number(payload)
+                    self.consumptions[key] = payload_number(payload)
 
-    async def __aenter__(self) -> Self:
-        await self._broker.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self._broker.close()

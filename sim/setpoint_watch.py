@@ -15,13 +15,9 @@ has said anything, the line has no arbiter part.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Self
 
-from nodes.mqtt.broker import Broker, MqttBrokerConfig
+from sim.topic_watch import TopicWatch, payload_number
 
 __all__ = ["ROOT", "SetpointWatch", "format_setpoint"]
 
@@ -54,28 +50,14 @@ def format_setpoint(*, setting_w: float | None, battery_w: float | None,
     return "  ".join(parts)
 
 
-def _number(payload: bytes) -> float | None:
-    try:
-        value = float(payload.decode(errors="replace").strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-class SetpointWatch:
+class SetpointWatch(TopicWatch):
     """The arbiter's latest state on one broker; see the module docstring."""
 
     def __init__(self, host: str, port: int, *, root: str = ROOT) -> None:
-        self.root = root
+        super().__init__("setpoint", host, port, root=root)
         self.setpoint: float | None = None
         self.default: float | None = None
         self.requests: dict[str, float | None] = {}
-        self.heard = False
-        """whether the arbiter has said anything yet"""
-        self._broker = Broker("demo-setpoint", MqttBrokerConfig(
-            host=host, port=port, status_topic=None,
-            client_id=f"esess-demo-setpoint-{os.getpid()}"))
-        self._broker.subscribe(f"{root}/#", self._message)
 
     def line(self, *, setting_w: float | None, battery_w: float | None,
              battery_a: float | None, ev_w: float | None = None) -> str:
@@ -83,23 +65,15 @@ class SetpointWatch:
                                ev_w=ev_w, arbiter_w=self.setpoint, default_w=self.default,
                                requests=self.requests if self.heard else None)
 
-    def _message(self, topic: str, payload: bytes, retained: bool) -> None:
-        name = topic.removeprefix(f"{self.root}/")
+    def _message(self, name: str, payload: bytes) -> None:
         if name == "Setpoint":
-            self.setpoint, self.heard = _number(payload), True
+            self.setpoint, self.heard = payload_number(payload), True
         elif name == "Default":
-            self.default, self.heard = _number(payload), True
+            self.default, self.heard = payload_number(payload), True
         elif name.startswith("Requests/") and name.count("/") == 2:
             requester = name.removeprefix("Requests/")
             if not payload:  # revoked
                 self.requests.pop(requester, None)
             else:
-                self.requests[requester], self.heard = _number(payload), True
+                self.requests[requester], self.heard = payload_number(payload), True
 
-    async def __aenter__(self) -> Self:
-        await self._broker.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self._broker.close()

@@ -51,10 +51,9 @@ import math
 from dataclasses import dataclass
 
 from flowengine.context import NodeContext
-from flowengine.errors import ConfigError
 from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, node_type, option
-from nodes.logic.expression import EvaluationError, Expression, ExpressionError, suggest
+from nodes.logic.expression import EvaluationError, soc_formula
 
 __all__ = ["EnergyChargeReducer", "EnergyChargeReducerConfig", "FeedInController"]
 
@@ -142,16 +141,8 @@ class EnergyChargeReducer(Node[EnergyChargeReducerConfig]):
 
     def __init__(self, config: EnergyChargeReducerConfig, spec: NodeSpec) -> None:
         super().__init__(config, spec)
-        mark = self.mark_of("desired_current")
-        try:
-            self._formula = Expression(config.desired_current)
-        except ExpressionError as exc:
-            raise ConfigError(f"desired_current: {exc}", mark=mark, hint=exc.hint) from None
-        for name in self._formula.names:
-            if name != "SOC":
-                raise ConfigError(f"desired_current: unknown name '{name}'", mark=mark,
-                                  hint=suggest(name, ["SOC"]) or "the formula's one name "
-                                  "is SOC, the battery's state of charge in %")
+        self._formula = soc_formula(config.desired_current, option="desired_current",
+                                    mark=self.mark_of("desired_current"))
         self.controller = FeedInController(
             proportional_gain=config.proportional_gain, integral_gain=config.integral_gain,
             max_step_w=config.max_step_w, max_feed_in_w=config.max_feed_in_w,

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from flowengine.errors import ConfigError, FlowEngineError
+from flowengine.errors import FlowEngineError
 from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, node_type, option
 from nodes.energy.allocation import (
@@ -74,7 +74,7 @@ from nodes.energy.requests import (
     split_topic,
 )
 from nodes.energy.usage import Usage, next_local_midnight
-from nodes.logic.expression import EvaluationError, Expression, ExpressionError, suggest
+from nodes.logic.expression import EvaluationError, soc_formula
 
 if TYPE_CHECKING:
     from flowengine.context import NodeContext, Timer
@@ -152,16 +152,8 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
 
     def __init__(self, config: EnergyDistributorConfig, spec: NodeSpec) -> None:
         super().__init__(config, spec)
-        mark = self.mark_of("reservation")
-        try:
-            self._formula = Expression(config.reservation)
-        except ExpressionError as exc:
-            raise ConfigError(f"reservation: {exc}", mark=mark, hint=exc.hint) from None
-        for name in self._formula.names:
-            if name != "SOC":
-                raise ConfigError(f"reservation: unknown name '{name}'", mark=mark,
-                                  hint=suggest(name, ["SOC"]) or "the formula's one name "
-                                  "is SOC, the battery's state of charge in %")
+        self._formula = soc_formula(config.reservation, option="reservation",
+                                    mark=self.mark_of("reservation"))
         self._system: dict[str, float | None] = dict.fromkeys(SYSTEM_TOPICS)
         self._seen_phase = {"grid_l1": False, "grid_l2": False, "grid_l3": False}
         self._waiting = True  # no complete set of system values yet (after a start)

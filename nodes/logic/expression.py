@@ -45,7 +45,8 @@ from typing import Any
 
 from asteval import Interpreter
 
-from flowengine.model import JsonValue
+from flowengine.errors import ConfigError
+from flowengine.model import JsonValue, SourceMark
 from nodes.logic.bounded import (
     ARITY,
     BEYOND,
@@ -61,7 +62,8 @@ from nodes.logic.bounded import (
     show,
 )
 
-__all__ = ["FUNCTIONS", "EvaluationError", "Expression", "ExpressionError", "suggest"]
+__all__ = ["FUNCTIONS", "EvaluationError", "Expression", "ExpressionError", "soc_formula",
+           "suggest"]
 
 MAX_MAGNITUDE = 1e15  # a numeric result beyond this is an error
 MAX_DEPTH = 100
@@ -335,3 +337,18 @@ def _without_names(node: ast.expr, parts: list[tuple[ast.expr, Any]]) -> bool:
     return False
 
 
+
+
+def soc_formula(text: str, *, option: str, mark: SourceMark) -> Expression:
+    """A node option that is a formula in `SOC` alone (a battery reservation, a desired
+    charge current), checked: ConfigError at `mark` for anything else."""
+    try:
+        expression = Expression(text)
+    except ExpressionError as exc:
+        raise ConfigError(f"{option}: {exc}", mark=mark, hint=exc.hint) from None
+    for name in expression.names:
+        if name != "SOC":
+            raise ConfigError(f"{option}: unknown name '{name}'", mark=mark,
+                              hint=suggest(name, ["SOC"]) or "the formula's one name is "
+                              "SOC, the battery's state of charge in %")
+    return expression
