@@ -13,6 +13,7 @@ device before NTP) does not roll back; the values keep accruing to `day`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
@@ -102,14 +103,26 @@ class Usage:
         return True
 
     def add(self, watts: float, seconds: float, wall: float) -> None:
-        """Roll by `wall` (the end of the interval), then add `watts` for `seconds`.
+        """Add `watts` for the `seconds` up to `wall`, each part to its own local day.
 
+        An interval across a local midnight is split there: the part before it counts
+        for the day it belongs to (which becomes yesterday), the rest for the new day.
         Energy goes to today and total; runtime too, when `watts` > 0. Negative or
         non-finite watts or seconds (or an energy that overflows) add nothing.
         """
-        self.roll(wall)
         if not (_good(watts) and _good(seconds)):
+            self.roll(wall)
             return
+        with contextlib.suppress(ValueError, OverflowError):
+            start = wall - seconds
+            midnight = next_local_midnight(start)
+            if midnight <= wall and local_date(start).isoformat() >= self.day:
+                self._add(watts, midnight - start, start)
+                seconds, start = wall - midnight, midnight
+        self._add(watts, seconds, wall)
+
+    def _add(self, watts: float, seconds: float, wall: float) -> None:
+        self.roll(wall)
         energy = watts * seconds / 3600
         if not math.isfinite(energy):
             return

@@ -109,6 +109,22 @@ def test_local_midnight_rolls_today_into_yesterday(berlin: None) -> None:
     assert u.runtime_total_s == 3660.0
 
 
+def test_an_interval_across_midnight_is_split_between_the_two_days(berlin: None) -> None:
+    usage = Usage.new(at(2026, 12, 1, 23, 0))
+    usage.add(1000.0, 3600.0, at(2026, 12, 2, 0, 30))  # 23:30 .. 00:30 at 1 kW
+    assert usage.day == "2026-12-02"
+    assert usage.energy_yesterday_wh == pytest.approx(500.0)
+    assert usage.energy_today_wh == pytest.approx(500.0)
+    assert usage.runtime_yesterday_s == pytest.approx(1800.0)
+    assert usage.energy_total_wh == pytest.approx(1000.0)
+
+
+def test_an_interval_that_ends_at_midnight_belongs_to_its_day(berlin: None) -> None:
+    usage = Usage.new(at(2026, 12, 1, 22, 0))
+    usage.add(1000.0, 3600.0, at(2026, 12, 2, 0, 0))  # 23:00 .. 00:00
+    assert (usage.energy_yesterday_wh, usage.energy_today_wh) == (1000.0, 0.0)
+
+
 def test_the_day_follows_local_time_not_utc(berlin: None) -> None:
     u = Usage(day="2026-12-01", energy_today_wh=7.0)
     # 23:30 UTC on Dec 1 is already Dec 2 in Berlin (the original rolled at UTC midnight)
