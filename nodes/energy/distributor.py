@@ -51,20 +51,20 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from flowengine.errors import FlowEngineError
 from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, node_type, option
 from nodes.energy.allocation import (
-    MAX_W,
     Allocation,
     AllocationInputs,
     AllocationState,
     ConsumerRequest,
     allocate,
 )
+from nodes.energy.calculations import calculations, reservation_monitor
+from nodes.energy.consumer_children import Children, Tracked
 from nodes.energy.requests import (
     FIELDS,
     PUBLISHED,
@@ -73,7 +73,8 @@ from nodes.energy.requests import (
     bus_name_part,
     split_topic,
 )
-from nodes.energy.usage import Usage, next_local_midnight
+from nodes.energy.system_inputs import TOPICS, SystemInputs
+from nodes.energy.usage import UsageBook, next_local_midnight
 from nodes.logic.expression import EvaluationError, soc_formula
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EnergyDistributor", "EnergyDistributorConfig"]
 
-SYSTEM_TOPICS = ("grid_l1", "grid_l2", "grid_l3", "battery_power", "soc")
+SYSTEM_TOPICS = frozenset(TOPICS)
 REQUEST_FIELDS = frozenset({"IsAutomatic", "Request", "StepSize", "Minimum", "Priority",
                             "PriorityShift", "IgnoreBatReservation"})
 """Fields whose change re-runs the distribution at once (Consumption waits for the cycle)."""
@@ -123,21 +124,6 @@ class EnergyDistributorConfig:
                                 default=32, minimum=1, maximum=200)
 
 
-@dataclass
-class _Known:
-    """A consumer and what this node made for it."""
-
-    consumer: Consumer
-    part: str  # its key as a bus-name element and child id
-    allowance_child: bool = False
-    bms: int | None = None  # the instance its fake BMS was made with
-    allowance: float = 0.0
-    reported: str | None = None  # the malformed text last reported
-    unknown: set[str] = field(default_factory=set)  # unknown names reported
-    usage_at: float | None = None  # monotonic time consumption was last counted to
-    drawing: float = 0.0
-
-
 @node_type("energy.distributor", config=EnergyDistributorConfig)
 class EnergyDistributor(Node[EnergyDistributorConfig]):
     """Share the solar overhead among consumers by priority; explain and fail safe."""
@@ -154,13 +140,11 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         super().__init__(config, spec)
         self._formula = soc_formula(config.reservation, option="reservation",
                                     mark=self.mark_of("reservation"))
-        self._system: dict[str, float | None] = dict.fromkeys(SYSTEM_TOPICS)
-        self._seen_phase = {"grid_l1": False, "grid_l2": False, "grid_l3": False}
-        self._waiting = True  # no complete set of system values yet (after a start)
-        self._known: dict[str, _Known] = {}
+        self._system = SystemInputs(config.phases)
+        self._known: dict[str, Tracked] = {}
         self._parts: dict[str, str] = {}  # bus-name part -> key
         self._ignored: set[str] = set()  # keys beyond max_consumers (reported once)
-        self._usage: dict[str, Usage] = {}
+        self._usage = UsageBook(MAX_USAGE_KEYS)
         self._usage_saved = -math.inf
         self._order = AllocationState()
         self._rerun: Timer | None = None
@@ -179,11 +163,8 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         order = state.get("order")
         if isinstance(order, list) and all(isinstance(k, str) for k in order):
             self._order = AllocationState(tuple(order))
-        usage = state.get("usage")
-        if isinstance(usage, dict):
-            wall = ctx.clock.wall()
-            for key, data in list(usage.items())[:MAX_USAGE_KEYS]:
-                self._usage[str(key)] = Usage.from_state(data, wall)
+        self._usage.load(state.get("usage"), ctx.clock.wall())
+        self._children = Children(ctx, root=self.config.root, broker=self.config.broker)
         broker: Broker = await ctx.connections.get("mqtt", self.config.broker)
         self._broker = broker
         self._unlisten = broker.on_change(self._broker_changed)
@@ -202,7 +183,7 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         if port == "child":
             return  # a fake BMS renamed from the GUI: the next update sets our name again
         topic = msg.topic
-        if topic in self._system:
+        if topic in SYSTEM_TOPICS:
             self._system_value(topic, msg.value)
             return
         split = split_topic(topic, self.config.root)
@@ -216,15 +197,8 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         self._request(key, name, text.strip())
 
     def _system_value(self, topic: str, value: JsonValue) -> None:
-        number = float(value) if isinstance(value, int | float) and \
-            not isinstance(value, bool) and math.isfinite(value) else None
-        if number is not None and not (0 <= number <= 100 if topic == "soc" else
-                                       abs(number) <= MAX_W):
-            number = None  # a SoC of 150 %, 5 MW: a fault, not a reading
-        self._system[topic] = number
-        if number is not None and topic in self._seen_phase:
-            self._seen_phase[topic] = True
-        if self._input_problem() is None:
+        self._system.set(topic, value)
+        if self._system.problem() is None:
             if self._lost_timer is not None:
                 self._lost_timer.cancel()
                 self._lost_timer = None
@@ -234,7 +208,7 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
 
     async def _inputs_lost(self) -> None:
         self._lost_timer = None
-        if self._input_problem() is not None:
+        if self._system.problem() is not None:
             await self._cycle("inputs lost")
 
     def _request(self, key: str, name: str, text: str) -> None:
@@ -256,7 +230,7 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
                     ctx.log.warning("consumer '%s' ignored: its bus name %s is the one of "
                                     "'%s'", key, part, self._parts[part])
                 return
-            known = self._known[key] = _Known(Consumer(key, ctx.now(), ctx.now(), {}, {}), part)
+            known = self._known[key] = Tracked(Consumer(key, ctx.now(), ctx.now(), {}, {}), part)
             self._parts[part] = key
             ctx.event(f"consumer '{key}' joined")
             self._schedule_rerun()
@@ -279,14 +253,14 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
             ctx.log.warning("consumer '%s': %s; ignored", key, consumer.errors[name])
         if name == "Consumption":
             self._count_usage(known, before)
-            self._update_bms(known)
+            self._children.update_bms(known)
         elif changed:
-            self._update_bms(known)
+            self._children.update_bms(known)
             if name in REQUEST_FIELDS or name in consumer.errors:
                 self._schedule_rerun()
         self._report(known)
 
-    def _report(self, known: _Known) -> None:
+    def _report(self, known: Tracked) -> None:
         """Say once when a consumer's request becomes malformed or is fixed."""
         bad = known.consumer.malformed
         if bad == known.reported:
@@ -351,32 +325,27 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
             if self._known.get(key) is not known:
                 continue  # gone meanwhile
             watts = allocation.allowances.get(key, 0.0)
-            await self._allow(known, watts)
+            await self._children.allow(known, watts)
             self._count_usage(known, known.consumer.values.get("Consumption"))
             ctx.emit(key, stamp, port="consumers")
             ctx.emit(f"{key}/Explanation", explanations.get(key, "0 W"), port="consumers")
-            usage = self._usage.get(key)
+            usage = self._usage.usage.get(key)
             if usage is not None:
                 for name, value in usage.topics().items():
                     ctx.emit(f"{key}/Energy/{name}", value, port="energy")
             if self.config.fake_bms:
-                await self._ensure_bms(known)
+                await self._children.ensure_bms(known)
         self._save_usage()
         self._publish(allocation, inputs, problem, wall, stamp)
         self._show(allocation, problem, consumers, explanations, why)
 
     def _inputs(self) -> tuple[AllocationInputs, str | None]:
         """This cycle's inputs, with the reservation; or why there are none."""
-        problem = self._input_problem()
-        s = self._system
-        phases = {}
-        for topic in ("grid_l1", "grid_l2", "grid_l3"):
-            present = self._present(topic)
-            phases[topic] = s[topic] if s[topic] is not None else (math.nan if present else None)
+        problem = self._system.problem()
         reservation: float | None = None
         if problem is None:
             try:
-                result = self._formula.evaluate({"SOC": s["soc"]})
+                result = self._formula.evaluate({"SOC": self._system.values["soc"]})
             except EvaluationError as exc:
                 problem = f"reservation formula failed: {exc}"
             else:
@@ -384,44 +353,7 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
                     problem = f"reservation formula gave {result!r}, not a number"
                 else:
                     reservation = max(0.0, float(round(result)))
-        inputs = AllocationInputs(grid_l1=phases["grid_l1"], grid_l2=phases["grid_l2"],
-                                  grid_l3=phases["grid_l3"], battery_power=s["battery_power"],
-                                  battery_soc=s["soc"], reservation=reservation)
-        return inputs, problem
-
-    def _present(self, topic: str) -> bool:
-        phases = self.config.phases
-        if phases == "auto":
-            return topic == "grid_l1" or self._seen_phase[topic]
-        return topic == "grid_l1" or phases == 3
-
-    def _input_problem(self) -> str | None:
-        s = self._system
-        missing = [t for t in ("grid_l1", "grid_l2", "grid_l3") if s[t] is None and
-                   self._present(t)]
-        missing += [t for t in ("battery_power", "soc") if s[t] is None]
-        if missing:
-            return f"{'no value yet' if self._waiting else 'invalid input'}: " \
-                f"{', '.join(missing)}"
-        self._waiting = False
-        return None
-
-    async def _allow(self, known: _Known, watts: float) -> None:
-        key = known.consumer.key
-        if not known.allowance_child:
-            topic = f"{self.config.root}/Requests/{key}/Allowance"
-            try:
-                await self.ctx.spawn(f"allowance-{known.part}", "mqtt.out", {
-                    "topic": topic.replace("{", "{{").replace("}", "}}"),
-                    "broker": self.config.broker, "qos": 1, "retain": False,
-                    "safe_payload": "0"})
-            except FlowEngineError as exc:
-                self.ctx.log.error("consumer '%s': no allowance publisher: %s", key, exc)
-                return
-            known.allowance_child = True
-        known.allowance = watts
-        value: JsonValue = int(watts) if watts == int(watts) else round(watts, 1)
-        self.ctx.send(f"allowance-{known.part}", self.ctx.message("allowance", value))
+        return self._system.allocation_inputs(reservation), problem
 
     async def _expire(self, now: float) -> None:
         limit = self.config.expire_cycles * self.config.cycle_s
@@ -443,58 +375,16 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         self._count_usage(known, known.consumer.values.get("Consumption"))
         self.ctx.log.warning("consumer '%s' dropped: %s; allowance 0", key, why)
         self.ctx.event(f"consumer '{key}' dropped: {why}", logging.WARNING)
-        if known.allowance_child:
-            await self.ctx.remove(f"allowance-{known.part}")  # its safe state publishes 0
-        if known.bms is not None:
-            await self.ctx.remove(f"bms-{known.part}")
+        await self._children.remove(known)  # the allowance publisher's safe state: 0
         self._schedule_rerun()
 
-    # -- fake BMS -----------------------------------------------------------------------
-    async def _ensure_bms(self, known: _Known) -> None:
-        instance = known.consumer.vrm_instance
-        if instance == known.bms:
-            return
-        child = f"bms-{known.part}"
-        if known.bms is not None:
-            await self.ctx.remove(child)
-            known.bms = None
-        if instance is None:
-            return
-        try:
-            await self.ctx.spawn(child, "dbus.service", {
-                "preset": "battery", "name": f"esESS_SolarOverheadConsumer_{known.part}",
-                "device_instance": instance, "product_name": "es-ESS SolarOverheadConsumer",
-                "custom_name": known.consumer.bms_name(), "mgmt_connection": "MQTT",
-                "values": {"/Dc/0/Voltage": 0, "/Dc/0/Current": 0}})
-        except (FlowEngineError, OSError) as exc:
-            self.ctx.log.warning("consumer '%s': no fake BMS: %s", known.consumer.key, exc)
-            return
-        known.bms = instance
-        self._update_bms(known)
-
-    def _update_bms(self, known: _Known) -> None:
-        if known.bms is None:
-            return
-        c, child, ctx = known.consumer, f"bms-{known.part}", self.ctx
-        consumption = c.values.get("Consumption")
-        ctx.send(child, ctx.message("/Soc", c.bms_soc()))
-        ctx.send(child, ctx.message("/Dc/0/Power", consumption if consumption is not None
-                                    else 0.0))
-        ctx.send(child, ctx.message("/CustomName", c.bms_name()))
-
     # -- energy statistics ----------------------------------------------------------------
-    def _count_usage(self, known: _Known, watts: JsonValue) -> None:
+    def _count_usage(self, known: Tracked, watts: JsonValue) -> None:
         """Count `watts` (what it drew until now) since the last count."""
         now, wall = self.ctx.now(), self.ctx.clock.wall()
-        key = known.consumer.key
-        usage = self._usage.get(key)
+        usage = self._usage.entry(known.consumer.key, wall, self._known)
         if usage is None:
-            if len(self._usage) >= MAX_USAGE_KEYS:
-                oldest = next(iter(k for k in self._usage if k not in self._known), None)
-                if oldest is None:
-                    return
-                del self._usage[oldest]
-            usage = self._usage[key] = Usage.new(wall)
+            return
         last, known.usage_at = known.usage_at, now
         if last is not None and isinstance(watts, int | float):
             # a gap longer than the expiry is not counted (nothing was heard meanwhile)
@@ -505,9 +395,9 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         """Hand the statistics to the state store every SAVE_USAGE_S (it writes them to
         flash), at midnight and at the stop; a crash loses at most that much."""
         at = self.ctx.now()
-        if self._usage and (now or at - self._usage_saved >= SAVE_USAGE_S):
+        if self._usage.usage and (now or at - self._usage_saved >= SAVE_USAGE_S):
             self._usage_saved = at
-            self.ctx.state.set("usage", {k: u.to_state() for k, u in self._usage.items()})
+            self.ctx.state.set("usage", self._usage.to_state())
 
     def _arm_midnight(self) -> None:
         wall = self.ctx.clock.wall()
@@ -518,35 +408,19 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         wall = self.ctx.clock.wall()
         for known in self._known.values():
             self._count_usage(known, known.consumer.values.get("Consumption"))
-        if any([u.roll(wall) for u in self._usage.values()]):
+        if self._usage.roll(wall):
             self._save_usage(now=True)
         self._arm_midnight()
 
     # -- outputs ---------------------------------------------------------------------------
     def _publish(self, a: Allocation, inputs: AllocationInputs, problem: str | None,
                  wall: float, stamp: str) -> None:
-        emit, ok = self.ctx.emit, problem is None
-        emit("/Calculations/Grid/L1/Power", inputs.grid_l1 if ok else None)
-        emit("/Calculations/Grid/L2/Power", _finite(inputs.grid_l2))
-        emit("/Calculations/Grid/L3/Power", _finite(inputs.grid_l3))
-        emit("/Calculations/Grid/TotalFeedIn", round(a.feed_in, 1) if ok else None)
-        emit("/Calculations/Battery/Power", inputs.battery_power)
-        emit("/Calculations/Battery/Soc", inputs.battery_soc)
-        emit("/Calculations/Battery/Reservation", a.reservation if ok else None)
-        emit("/Calculations/OverheadAvailable", round(a.available, 1))
-        emit("/Calculations/OverheadAssigned", round(a.assigned, 1))
-        emit("/Calculations/OverheadRemaining", round(a.remaining, 1))
-        emit("/Calculations/Problem", problem or "")
-        emit("/LastUpdateTime", int(wall))
-        emit("/LastUpdateDateTime", stamp)
-        reservation, power = a.reservation, inputs.battery_power or 0.0
-        soc = min(100.0, power / reservation * 100) if ok and reservation > 0 and power > 0 \
-            else 0.0
-        self.ctx.emit("/Soc", round(soc, 1), port="reservation")
-        self.ctx.emit("/CustomName", f"Battery Charge Reservation: {reservation:.0f}W",
-                      port="reservation")
+        for path, value in calculations(a, inputs, problem, wall=wall, stamp=stamp).items():
+            self.ctx.emit(path, value)
+        for path, value in reservation_monitor(a, inputs, problem).items():
+            self.ctx.emit(path, value, port="reservation")
 
-    def _show(self, a: Allocation, problem: str | None, consumers: list[tuple[str, _Known]],
+    def _show(self, a: Allocation, problem: str | None, consumers: list[tuple[str, Tracked]],
               explanations: dict[str, str], why: str) -> None:
         ctx = self.ctx
         shares = ", ".join(f"{k} {known.allowance:.0f} W" for k, known in consumers)
@@ -575,6 +449,3 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         for key, reason in explanations.items():
             ctx.log.debug("%s: %s", key, reason)
 
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

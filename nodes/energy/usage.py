@@ -18,12 +18,13 @@ import datetime as dt
 import math
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from typing import Self, TypeGuard
 
 from flowengine.model import JsonValue
 
-__all__ = ["Usage", "local_date", "next_local_midnight"]
+__all__ = ["Usage", "UsageBook", "local_date", "next_local_midnight"]
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TODAY = ("energy_today_wh", "runtime_today_s")
@@ -170,6 +171,40 @@ class Usage:
                 setattr(usage, name, 0.0)
         usage.roll(wall)
         return usage
+
+
+class UsageBook:
+    """The `Usage` of every consumer key, at most `max_keys` of them (kept as one state
+    value); a new key past that replaces the oldest key not in use."""
+
+    def __init__(self, max_keys: int = 100) -> None:
+        self.max_keys = max_keys
+        self.usage: dict[str, Usage] = {}
+
+    def load(self, data: JsonValue, wall: float) -> None:
+        """From `to_state()`'s output (anything else: nothing), rolled to `wall`."""
+        if isinstance(data, dict):
+            for key, value in list(data.items())[:self.max_keys]:
+                self.usage[str(key)] = Usage.from_state(value, wall)
+
+    def entry(self, key: str, wall: float, in_use: Collection[str]) -> Usage | None:
+        """`key`'s usage, new when it had none; None when every kept key is in use."""
+        usage = self.usage.get(key)
+        if usage is None:
+            if len(self.usage) >= self.max_keys:
+                oldest = next((k for k in self.usage if k not in in_use), None)
+                if oldest is None:
+                    return None
+                del self.usage[oldest]
+            usage = self.usage[key] = Usage.new(wall)
+        return usage
+
+    def roll(self, wall: float) -> bool:
+        """Roll every key to the local date of `wall`; True when any rolled."""
+        return any([u.roll(wall) for u in self.usage.values()])
+
+    def to_state(self) -> dict[str, JsonValue]:
+        return {k: u.to_state() for k, u in self.usage.items()}
 
 
 def _good(value: object) -> TypeGuard[float]:
