@@ -7,9 +7,11 @@
 | `ShellyPMMiniGen3` | Gen3 RPC, `PM1.GetStatus` | a `Meter` (default: AC PV on L1) |
 | `ShellyPlus1PM` | Gen2 RPC, `Switch.*` | a switched `ExtraLoad`, or a `Meter` |
 | `ShellyRelayGen1` | Gen1 `/relay/0?turn=` | the `ExtraLoad` it switches |
+| `WattpilotSim` | Fronius Wattpilot websocket (`/ws`) | a car it charges (an `ExtraLoad`) |
 
 Every device is an async context manager with `.url`, `.faults` (slow, hang,
-garbage, deep, answer, clear) and `go_away()` / `come_back()`.
+garbage, deep, answer, clear) and `go_away()` / `come_back()`; the Wattpilot has
+its own faults (`drop`, `silent`, `refuse_writes`, `clear`).
 """
 
 from sim.devices.faults import DEEP_BODY, GARBAGE_BODY, Fault, Faults
@@ -25,6 +27,7 @@ from sim.devices.pro3em import ShellyPro3EM
 from sim.devices.relay import ShellyRelayGen1
 from sim.devices.server import DeviceServer
 from sim.devices.shelly3em import Shelly3EMGen1
+from sim.devices.wattpilot import WattpilotSim
 
 __all__ = [
     "DEEP_BODY",
@@ -39,6 +42,7 @@ __all__ = [
     "ShellyPlus1PM",
     "ShellyPro3EM",
     "ShellyRelayGen1",
+    "WattpilotSim",
     "consumer",
     "pv_inverter",
 ]
