@@ -1,0 +1,643 @@
+"""The Fronius Wattpilot's local websocket API: the only module that imports websockets.
+
+    async with WattpilotClient("192.168.1.60", password) as wp:
+        await wp.wait_ready(timeout_s=30)
+        wp.status["car"], wp.hello.serial
+        await wp.set_value("amp", 10)
+
+Protocol facts, with their sources: docs/design/wattpilot-protocol.md. What the client
+does, by itself, for as long as it runs:
+
+- **Logs in**: `hello` -> `authRequired` -> `auth`, with the hash method the charger
+  asks for (`wattpilot_auth.choose_method`: PBKDF2, or bcrypt on a Wattpilot Flex). The
+  password hash is computed with `asyncio.to_thread` (PBKDF2 takes about a second on a
+  GX) and cached per serial and method. After an `authError` it tries the other method
+  once (a cheap safety net, not the manufacturer's rule); a refused login after that is
+  a wrong password: reported in `describe()` and logged once, and tried again only
+  every `refused_retry_s` (5 min), never every few seconds.
+- **Keeps the status**: the `fullStatus` parts are merged into `status`; the set is
+  complete at the first part with `partial: false` (or, on firmware that sends no
+  `partial`, at the first `deltaStatus`): then `ready` is true. Each `deltaStatus` is
+  merged as it comes. `on_change` listeners are called with the keys whose values
+  changed. If no full status has come `FULL_STATUS_WAIT_S` after the login, the client
+  asks for one (`requestFullStatus`).
+- **Writes one value at a time** (`set_value`): parallel writes crashed chargers. Each
+  is a `setValue` with its own requestId, a `securedMsg` signed with the HMAC when the
+  charger says `secured`; the answer is checked: `success: false` raises
+  `WattpilotRefused`, no answer in time a `DeviceError`, no connection `NotConnected`.
+- **Reconnects** with jittered backoff (`backoff_s` of the MQTT adapter) when the link
+  drops, a connect or login times out, or nothing arrives for `idle_timeout_s` (after a
+  `requestFullStatus` probe at half that time). A fresh status is merged after each
+  reconnect; requestIds start again per connection.
+- **Survives what it receives**: a frame that is not a JSON object, a message of an
+  unknown type, a frame larger than `max_frame_bytes` (the link is closed and opened
+  again) are counted in `bad_frames` and logged, never a crash.
+
+The password is a `Secret` (a plain str is wrapped): it never appears in a log line,
+an error or a repr. Every network await has a timeout; nothing blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import itertools
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
+
+from flowengine.errors import DeviceError, NotConnected, shown
+from flowengine.jsontext import JsonTextError, load_json
+from flowengine.model import JsonValue, Secret
+from nodes.devices.wattpilot_auth import (
+    HashMethod,
+    MissingBcrypt,
+    auth_response,
+    choose_method,
+    other_method,
+    password_hash,
+    secured_message,
+)
+from nodes.mqtt.broker import backoff_s
+
+__all__ = ["StatusListener", "WattpilotClient", "WattpilotHello", "WattpilotRefused"]
+
+log = logging.getLogger(__name__)
+
+FULL_STATUS_WAIT_S = 3.0  # after the login, ask for the full status if none came by then
+_STABLE_S = 30.0  # a link that lasted this long resets the reconnect backoff
+StatusListener = Callable[[frozenset[str]], None]
+"""Called with the status keys whose values changed."""
+StateListener = Callable[["WattpilotClient"], None]
+"""Called when `connected`, `authenticated` or `ready` changed."""
+_IGNORED_TYPES = frozenset({"clearInverters", "updateInverter", "clearSmips"})
+
+
+class WattpilotRefused(DeviceError):
+    """The charger answered a setValue with `success: false`."""
+
+    def __init__(self, key: str, value: JsonValue, message: str) -> None:
+        self.key, self.value, self.message = key, value, message
+        super().__init__(f"the Wattpilot refused {key} = {shown(value)}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class WattpilotHello:
+    """What the charger says about itself in `hello`."""
+
+    serial: str
+    devicetype: str
+    version: str
+    friendly_name: str
+    secured: bool
+
+    @classmethod
+    def parse(cls, message: Mapping[str, Any]) -> WattpilotHello:
+        return cls(serial=str(message.get("serial", "")),
+                   devicetype=str(message.get("devicetype", "")),
+                   version=str(message.get("version", "")),
+                   friendly_name=str(message.get("friendly_name", "")),
+                   secured=_truthy(message.get("secured")))
+
+
+def _truthy(value: object) -> bool:
+    """`secured` is a bool on some firmware and a number on others (sheet §1.2)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value > 0
+    return False
+
+
+class _LoginRefused(Exception):
+    """authError, or a login that cannot work (bcrypt missing, a serial bcrypt refuses)."""
+
+
+class _AuthError(_LoginRefused):
+    """The charger answered `auth` with `authError`."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class _Lost(Exception):
+    """The link broke or went quiet before or after the login."""
+
+
+class WattpilotClient:
+    """One Wattpilot over its local websocket; reconnects by itself."""
+
+    def __init__(self, host: str, password: Secret | str, *, port: int = 80,
+                 path: str = "/ws", name: str | None = None,
+                 connect_timeout_s: float = 5.0, login_timeout_s: float = 15.0,
+                 idle_timeout_s: float = 60.0, reconnect_min_ms: int = 1000,
+                 reconnect_max_ms: int = 60_000, refused_retry_s: float = 300.0,
+                 max_frame_bytes: int = 1 << 20) -> None:
+        if not host:
+            raise ValueError("a Wattpilot needs a host")
+        if idle_timeout_s <= 0 or connect_timeout_s <= 0 or login_timeout_s <= 0:
+            raise ValueError("timeouts must be positive")
+        if reconnect_min_ms <= 0 or reconnect_max_ms < reconnect_min_ms:
+            raise ValueError("reconnect_max_ms must be at least reconnect_min_ms (> 0)")
+        self.host, self.port = host, port
+        self.url = f"ws://{host}:{port}{path if path.startswith('/') else '/' + path}"
+        self.name = name or f"wattpilot {host}"
+        self._password = password if isinstance(password, Secret) \
+            else Secret("wattpilot", password)
+        self.connect_timeout_s, self.login_timeout_s = connect_timeout_s, login_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.reconnect_min_ms, self.reconnect_max_ms = reconnect_min_ms, reconnect_max_ms
+        self.refused_retry_s = refused_retry_s
+        self.max_frame_bytes = max_frame_bytes
+
+        self.status: dict[str, JsonValue] = {}
+        self.hello: WattpilotHello | None = None
+        self.connected = False  # the websocket is open
+        self.authenticated = False  # and logged in
+        self.ready = False  # and the full status of this connection is complete
+        self.last_error: str | None = None
+        self.login_refused = False  # the last login ended in authError (both methods)
+        self.method: HashMethod | None = None  # the hash method of the last login
+        self.attempts = 0  # connection attempts, failed ones included
+        self.logins = 0  # `auth` messages sent, refused ones included
+        self.connects = 0  # successful logins
+        self.bad_frames = 0  # frames that were not a message we understand
+        self.refused_writes = 0
+        self.next_attempt_in_s: float | None = None
+
+        self._hp: dict[tuple[str, HashMethod], str] = {}  # (serial, method) -> HP
+        self._learned: dict[str, HashMethod] = {}  # serial -> the method that worked
+        self._ws: ClientConnection | None = None
+        self._hp_now: str | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._write_lock = asyncio.Lock()
+        self._partial: dict[str, JsonValue] | None = None  # full status being merged
+        self._status_listeners: list[StatusListener] = []
+        self._state_listeners: list[StateListener] = []
+        self._ready_event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._last_frame = 0.0
+        self._logged_in_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"WattpilotClient({self.url!r}, password='***')"
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect in the background (and keep reconnecting) until `close()`."""
+        if self._task is not None:
+            return
+        self._closing = False
+        self._task = asyncio.get_running_loop().create_task(
+            self._maintain(), name=f"{self.name}:connect")
+
+    async def close(self) -> None:
+        """Close the link (at most about a second) and stop reconnecting."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await _close_quietly(ws)
+        self._down("closed")
+
+    # -- public surface ---------------------------------------------------------------
+    def on_change(self, listener: StatusListener) -> Callable[[], None]:
+        """Call `listener(changed_keys)` after every status update; returns "remove"."""
+        self._status_listeners.append(listener)
+        return lambda: self._status_listeners.remove(listener) \
+            if listener in self._status_listeners else None
+
+    def on_state(self, listener: StateListener) -> Callable[[], None]:
+        """Call `listener(client)` when connected, authenticated or ready changes."""
+        self._state_listeners.append(listener)
+        return lambda: self._state_listeners.remove(listener) \
+            if listener in self._state_listeners else None
+
+    def describe(self) -> str:
+        """A short state text for node status."""
+        where = self.hello.serial if self.hello and self.hello.serial else self.url
+        if self.ready:
+            return f"connected to {where}"
+        if self.authenticated:
+            return f"connected to {where}, waiting for its full status"
+        if self.connected:
+            return f"logging in to {where}"
+        text = f"not connected to {where}"
+        if self.last_error:
+            text += f": {self.last_error}"
+        if self.next_attempt_in_s is not None and self.next_attempt_in_s >= 60:
+            text += f"; next try in {self.next_attempt_in_s / 60:.0f} min"
+        return text
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Return once logged in with a complete status; NotConnected after timeout."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready_event.wait()
+        except TimeoutError:
+            raise NotConnected(f"{self.name}: {self.describe()}") from None
+
+    async def set_value(self, key: str, value: JsonValue, *,
+                        timeout_s: float = 5.0) -> JsonValue:
+        """Write one status key; the value the charger then reports for it.
+
+        One write at a time (later callers wait their turn). NotConnected without a
+        login; WattpilotRefused when the charger says no; DeviceError when it does not
+        answer within `timeout_s` (the link is then probably dead, and reconnects).
+        """
+        async with self._write_lock:
+            ws, hp, hello = self._ws, self._hp_now, self.hello
+            if ws is None or not self.authenticated or hp is None or hello is None:
+                raise NotConnected(f"{self.name}: {self.describe()}")
+            request_id = next(self._ids)
+            inner = {"type": "setValue", "requestId": request_id, "key": key,
+                     "value": value}
+            frame = secured_message(inner, hp, request_id) if hello.secured else inner
+            reply_future = asyncio.get_running_loop().create_future()
+            self._waiting[request_id] = reply_future
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await ws.send(json.dumps(frame))
+                    reply = await reply_future
+            except TimeoutError:
+                raise DeviceError(f"{self.name}: no answer to setValue {key} within "
+                                  f"{timeout_s:g} s") from None
+            except ConnectionClosed:
+                raise NotConnected(f"{self.name}: connection lost while writing "
+                                   f"{key}") from None
+            finally:
+                self._waiting.pop(request_id, None)
+        if reply.get("success") is not True:
+            self.refused_writes += 1
+            message = str(reply.get("message") or "no reason given")[:200]
+            log.warning("%s: refused %s = %s: %s", self.name, key, shown(value), message)
+            raise WattpilotRefused(key, value, message)
+        status = reply.get("status")
+        if isinstance(status, dict):
+            self._merge(status)
+            return status.get(key, value)
+        return value
+
+    async def request_full_status(self) -> None:
+        """Ask the charger for its whole status again (it comes as fullStatus parts)."""
+        ws = self._ws
+        if ws is None or not self.authenticated:
+            raise NotConnected(f"{self.name}: {self.describe()}")
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await ws.send(json.dumps({"type": "requestFullStatus"}))
+        except (TimeoutError, ConnectionClosed) as exc:
+            raise NotConnected(f"{self.name}: could not ask for the status") from exc
+
+    # -- connecting -------------------------------------------------------------------
+    async def _maintain(self) -> None:
+        attempt = 0
+        while not self._closing:
+            self.attempts += 1
+            self.next_attempt_in_s = None
+            try:
+                await self._session()
+            except _LoginRefused as exc:
+                self._failed(str(exc), logging.ERROR)
+                delay = self.refused_retry_s * (0.8 + 0.2 * random.random())
+            except _Lost as exc:
+                self._failed(str(exc), logging.WARNING)
+                delay = backoff_s(attempt, self.reconnect_min_ms, self.reconnect_max_ms)
+                attempt += 1
+            else:  # a logged-in link ended: at once, unless it keeps ending early
+                attempt = 0 if time.monotonic() - self._logged_in_at > _STABLE_S \
+                    else attempt + 1
+                delay = backoff_s(attempt, self.reconnect_min_ms, self.reconnect_max_ms)
+            self.next_attempt_in_s = delay
+            await asyncio.sleep(delay)
+
+    def _failed(self, text: str, level: int) -> None:
+        if text != self.last_error:
+            log.log(level, "%s: %s", self.name, text)
+        else:
+            log.debug("%s: attempt %d: %s", self.name, self.attempts, text)
+        self.last_error = text
+        self._notify_state()
+
+    async def _session(self) -> None:
+        """One connection: open, log in (after an authError, once more with the other
+        hash method), then read until it ends. Returns when a logged-in link ends."""
+        tried: list[HashMethod] = []
+        while True:
+            try:
+                await self._connection(None if not tried else other_method(tried[-1]))
+                return
+            except _AuthError as exc:
+                if self.method is not None:
+                    tried.append(self.method)
+                fallback = other_method(tried[-1]) if tried else None
+                if len(tried) == 1 and fallback is not None and _can_use(fallback):
+                    log.info("%s: login with %s refused (%s); trying %s once", self.name,
+                             tried[0], exc.message, fallback)
+                    continue
+                self.login_refused = True
+                raise _LoginRefused(
+                    f"login refused (authError: {exc.message}): check the password, the "
+                    f"one set in the Wattpilot app (tried {' and '.join(tried)})"
+                    ) from None
+
+    async def _connection(self, method: HashMethod | None) -> None:
+        try:
+            ws = await connect(self.url, open_timeout=self.connect_timeout_s,
+                               close_timeout=1.0, max_size=self.max_frame_bytes,
+                               compression=None, proxy=None, user_agent_header=None)
+        except TimeoutError:
+            raise _Lost(f"no answer from {self.url} within "
+                        f"{self.connect_timeout_s:g} s") from None
+        except InvalidURI as exc:
+            raise _LoginRefused(f"cannot connect: {exc}") from None
+        except (OSError, WebSocketException) as exc:
+            raise _Lost(f"cannot connect to {self.url}: "
+                        f"{_why(exc)}") from None
+        self._ws, self.connected = ws, True
+        self._ids = itertools.count(1)
+        self._last_frame = time.monotonic()
+        self._notify_state()
+        logged_in = False
+        try:
+            async with asyncio.timeout(self.login_timeout_s):
+                await self._login(ws, method)
+            logged_in = True
+            await self._read(ws)
+        except TimeoutError:
+            raise _Lost(f"no login within {self.login_timeout_s:g} s") from None
+        except ConnectionClosed as exc:
+            if not logged_in:
+                raise _Lost(f"connection closed during the login ({_why(exc)})") from None
+            self._down(f"connection lost ({_why(exc)})")
+            log.warning("%s: connection lost (%s); reconnecting", self.name, _why(exc))
+        finally:
+            self._ws = None
+            self._down(self.last_error if logged_in else None)
+            await _close_quietly(ws)
+
+    async def _login(self, ws: ClientConnection, method: HashMethod | None) -> None:
+        hello: WattpilotHello | None = None
+        hello_raw: dict[str, Any] = {}
+        while True:
+            message = await self._receive(ws)
+            if message is None:
+                continue
+            kind = message.get("type")
+            if kind == "hello":
+                hello_raw, hello = message, WattpilotHello.parse(message)
+                self.hello = hello
+            elif kind == "authRequired" and hello is not None:
+                chosen = method or self._learned.get(hello.serial) \
+                    or choose_method(hello_raw, message)
+                hp = await self._password_hash(hello.serial, chosen)
+                token3, response = auth_response(str(message.get("token1", "")),
+                                                 str(message.get("token2", "")), hp)
+                self.method, self._hp_now = chosen, hp
+                self.logins += 1
+                await ws.send(json.dumps({"type": "auth", "token3": token3,
+                                          "hash": response}))
+            elif kind == "authSuccess" and self.method is not None:
+                self._logged_in()
+                return
+            elif kind == "authError":
+                raise _AuthError(str(message.get("message") or "no reason given")[:200])
+            elif kind in ("fullStatus", "deltaStatus") and hello is not None \
+                    and not hello.secured:
+                # a charger without `secured` may skip the login (wattpilot4j)
+                self._hp_now = ""
+                self._logged_in()
+                self._handle(message)
+                return
+            else:
+                self._bad(f"unexpected {shown(kind)} before the login")
+
+    async def _password_hash(self, serial: str, method: HashMethod) -> str:
+        cached = self._hp.get((serial, method))
+        if cached is not None:
+            return cached
+        password = self._password.reveal()
+        try:
+            hp = await asyncio.to_thread(password_hash, password, serial, method)
+        except (MissingBcrypt, ValueError) as exc:
+            raise _LoginRefused(f"cannot log in: {exc}") from None
+        self._hp[serial, method] = hp
+        return hp
+
+    def _logged_in(self) -> None:
+        self.authenticated, self.login_refused = True, False
+        self._logged_in_at = time.monotonic()
+        self.connects += 1
+        self._partial = {}
+        if self.hello is not None and self.method is not None:
+            self._learned[self.hello.serial] = self.method
+        hello = self.hello
+        again = " again" if self.connects > 1 or self.last_error else ""
+        log.info("%s: logged in%s (serial %s, %s %s, %s)", self.name, again,
+                 hello.serial if hello else "?", hello.devicetype if hello else "?",
+                 hello.version if hello else "?", self.method or "no login")
+        self.last_error = None
+        self._notify_state()
+
+    async def _read(self, ws: ClientConnection) -> None:
+        """Handle frames until the link ends or stays quiet for idle_timeout_s. Half way
+        there, a requestFullStatus probes it (a live charger answers with its status);
+        a full status that has not come FULL_STATUS_WAIT_S after the login is asked for."""
+        idle, logged_in_at = self.idle_timeout_s, time.monotonic()
+        asked = probed = False
+        while True:
+            deadlines = [self._last_frame + idle]
+            if not probed:
+                deadlines.append(self._last_frame + idle / 2)
+            if not asked and not self.ready:
+                deadlines.append(logged_in_at + FULL_STATUS_WAIT_S)
+            try:
+                async with asyncio.timeout(max(0.0, min(deadlines) - time.monotonic())):
+                    message = await self._receive(ws)
+            except TimeoutError:
+                now = time.monotonic()
+                if now - self._last_frame >= idle:
+                    self._down(f"nothing received for {idle:g} s")
+                    log.warning("%s: nothing received for %g s; reconnecting", self.name,
+                                idle)
+                    return
+                if not probed and now - self._last_frame >= idle / 2:
+                    probed = True
+                    await self._send(ws, {"type": "requestFullStatus"})
+                if not asked and not self.ready and now - logged_in_at >= FULL_STATUS_WAIT_S:
+                    asked = True
+                    log.info("%s: no full status after the login; asking for it", self.name)
+                    await self._send(ws, {"type": "requestFullStatus"})
+                continue
+            probed = False
+            if message is not None:
+                self._handle(message)
+
+    async def _send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await ws.send(json.dumps(message))
+        except TimeoutError:
+            raise _Lost(f"could not send within {self.connect_timeout_s:g} s") from None
+
+    async def _receive(self, ws: ClientConnection) -> dict[str, Any] | None:
+        """The next message; None (counted, logged) for a frame that is not one."""
+        frame = await ws.recv()
+        self._last_frame = time.monotonic()
+        if isinstance(frame, bytes):
+            self._bad(f"a binary frame of {len(frame)} bytes")
+            return None
+        try:
+            message = load_json(frame)
+        except JsonTextError as exc:
+            self._bad(f"a frame that is not JSON ({exc})")
+            return None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            self._bad(f"a frame without a message type: {shown(frame)}")
+            return None
+        return message
+
+    def _bad(self, what: str) -> None:
+        self.bad_frames += 1
+        level = logging.WARNING if self.bad_frames == 1 or self.bad_frames % 100 == 0 \
+            else logging.DEBUG
+        log.log(level, "%s: ignored %s (%d so far)", self.name, what, self.bad_frames)
+
+    # -- messages after the login -----------------------------------------------------
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        status = message.get("status")
+        if kind == "fullStatus" and isinstance(status, dict):
+            self._merge_full(status, complete=message.get("partial") is False)
+        elif kind == "deltaStatus" and isinstance(status, dict):
+            if self._partial is not None:  # firmware that sends no `partial`
+                self._merge_full(status, complete=True)
+            else:
+                self._merge(status)
+        elif kind == "response":
+            self._response(message)
+        elif kind not in _IGNORED_TYPES:
+            self._bad(f"a message of type {shown(kind)}")
+
+    def _merge_full(self, status: dict[str, Any], *, complete: bool) -> None:
+        if self._partial is None:  # a full status asked for later: merged as it comes
+            self._merge(status)
+            return
+        self._partial.update(status)
+        if not complete:
+            return
+        full, self._partial = self._partial, None
+        changed = {k for k in full if k not in self.status or self.status[k] != full[k]}
+        changed |= set(self.status) - set(full)
+        self.status.clear()  # in place: a reader holding `status` sees the new one
+        self.status.update(full)
+        self.ready = True
+        self._ready_event.set()
+        log.info("%s: full status with %d keys", self.name, len(full))
+        self._notify_state()
+        self._notify_status(frozenset(changed))
+
+    def _merge(self, status: Mapping[str, Any]) -> None:
+        current = self.status
+        changed = frozenset(k for k, v in status.items()
+                            if k not in current or current[k] != v)
+        current.update(status)
+        if changed:
+            self._notify_status(changed)
+
+    def _response(self, message: dict[str, Any]) -> None:
+        request_id = _request_number(message.get("requestId"))
+        future = self._waiting.get(request_id) if request_id is not None else None
+        if future is None:
+            log.debug("%s: response to no waiting request: %s", self.name,
+                      shown(message.get("requestId")))
+            return
+        if not future.done():
+            future.set_result(message)
+
+    # -- state changes ----------------------------------------------------------------
+    def _down(self, error: str | None) -> None:
+        was = (self.connected, self.authenticated, self.ready)
+        self.connected = self.authenticated = self.ready = False
+        self._partial = None
+        self._ready_event.clear()
+        if error is not None:
+            self.last_error = error
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(NotConnected(f"{self.name}: connection lost"))
+        if was != (False, False, False):
+            self._notify_state()
+
+    def _notify_status(self, changed: frozenset[str]) -> None:
+        for listener in list(self._status_listeners):
+            _call(listener, changed, self.name)
+
+    def _notify_state(self) -> None:
+        for listener in list(self._state_listeners):
+            _call(listener, self, self.name)
+
+
+def _call(listener: Callable[[Any], None], argument: object, name: str) -> None:
+    """Run one listener; its failure is logged with its traceback, and the link lives."""
+    try:
+        listener(argument)
+    except Exception:
+        log.exception("%s: a status listener failed", name)
+
+
+def _can_use(method: HashMethod) -> bool:
+    return method != "bcrypt" or importlib.util.find_spec("bcrypt") is not None
+
+
+def _request_number(value: object) -> int | None:
+    """A response's requestId as our number: N, "N" and "Nsm" all match N."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.removesuffix("sm")
+        if text.isascii() and text.isdigit():
+            return int(text)
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        frame = exc.rcvd or exc.sent
+        if frame is None:
+            return "no close frame"
+        return f"code {frame.code}{': ' + frame.reason if frame.reason else ''}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+async def _close_quietly(ws: ClientConnection) -> None:
+    with contextlib.suppress(OSError, TimeoutError, WebSocketException):
+        async with asyncio.timeout(1.5):
+            await ws.close()
