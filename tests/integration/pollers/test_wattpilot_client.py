@@ -36,10 +36,10 @@ def client_for(url: str, password: str = PASSWORD, **options: Any) -> WattpilotC
 @contextlib.asynccontextmanager
 async def logged_in(**sim_options: Any) -> AsyncIterator[tuple[WattpilotSim, WattpilotClient]]:
     client_options = sim_options.pop("client", {})
-    async with WattpilotSim(password=PASSWORD, serial=SERIAL, **sim_options) as sim:
-        async with client_for(sim.url, **client_options) as client:
-            await client.wait_ready(READY_S)
-            yield sim, client
+    async with WattpilotSim(password=PASSWORD, serial=SERIAL, **sim_options) as sim, \
+            client_for(sim.url, **client_options) as client:
+        await client.wait_ready(READY_S)
+        yield sim, client
 
 
 # -- login ------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def test_classic_wattpilot_logs_in_with_pbkdf2_and_merges_the_full_status() -> N
 def test_wattpilot_flex_logs_in_with_bcrypt(announce_hash: bool) -> None:
     async def scenario() -> None:
         async with logged_in(devicetype="wattpilot_flex", announce_hash=announce_hash) \
-                as (sim, client):
+                as (_sim, client):
             assert client.method == "bcrypt"
             assert client.hello is not None and client.hello.devicetype == "wattpilot_flex"
             assert client.status["sse"] == SERIAL
@@ -86,20 +86,20 @@ def test_wrong_password_is_reported_and_not_retried_soon(
     wrong = "not-the-password-123"
 
     async def scenario() -> None:
-        async with WattpilotSim(password=PASSWORD, serial=SERIAL) as sim:
-            async with client_for(sim.url, wrong) as client:
-                await eventually(lambda: client.login_refused, timeout=READY_S)
-                text = client.describe()
-                assert "login refused (authError: Wrong password)" in text
-                assert "check the password" in text and "next try in" in text
-                await asyncio.sleep(1.0)
-                # the rule's method and the other one once; then minutes of quiet
-                assert client.logins == 2 and client.attempts == 1
-                assert client.next_attempt_in_s is not None
-                assert client.next_attempt_in_s >= 0.8 * 300
-                with pytest.raises(NotConnected, match="login refused"):
-                    await client.set_value("amp", 10)
-                assert wrong not in repr(client)
+        async with WattpilotSim(password=PASSWORD, serial=SERIAL) as sim, \
+                client_for(sim.url, wrong) as client:
+            await eventually(lambda: client.login_refused, timeout=READY_S)
+            text = client.describe()
+            assert "login refused (authError: Wrong password)" in text
+            assert "check the password" in text and "next try in" in text
+            await asyncio.sleep(1.0)
+            # the rule's method and the other one once; then minutes of quiet
+            assert client.logins == 2 and client.attempts == 1
+            assert client.next_attempt_in_s is not None
+            assert client.next_attempt_in_s >= 0.8 * 300
+            with pytest.raises(NotConnected, match="login refused"):
+                await client.set_value("amp", 10)
+            assert wrong not in repr(client)
 
     with caplog.at_level(logging.DEBUG):
         run(scenario())
@@ -188,7 +188,7 @@ def test_a_silent_charger_times_out_and_the_client_reconnects() -> None:
         async with logged_in(client={"idle_timeout_s": 1.0, "login_timeout_s": 1.0},
                              idle_interval_s=0.2, interval_s=0.1) as (sim, client):
             sim.silent()
-            with pytest.raises(DeviceError, match="no answer to setValue amp within 0.3 s"):
+            with pytest.raises(DeviceError, match=r"no answer to setValue amp within 0\.3 s"):
                 await client.set_value("amp", 10, timeout_s=0.3)
             await eventually(lambda: not client.connected and client.last_error is not None
                              and "no login within" in client.last_error, timeout=10)
@@ -234,9 +234,11 @@ async def greet(ws: ServerConnection) -> None:
 def test_garbage_frames_are_counted_and_never_stop_the_client() -> None:
     async def handler(ws: ServerConnection) -> None:
         await greet(ws)
-        for frame in ["not json", b"\x00\x01", "[1, 2]", '{"no": "type"}',
-                      '{"type": "surprise"}', '{"type": "fullStatus", "status": 5}',
-                      '{"a": ' * 100 + "1" + "}" * 100, '{"x": NaN}']:
+        frames: list[str | bytes] = [
+            "not json", b"\x00\x01", "[1, 2]", '{"no": "type"}', '{"type": "surprise"}',
+            '{"type": "fullStatus", "status": 5}', '{"a": ' * 100 + "1" + "}" * 100,
+            '{"x": NaN}']
+        for frame in frames:
             await ws.send(frame)
         await ws.send(json.dumps({"type": "fullStatus", "partial": False,
                                   "status": {"amp": 6}}))
@@ -315,7 +317,7 @@ def test_writes_go_one_at_a_time_and_answers_match_by_request_id() -> None:
 
 def test_close_is_quick_and_stops_reconnecting() -> None:
     async def scenario() -> None:
-        async with logged_in() as (sim, client):
+        async with logged_in() as (_sim, client):
             pass
         assert not client.connected and client.describe().startswith("not connected")
         attempts = client.attempts
