@@ -47,8 +47,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -67,6 +66,13 @@ from nodes.devices.wattpilot_auth import (
     password_hash,
     secured_message,
 )
+from nodes.devices.wattpilot_status import (
+    StatusListener,
+    WattpilotHello,
+    WattpilotStatus,
+    call_listener,
+    request_number,
+)
 from nodes.mqtt.broker import backoff_s
 
 __all__ = ["StatusListener", "WattpilotClient", "WattpilotHello", "WattpilotRefused"]
@@ -75,8 +81,6 @@ log = logging.getLogger(__name__)
 
 FULL_STATUS_WAIT_S = 3.0  # after the login, ask for the full status if none came by then
 _STABLE_S = 30.0  # a link that lasted this long resets the reconnect backoff
-StatusListener = Callable[[frozenset[str]], None]
-"""Called with the status keys whose values changed."""
 StateListener = Callable[["WattpilotClient"], None]
 """Called when `connected`, `authenticated` or `ready` changed."""
 _IGNORED_TYPES = frozenset({"clearInverters", "updateInverter", "clearSmips"})
@@ -88,34 +92,6 @@ class WattpilotRefused(DeviceError):
     def __init__(self, key: str, value: JsonValue, message: str) -> None:
         self.key, self.value, self.message = key, value, message
         super().__init__(f"the Wattpilot refused {key} = {shown(value)}: {message}")
-
-
-@dataclass(frozen=True, slots=True)
-class WattpilotHello:
-    """What the charger says about itself in `hello`."""
-
-    serial: str
-    devicetype: str
-    version: str
-    friendly_name: str
-    secured: bool
-
-    @classmethod
-    def parse(cls, message: Mapping[str, Any]) -> WattpilotHello:
-        return cls(serial=str(message.get("serial", "")),
-                   devicetype=str(message.get("devicetype", "")),
-                   version=str(message.get("version", "")),
-                   friendly_name=str(message.get("friendly_name", "")),
-                   secured=_truthy(message.get("secured")))
-
-
-def _truthy(value: object) -> bool:
-    """`secured` is a bool on some firmware and a number on others (sheet §1.2)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return value > 0
-    return False
 
 
 class _LoginRefused(Exception):
@@ -160,11 +136,10 @@ class WattpilotClient:
         self.refused_retry_s = refused_retry_s
         self.max_frame_bytes = max_frame_bytes
 
-        self.status: dict[str, JsonValue] = {}
+        self._status = WattpilotStatus(self.name)
         self.hello: WattpilotHello | None = None
         self.connected = False  # the websocket is open
         self.authenticated = False  # and logged in
-        self.ready = False  # and the full status of this connection is complete
         self.last_error: str | None = None
         self.login_refused = False  # the last login ended in authError (both methods)
         self.method: HashMethod | None = None  # the hash method of the last login
@@ -182,14 +157,22 @@ class WattpilotClient:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._write_lock = asyncio.Lock()
-        self._partial: dict[str, JsonValue] | None = None  # full status being merged
-        self._status_listeners: list[StatusListener] = []
         self._state_listeners: list[StateListener] = []
         self._ready_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_frame = 0.0
         self._logged_in_at = 0.0
+
+    @property
+    def status(self) -> dict[str, JsonValue]:
+        """The charger's status keys (one dict, updated in place; read-only for you)."""
+        return self._status.values
+
+    @property
+    def ready(self) -> bool:
+        """Logged in, and the full status of this connection is complete."""
+        return self.authenticated and self._status.ready
 
     def __repr__(self) -> str:
         return f"WattpilotClient({self.url!r}, password='***')"
@@ -226,9 +209,7 @@ class WattpilotClient:
     # -- public surface ---------------------------------------------------------------
     def on_change(self, listener: StatusListener) -> Callable[[], None]:
         """Call `listener(changed_keys)` after every status update; returns "remove"."""
-        self._status_listeners.append(listener)
-        return lambda: self._status_listeners.remove(listener) \
-            if listener in self._status_listeners else None
+        return self._status.on_change(listener)
 
     def on_state(self, listener: StateListener) -> Callable[[], None]:
         """Call `listener(client)` when connected, authenticated or ready changes."""
@@ -297,7 +278,7 @@ class WattpilotClient:
             raise WattpilotRefused(key, value, message)
         status = reply.get("status")
         if isinstance(status, dict):
-            self._merge(status)
+            self._status.apply(status)
             return status.get(key, value)
         return value
 
@@ -451,7 +432,7 @@ class WattpilotClient:
         self.authenticated, self.login_refused = True, False
         self._logged_in_at = time.monotonic()
         self.connects += 1
-        self._partial = {}
+        self._status.expect_full()
         if self.hello is not None and self.method is not None:
             self._learned[self.hello.serial] = self.method
         hello = self.hello
@@ -530,46 +511,20 @@ class WattpilotClient:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         status = message.get("status")
-        if kind == "fullStatus" and isinstance(status, dict):
-            self._merge_full(status, complete=message.get("partial") is False)
-        elif kind == "deltaStatus" and isinstance(status, dict):
-            if self._partial is not None:  # firmware that sends no `partial`
-                self._merge_full(status, complete=True)
-            else:
-                self._merge(status)
+        if kind in ("fullStatus", "deltaStatus") and isinstance(status, dict):
+            completed = self._status.full(status, partial=message.get("partial")) \
+                if kind == "fullStatus" else self._status.delta(status)
+            if completed:
+                self._ready_event.set()
+                log.info("%s: full status with %d keys", self.name, len(self.status))
+                self._notify_state()
         elif kind == "response":
             self._response(message)
         elif kind not in _IGNORED_TYPES:
             self._bad(f"a message of type {shown(kind)}")
 
-    def _merge_full(self, status: dict[str, Any], *, complete: bool) -> None:
-        if self._partial is None:  # a full status asked for later: merged as it comes
-            self._merge(status)
-            return
-        self._partial.update(status)
-        if not complete:
-            return
-        full, self._partial = self._partial, None
-        changed = {k for k in full if k not in self.status or self.status[k] != full[k]}
-        changed |= set(self.status) - set(full)
-        self.status.clear()  # in place: a reader holding `status` sees the new one
-        self.status.update(full)
-        self.ready = True
-        self._ready_event.set()
-        log.info("%s: full status with %d keys", self.name, len(full))
-        self._notify_state()
-        self._notify_status(frozenset(changed))
-
-    def _merge(self, status: Mapping[str, Any]) -> None:
-        current = self.status
-        changed = frozenset(k for k, v in status.items()
-                            if k not in current or current[k] != v)
-        current.update(status)
-        if changed:
-            self._notify_status(changed)
-
     def _response(self, message: dict[str, Any]) -> None:
-        request_id = _request_number(message.get("requestId"))
+        request_id = request_number(message.get("requestId"))
         future = self._waiting.get(request_id) if request_id is not None else None
         if future is None:
             log.debug("%s: response to no waiting request: %s", self.name,
@@ -580,50 +535,25 @@ class WattpilotClient:
 
     # -- state changes ----------------------------------------------------------------
     def _down(self, error: str | None) -> None:
-        was = (self.connected, self.authenticated, self.ready)
-        self.connected = self.authenticated = self.ready = False
-        self._partial = None
+        was = (self.connected, self.authenticated)
+        self.connected = self.authenticated = False
+        self._status.lost()
         self._ready_event.clear()
         if error is not None:
             self.last_error = error
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(NotConnected(f"{self.name}: connection lost"))
-        if was != (False, False, False):
+        if was != (False, False):
             self._notify_state()
-
-    def _notify_status(self, changed: frozenset[str]) -> None:
-        for listener in list(self._status_listeners):
-            _call(listener, changed, self.name)
 
     def _notify_state(self) -> None:
         for listener in list(self._state_listeners):
-            _call(listener, self, self.name)
-
-
-def _call(listener: Callable[[Any], None], argument: object, name: str) -> None:
-    """Run one listener; its failure is logged with its traceback, and the link lives."""
-    try:
-        listener(argument)
-    except Exception:
-        log.exception("%s: a status listener failed", name)
+            call_listener(listener, self, self.name)
 
 
 def _can_use(method: HashMethod) -> bool:
     return method != "bcrypt" or importlib.util.find_spec("bcrypt") is not None
-
-
-def _request_number(value: object) -> int | None:
-    """A response's requestId as our number: N, "N" and "Nsm" all match N."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        text = value.removesuffix("sm")
-        if text.isascii() and text.isdigit():
-            return int(text)
-    return None
 
 
 def _why(exc: BaseException) -> str:
