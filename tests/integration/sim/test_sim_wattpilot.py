@@ -372,3 +372,61 @@ def test_only_the_ws_path_is_served() -> None:
                 async with connect(wp.url.removesuffix("/ws") + "/other"):
                     pass
     run(scenario())
+
+
+def test_a_phase_switch_while_charging_pauses_for_phase_switch_s() -> None:
+    async def scenario() -> None:
+        async with charger(phase_switch_s=30) as wp:
+            wp.plug_in(soc=10)
+            assert (wp.state.phases, wp.state.power_w) == (3, 11_040.0)
+            wp.app_set("psm", 1)
+            assert (wp.state.model_status(), wp.state.power_w, wp.state.car_state()) == (23, 0, 3)
+            wp.advance(29)
+            assert wp.state.model_status() == 23 and wp.state.session_wh == 0.0
+            wp.advance(1)
+            assert (wp.state.model_status(), wp.state.power_w) == (15, 3680.0)
+    run(scenario())
+
+
+def test_eco_mode_charges_by_itself_only_while_the_price_is_low() -> None:
+    async def scenario() -> None:
+        async with charger() as wp, logged_in(wp) as (ws, _):
+            wp.app_set("lmo", 4)
+            wp.plug_in(soc=10)
+            assert (wp.state.model_status(), wp.state.car_state(), wp.state.allowed) == \
+                (17, 3, False)
+            wp.app_set("ful", True)
+            wp.app_set("awp", 15.0)
+            wp.set_price(12.5)
+            delta = await next_of(ws, "deltaStatus", lambda m: m["status"].get("car") == 2)
+            assert delta["status"]["modelStatus"] == 7
+            assert delta["status"]["awcp"]["marketprice"] == 12.5
+            wp.app_set("frc", 1)
+            assert wp.state.model_status() == 4 and wp.state.power_w == 0.0
+    run(scenario())
+
+
+def test_access_control_waits_for_a_transaction() -> None:
+    async def scenario() -> None:
+        async with charger() as wp:
+            wp.plug_in(soc=10)
+            wp.app_set("acs", 1)
+            assert (wp.state.model_status(), wp.state.power_w) == (2, 0.0)
+            wp.app_set("trx", 0)
+            assert wp.state.charging
+    run(scenario())
+
+
+def test_go_away_closes_the_port_and_come_back_opens_it_again() -> None:
+    async def scenario() -> None:
+        async with charger() as wp:
+            url = wp.url
+            await wp.go_away()
+            with pytest.raises(OSError):
+                async with connect(url, open_timeout=1):
+                    pass
+            await wp.come_back()
+            assert wp.url == url
+            async with logged_in(wp) as (_, status):
+                assert status["car"] == 1
+    run(scenario())
