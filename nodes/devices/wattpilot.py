@@ -27,8 +27,9 @@ does, by itself, for as long as it runs:
   `WattpilotRefused`, no answer in time a `DeviceError`, no connection `NotConnected`.
 - **Reconnects** with jittered backoff (`backoff_s` of the MQTT adapter) when the link
   drops, a connect or login times out, or nothing arrives for `idle_timeout_s` (after a
-  `requestFullStatus` probe at half that time). A fresh status is merged after each
-  reconnect; requestIds start again per connection.
+  `requestFullStatus` probe at half that time: whether the charger answers websocket
+  pings is not known, so they are off and the liveness check is the protocol's own).
+  A fresh status is merged after each reconnect; requestIds start again per connection.
 - **Survives what it receives**: a frame that is not a JSON object, a message of an
   unknown type, a frame larger than `max_frame_bytes` (the link is closed and opened
   again) are counted in `bad_frames` and logged, never a crash.
@@ -126,7 +127,8 @@ class WattpilotClient:
         if reconnect_min_ms <= 0 or reconnect_max_ms < reconnect_min_ms:
             raise ValueError("reconnect_max_ms must be at least reconnect_min_ms (> 0)")
         self.host, self.port = host, port
-        self.url = f"ws://{host}:{port}{path if path.startswith('/') else '/' + path}"
+        address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        self.url = f"ws://{address}:{port}{path if path.startswith('/') else '/' + path}"
         self.name = name or f"wattpilot {host}"
         self._password = password if isinstance(password, Secret) \
             else Secret("wattpilot", password)
@@ -308,6 +310,11 @@ class WattpilotClient:
                 self._failed(str(exc), logging.WARNING)
                 delay = backoff_s(attempt, self.reconnect_min_ms, self.reconnect_max_ms)
                 attempt += 1
+            except Exception as exc:  # this loop is the link's supervisor: it never dies
+                log.exception("%s: the connection failed unexpectedly", self.name)
+                self._failed(f"unexpected {type(exc).__name__}: {exc}", logging.DEBUG)
+                delay = backoff_s(attempt, self.reconnect_min_ms, self.reconnect_max_ms)
+                attempt += 1
             else:  # a logged-in link ended: at once, unless it keeps ending early
                 attempt = 0 if time.monotonic() - self._logged_in_at > _STABLE_S \
                     else attempt + 1
@@ -349,7 +356,8 @@ class WattpilotClient:
         try:
             ws = await connect(self.url, open_timeout=self.connect_timeout_s,
                                close_timeout=1.0, max_size=self.max_frame_bytes,
-                               compression=None, proxy=None, user_agent_header=None)
+                               compression=None, proxy=None, user_agent_header=None,
+                               ping_interval=None)
         except TimeoutError:
             raise _Lost(f"no answer from {self.url} within "
                         f"{self.connect_timeout_s:g} s") from None
@@ -362,27 +370,30 @@ class WattpilotClient:
         self._ids = itertools.count(1)
         self._last_frame = time.monotonic()
         self._notify_state()
-        logged_in = False
         try:
-            async with asyncio.timeout(self.login_timeout_s):
-                await self._login(ws, method)
-            logged_in = True
-            await self._read(ws)
-        except TimeoutError:
-            raise _Lost(f"no login within {self.login_timeout_s:g} s") from None
-        except ConnectionClosed as exc:
-            if not logged_in:
+            try:
+                async with asyncio.timeout(self.login_timeout_s):
+                    await self._login(ws, method)
+            except TimeoutError:
+                raise _Lost(f"no login within {self.login_timeout_s:g} s") from None
+            except ConnectionClosed as exc:
+                self._too_large(exc)
                 raise _Lost(f"connection closed during the login ({_why(exc)})") from None
-            self._down(f"connection lost ({_why(exc)})")
-            log.warning("%s: connection lost (%s); reconnecting", self.name, _why(exc))
+            try:
+                await self._read(ws)
+            except ConnectionClosed as exc:
+                self._too_large(exc)
+                self._down(f"connection lost ({_why(exc)})")
+                log.warning("%s: connection lost (%s); reconnecting", self.name, _why(exc))
         finally:
             self._ws = None
-            self._down(self.last_error if logged_in else None)
+            self._down(None)
             await _close_quietly(ws)
 
     async def _login(self, ws: ClientConnection, method: HashMethod | None) -> None:
         hello: WattpilotHello | None = None
         hello_raw: dict[str, Any] = {}
+        sent = False
         while True:
             message = await self._receive(ws)
             if message is None:
@@ -401,10 +412,11 @@ class WattpilotClient:
                 self.logins += 1
                 await ws.send(json.dumps({"type": "auth", "token3": token3,
                                           "hash": response}))
-            elif kind == "authSuccess" and self.method is not None:
+                sent = True
+            elif kind == "authSuccess" and sent:
                 self._logged_in()
                 return
-            elif kind == "authError":
+            elif kind == "authError" and sent:
                 raise _AuthError(str(message.get("message") or "no reason given")[:200])
             elif kind in ("fullStatus", "deltaStatus") and hello is not None \
                     and not hello.secured:
@@ -500,6 +512,10 @@ class WattpilotClient:
             self._bad(f"a frame without a message type: {shown(frame)}")
             return None
         return message
+
+    def _too_large(self, exc: ConnectionClosed) -> None:
+        if exc.sent is not None and exc.sent.code == 1009:  # we closed: message too big
+            self._bad(f"a frame larger than {self.max_frame_bytes} bytes (reconnecting)")
 
     def _bad(self, what: str) -> None:
         self.bad_frames += 1

@@ -76,6 +76,7 @@ class WattpilotStatus:
         self.values: dict[str, JsonValue] = {}
         self.ready = False  # the full status of this connection is complete
         self._partial: dict[str, JsonValue] | None = None  # full status being collected
+        self._parts = 0  # fullStatus parts collected since the login
         self._listeners: list[StatusListener] = []
 
     def on_change(self, listener: StatusListener) -> Callable[[], None]:
@@ -85,19 +86,21 @@ class WattpilotStatus:
 
     def expect_full(self) -> None:
         """A new login: collect its full status before being ready again."""
-        self._partial, self.ready = {}, False
+        self._partial, self.ready, self._parts = {}, False, 0
 
     def lost(self) -> None:
         self._partial, self.ready = None, False
 
     def full(self, status: Mapping[str, Any], *, partial: object) -> bool:
         """Merge one fullStatus part; True when this completed the full status."""
+        self._parts += 1
         return self._collect(status, complete=partial is False)
 
     def delta(self, status: Mapping[str, Any]) -> bool:
         """Merge a deltaStatus; True when it completed a full status sent without
-        `partial` (MAD and RUA treat the first delta so)."""
-        return self._collect(status, complete=True)
+        `partial` (MAD and RUA treat the first delta after it so). A delta before any
+        fullStatus part is collected with the parts that follow."""
+        return self._collect(status, complete=self._parts > 0)
 
     def apply(self, status: Mapping[str, Any]) -> None:
         """Merge changed keys (a delta, a write's response, a later full status)."""

@@ -273,6 +273,27 @@ def test_a_frame_larger_than_the_limit_closes_the_link_and_it_reconnects() -> No
                 client_for(url, max_frame_bytes=4096) as client:
             await client.wait_ready(READY_S)
             assert connections == 2 and client.status == {"amp": 6}
+            assert client.bad_frames == 1
+
+    run(scenario())
+
+
+def test_a_missing_full_status_is_asked_for() -> None:
+    asked: list[dict[str, Any]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await greet(ws)
+        await ws.send(json.dumps({"type": "deltaStatus", "status": {"utc": "now"}}))
+        async for raw in ws:
+            asked.append(json.loads(raw))
+            await ws.send(json.dumps({"type": "fullStatus", "partial": False,
+                                      "status": {"amp": 6}}))
+
+    async def scenario() -> None:
+        async with raw_server(handler) as url, client_for(url) as client:
+            await client.wait_ready(READY_S)
+            assert asked == [{"type": "requestFullStatus"}]
+            assert client.status == {"utc": "now", "amp": 6}
 
     run(scenario())
 

@@ -33,6 +33,13 @@ def test_a_full_status_without_partial_is_complete_at_the_first_delta() -> None:
     assert status.ready and set(status.values) == {"amp", "nrg"}
 
 
+def test_a_delta_before_any_full_status_part_waits_for_the_parts() -> None:
+    status, _ = book()
+    assert status.delta({"utc": "now"}) is False
+    assert status.full({"amp": 6}, partial=False) is True
+    assert status.values == {"utc": "now", "amp": 6}
+
+
 def test_deltas_report_only_the_keys_that_changed() -> None:
     status, changes = book()
     status.full({"amp": 6, "car": 1}, partial=False)
