@@ -22,7 +22,8 @@ ticker (times `time_scale`). `app_set(key, value)` changes a setting as the Fron
 app would: every client sees it as a deltaStatus.
 
 Faults: `drop()` (abort every connection, new ones are accepted), `silent()` (accept,
-send and answer nothing; what changed meanwhile is sent on `clear()`),
+send and answer nothing, drop what arrives; websocket pings are still answered by the
+library; what changed meanwhile is sent on `clear()`),
 `refuse_writes()` (every setValue answered success false), `go_away()` / `come_back()`
 (the port closes and opens again), `clear()`.
 """
@@ -207,7 +208,7 @@ class WattpilotSim:
             self.changed()
 
     async def go_away(self) -> None:
-        """Close the port (and every connection) until `come_back()`."""
+        """Close the port (and every connection) until `come_back()`; ends `silent()`."""
         await self.close()
 
     async def come_back(self) -> None:
