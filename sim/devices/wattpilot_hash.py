@@ -1,6 +1,6 @@
 """The Wattpilot's login and message hashes, as the simulated charger computes them.
 
-Written from docs/design/wattpilot-protocol.md §1.4–§2.4 with hashlib, hmac and bcrypt
+Written from docs/design/wattpilot-protocol.md §1.4 to §2.4 with hashlib, hmac and bcrypt
 directly, independent of the product client in nodes/devices, so that a test of the
 client against the simulator checks the client and not a copy of itself.
 
