@@ -249,8 +249,10 @@ class WattpilotClient:
 
         One write at a time (later callers wait their turn). NotConnected without a
         login; WattpilotRefused when the charger says no; DeviceError when it does not
-        answer within `timeout_s` (the link is then probably dead, and reconnects).
+        answer within `timeout_s` (a dead link is then found by the idle check);
+        ValueError for a value JSON cannot carry (NaN, infinity).
         """
+        json.dumps(value, allow_nan=False)  # a charger must never see NaN
         async with self._write_lock:
             ws, hp, hello = self._ws, self._hp_now, self.hello
             if ws is None or not self.authenticated or hp is None or hello is None:

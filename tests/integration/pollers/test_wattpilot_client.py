@@ -17,6 +17,7 @@ from conftest import eventually, run
 from websockets.asyncio.server import ServerConnection, serve
 
 from flowengine.errors import DeviceError, NotConnected
+from flowengine.model import Secret
 from nodes.devices.wattpilot import WattpilotClient, WattpilotRefused
 from sim.devices.wattpilot import WattpilotSim
 
@@ -26,7 +27,8 @@ READY_S = 20.0  # PBKDF2 twice (simulator and client), also on a loaded machine
 FAST = {"reconnect_min_ms": 20, "reconnect_max_ms": 200}
 
 
-def client_for(url: str, password: str = PASSWORD, **options: Any) -> WattpilotClient:
+def client_for(url: str, password: str | Secret = PASSWORD,
+               **options: Any) -> WattpilotClient:
     host_port, path = url.removeprefix("ws://").split("/", 1)
     host, port = host_port.rsplit(":", 1)
     return WattpilotClient(host, password, port=int(port), path="/" + path,
@@ -107,6 +109,18 @@ def test_wrong_password_is_reported_and_not_retried_soon(
     assert wrong not in caplog.text
 
 
+def test_a_secret_password_logs_in_and_stays_hidden(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with WattpilotSim(password=PASSWORD, serial=SERIAL) as sim, \
+                client_for(sim.url, Secret("wattpilot", PASSWORD)) as client:
+            await client.wait_ready(READY_S)
+            assert PASSWORD not in repr(client) and PASSWORD not in client.describe()
+
+    with caplog.at_level(logging.DEBUG):
+        run(scenario())
+    assert PASSWORD not in caplog.text
+
+
 # -- status -----------------------------------------------------------------------------
 
 
@@ -149,6 +163,8 @@ def test_a_refused_write_raises_with_the_chargers_message() -> None:
             with pytest.raises(WattpilotRefused, match="value must be int"):
                 await client.set_value("amp", "ten")
             assert client.refused_writes == 2
+            with pytest.raises(ValueError):
+                await client.set_value("awp", float("nan"))
             assert await client.set_value("amp", 8) == 8
 
     run(scenario())
