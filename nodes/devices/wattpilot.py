@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import itertools
 import json
 import logging
@@ -58,15 +57,8 @@ from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketExcepti
 from flowengine.errors import DeviceError, NotConnected, shown
 from flowengine.jsontext import JsonTextError, load_json
 from flowengine.model import JsonValue, Secret
-from nodes.devices.wattpilot_auth import (
-    HashMethod,
-    MissingBcrypt,
-    auth_response,
-    choose_method,
-    other_method,
-    password_hash,
-    secured_message,
-)
+from nodes.devices.wattpilot_auth import HashMethod, secured_message
+from nodes.devices.wattpilot_login import AuthError, LoginRefused, WattpilotLogin
 from nodes.devices.wattpilot_status import (
     StatusListener,
     WattpilotHello,
@@ -93,18 +85,6 @@ class WattpilotRefused(DeviceError):
     def __init__(self, key: str, value: JsonValue, message: str) -> None:
         self.key, self.value, self.message = key, value, message
         super().__init__(f"the Wattpilot refused {key} = {shown(value)}: {message}")
-
-
-class _LoginRefused(Exception):
-    """authError, or a login that cannot work (bcrypt missing, a serial bcrypt refuses)."""
-
-
-class _AuthError(_LoginRefused):
-    """The charger answered `auth` with `authError`."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
 
 
 class _Lost(Exception):
@@ -139,23 +119,17 @@ class WattpilotClient:
         self.max_frame_bytes = max_frame_bytes
 
         self._status = WattpilotStatus(self.name)
-        self.hello: WattpilotHello | None = None
         self.connected = False  # the websocket is open
         self.authenticated = False  # and logged in
         self.last_error: str | None = None
-        self.login_refused = False  # the last login ended in authError (both methods)
-        self.method: HashMethod | None = None  # the hash method of the last login
         self.attempts = 0  # connection attempts, failed ones included
-        self.logins = 0  # `auth` messages sent, refused ones included
         self.connects = 0  # successful logins
         self.bad_frames = 0  # frames that were not a message we understand
         self.refused_writes = 0
         self.next_attempt_in_s: float | None = None
 
-        self._hp: dict[tuple[str, HashMethod], str] = {}  # (serial, method) -> HP
-        self._learned: dict[str, HashMethod] = {}  # serial -> the method that worked
+        self._login = WattpilotLogin(self.name, self._password)
         self._ws: ClientConnection | None = None
-        self._hp_now: str | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._write_lock = asyncio.Lock()
@@ -165,6 +139,26 @@ class WattpilotClient:
         self._closing = False
         self._last_frame = 0.0
         self._logged_in_at = 0.0
+
+    @property
+    def hello(self) -> WattpilotHello | None:
+        """What the charger said about itself in its last `hello`."""
+        return self._login.hello
+
+    @property
+    def method(self) -> HashMethod | None:
+        """The hash method of the last login (None: the charger wanted none)."""
+        return self._login.method
+
+    @property
+    def logins(self) -> int:
+        """`auth` messages sent, refused ones included."""
+        return self._login.logins
+
+    @property
+    def login_refused(self) -> bool:
+        """The last login was refused with both hash methods: a wrong password."""
+        return self._login.refused
 
     @property
     def status(self) -> dict[str, JsonValue]:
@@ -254,7 +248,7 @@ class WattpilotClient:
         """
         json.dumps(value, allow_nan=False)  # a charger must never see NaN
         async with self._write_lock:
-            ws, hp, hello = self._ws, self._hp_now, self.hello
+            ws, hp, hello = self._ws, self._login.hp, self.hello
             if ws is None or not self.authenticated or hp is None or hello is None:
                 raise NotConnected(f"{self.name}: {self.describe()}")
             request_id = next(self._ids)
@@ -305,7 +299,7 @@ class WattpilotClient:
             self.next_attempt_in_s = None
             try:
                 await self._session()
-            except _LoginRefused as exc:
+            except LoginRefused as exc:
                 self._failed(str(exc), logging.ERROR)
                 delay = self.refused_retry_s * (0.8 + 0.2 * random.random())
             except _Lost as exc:
@@ -335,26 +329,15 @@ class WattpilotClient:
     async def _session(self) -> None:
         """One connection: open, log in (after an authError, once more with the other
         hash method), then read until it ends. Returns when a logged-in link ends."""
-        tried: list[HashMethod] = []
+        self._login.new_round()
         while True:
             try:
-                await self._connection(None if not tried else other_method(tried[-1]))
+                await self._connection()
                 return
-            except _AuthError as exc:
-                if self.method is not None:
-                    tried.append(self.method)
-                fallback = other_method(tried[-1]) if tried else None
-                if len(tried) == 1 and fallback is not None and _can_use(fallback):
-                    log.info("%s: login with %s refused (%s); trying %s once", self.name,
-                             tried[0], exc.message, fallback)
-                    continue
-                self.login_refused = True
-                raise _LoginRefused(
-                    f"login refused (authError: {exc.message}): check the password, the "
-                    f"one set in the Wattpilot app (tried {' and '.join(tried)})"
-                    ) from None
+            except AuthError as exc:
+                self._login.after_refusal(exc)  # LoginRefused when no retry is left
 
-    async def _connection(self, method: HashMethod | None) -> None:
+    async def _connection(self) -> None:
         try:
             ws = await connect(self.url, open_timeout=self.connect_timeout_s,
                                close_timeout=1.0, max_size=self.max_frame_bytes,
@@ -364,7 +347,7 @@ class WattpilotClient:
             raise _Lost(f"no answer from {self.url} within "
                         f"{self.connect_timeout_s:g} s") from None
         except InvalidURI as exc:
-            raise _LoginRefused(f"cannot connect: {exc}") from None
+            raise LoginRefused(f"cannot connect: {exc}") from None
         except (OSError, WebSocketException) as exc:
             raise _Lost(f"cannot connect to {self.url}: "
                         f"{_why(exc)}") from None
@@ -375,7 +358,7 @@ class WattpilotClient:
         try:
             try:
                 async with asyncio.timeout(self.login_timeout_s):
-                    await self._login(ws, method)
+                    await self._log_in(ws)
             except TimeoutError:
                 raise _Lost(f"no login within {self.login_timeout_s:g} s") from None
             except ConnectionClosed as exc:
@@ -392,63 +375,28 @@ class WattpilotClient:
             self._down(None)
             await _close_quietly(ws)
 
-    async def _login(self, ws: ClientConnection, method: HashMethod | None) -> None:
-        hello: WattpilotHello | None = None
-        hello_raw: dict[str, Any] = {}
-        sent = False
+    async def _log_in(self, ws: ClientConnection) -> None:
+        self._login.begin()
         while True:
             message = await self._receive(ws)
             if message is None:
                 continue
-            kind = message.get("type")
-            if kind == "hello":
-                hello_raw, hello = message, WattpilotHello.parse(message)
-                self.hello = hello
-            elif kind == "authRequired" and hello is not None:
-                chosen = method or self._learned.get(hello.serial) \
-                    or choose_method(hello_raw, message)
-                hp = await self._password_hash(hello.serial, chosen)
-                token3, response = auth_response(str(message.get("token1", "")),
-                                                 str(message.get("token2", "")), hp)
-                self.method, self._hp_now = chosen, hp
-                self.logins += 1
-                await ws.send(json.dumps({"type": "auth", "token3": token3,
-                                          "hash": response}))
-                sent = True
-            elif kind == "authSuccess" and sent:
+            step, reply = await self._login.receive(message)
+            if step == "reply":
+                await ws.send(json.dumps(reply))
+            elif step == "unexpected":
+                self._bad(f"unexpected {shown(message['type'])} before the login")
+            elif step != "wait":
                 self._logged_in()
+                if step == "skipped":  # an unsecured charger's status, without a login
+                    self._handle(message)
                 return
-            elif kind == "authError" and sent:
-                raise _AuthError(str(message.get("message") or "no reason given")[:200])
-            elif kind in ("fullStatus", "deltaStatus") and hello is not None \
-                    and not hello.secured:
-                # a charger without `secured` may skip the login (wattpilot4j)
-                self._hp_now = ""
-                self._logged_in()
-                self._handle(message)
-                return
-            else:
-                self._bad(f"unexpected {shown(kind)} before the login")
-
-    async def _password_hash(self, serial: str, method: HashMethod) -> str:
-        cached = self._hp.get((serial, method))
-        if cached is not None:
-            return cached
-        password = self._password.reveal()
-        try:
-            hp = await asyncio.to_thread(password_hash, password, serial, method)
-        except (MissingBcrypt, ValueError) as exc:
-            raise _LoginRefused(f"cannot log in: {exc}") from None
-        self._hp[serial, method] = hp
-        return hp
 
     def _logged_in(self) -> None:
-        self.authenticated, self.login_refused = True, False
+        self.authenticated = True
         self._logged_in_at = time.monotonic()
         self.connects += 1
         self._status.expect_full()
-        if self.hello is not None and self.method is not None:
-            self._learned[self.hello.serial] = self.method
         hello = self.hello
         again = " again" if self.connects > 1 or self.last_error else ""
         log.info("%s: logged in%s (serial %s, %s %s, %s)", self.name, again,
@@ -568,10 +516,6 @@ class WattpilotClient:
     def _notify_state(self) -> None:
         for listener in list(self._state_listeners):
             call_listener(listener, self, self.name)
-
-
-def _can_use(method: HashMethod) -> bool:
-    return method != "bcrypt" or importlib.util.find_spec("bcrypt") is not None
 
 
 def _why(exc: BaseException) -> str:
