@@ -5,8 +5,10 @@
         wp.status["car"], wp.hello.serial
         await wp.set_value("amp", 10)
 
-Protocol facts, with their sources: docs/design/wattpilot-protocol.md. What the client
-does, by itself, for as long as it runs:
+Protocol facts, with their sources: docs/design/wattpilot-protocol.md. The parts
+without I/O are modules of their own: `wattpilot_auth` (the hashes), `wattpilot_login`
+(the handshake), `wattpilot_status` (hello, merging the status). What the client does,
+by itself, for as long as it runs:
 
 - **Logs in**: `hello` -> `authRequired` -> `auth`, with the hash method the charger
   asks for (`wattpilot_auth.choose_method`: PBKDF2, or bcrypt on a Wattpilot Flex). The
