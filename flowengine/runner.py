@@ -94,6 +94,12 @@ class NodeRunner:
         self.status = status
         self.flow.runtime.status_changed(self, status)
 
+    def set_node_status(self, status: NodeStatus) -> None:
+        """A status from the node itself; not while it is failed (a callback of a shared
+        connection would hide why it failed until it is running again)."""
+        if self.phase != "failed":
+            self.set_status(status)
+
     def get_status(self) -> NodeStatus:
         return self.status
 

@@ -111,6 +111,7 @@ class Arbiter:
         self._watch: Any = None
         self._warned_external = False
         self._recent: deque[float] = deque(maxlen=4)  # our last writes, to know their echo
+        self._changes = 0  # changes by someone else seen so far
         self._listeners: list[Callable[[], None]] = []
 
     # -- what requesters call ---------------------------------------------------------
@@ -214,6 +215,7 @@ class Arbiter:
                         "request(s) are active; writing %g W again (said once)", self.name,
                         SETPOINT, value, len(self.requests), self.target)
         self.written = float(value)
+        self._changes += 1  # a write of ours still waiting for its reply must not undo this
         self._kick.set()
         self._ensure_writer()
 
@@ -271,6 +273,7 @@ class Arbiter:
     async def _write(self, value: float, *, timeout_s: float, safe: bool = False) -> bool:
         link = self._require()
         self._recent.append(float(value))  # its signal may come before the reply
+        changes = self._changes
         try:
             code = await link.bus.set_value(SETTINGS, SETPOINT, float(value),
                                             timeout_s=timeout_s)
@@ -292,9 +295,11 @@ class Arbiter:
         if self.problem is not None:
             log.info("setpoint.%s: writing works again", self.name)
         self.problem = None
-        self.written = float(value)
+        if self._changes == changes:  # else someone wrote after us: that value stands
+            self.written = float(value)
         self.writes += 1
-        self._publish("Setpoint", self.written)
+        if self.written is not None:
+            self._publish("Setpoint", self.written)
         self._notify()
         return True
 

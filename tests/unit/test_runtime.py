@@ -102,6 +102,22 @@ def test_failing_node_is_reported_restarted_and_others_keep_running(
         run(scenario())
 
 
+def test_a_failed_node_cannot_hide_why_it_failed_until_it_runs_again(tmp_path: Path) -> None:
+    """A callback of the failed incarnation (a shared connection telling it something)
+    sets no status: the failure stays visible until the restart."""
+    async def scenario() -> None:
+        async with FlowHarness(chain(tmp_path / "dev", crash_on=2),
+                               registry=test_registry()) as h:
+            old = h.runner("mid").node
+            await h.advance(200)
+            assert h.status("mid").text == "failed: crash requested"
+            old.ctx.status.ok("all fine")  # late, from the failed incarnation
+            assert h.status("mid").text == "failed: crash requested"
+            await h.advance(1100)  # restarted: the new incarnation's statuses count
+            assert h.status("mid").level == "ok"
+    run(scenario())
+
+
 def test_restart_backoff_doubles_while_the_node_keeps_failing(tmp_path: Path) -> None:
     async def scenario() -> None:
         flow = """

@@ -10,7 +10,7 @@ nodes against the wire, not against our own codec.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dbus_fast import Message, MessageType, NameFlag, Variant
@@ -45,6 +45,9 @@ class VeService:
         self.writes: list[tuple[str, Any]] = []
         # localsettings signals an accepted SetValue (PropertiesChanged) before it replies
         self.signal_writes = signal_writes
+        # called after an accepted write is signalled, before the reply: someone else's
+        # change that lands while the writer still waits for its answer
+        self.before_reply: Callable[[str, Any], None] | None = None
         self.settings: dict[str, Any] = {}
         self.bus: MessageBus | None = None
 
@@ -111,6 +114,8 @@ class VeService:
                     self.set({path: value})
                 else:
                     self.values[path] = value
+                if self.before_reply is not None:
+                    self.before_reply(path, value)
             return Message.new_method_return(msg, "i", [code])
         return None
 
