@@ -5,6 +5,7 @@ Everything here is immutable and does no I/O.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ __all__ = [
     "SourceMark",
     "VarSpec",
     "Wire",
+    "finite_number",
 ]
 
 JsonValue: TypeAlias = Any
@@ -184,3 +186,15 @@ class FlowSpec:
             if spec.id == node_id:
                 return spec
         raise KeyError(node_id)
+
+
+def finite_number(value: object) -> float | None:
+    """A message value as a reading: a float, or None for anything that is not a number
+    (None, a bool, a text), NaN, infinite or beyond a double."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

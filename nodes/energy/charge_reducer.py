@@ -47,11 +47,10 @@ once nothing is left to feed in.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from flowengine.context import NodeContext
-from flowengine.model import JsonValue, Message, NodeSpec
+from flowengine.model import Message, NodeSpec, finite_number
 from flowengine.node import Node, node_type, option
 from nodes.logic.expression import EvaluationError, soc_formula
 
@@ -129,12 +128,6 @@ class EnergyChargeReducerConfig:
                          default="request")
 
 
-def _number(value: JsonValue) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 @node_type("energy.charge_reducer", config=EnergyChargeReducerConfig)
 class EnergyChargeReducer(Node[EnergyChargeReducerConfig]):
     """Request feed-in so that the battery charges at no more than a desired current."""
@@ -163,7 +156,7 @@ class EnergyChargeReducer(Node[EnergyChargeReducerConfig]):
 
     async def on_message(self, port: str, msg: Message) -> None:
         if msg.topic in self._values:
-            number = _number(msg.value)
+            number = finite_number(msg.value)
             self._values[msg.topic] = number
             if number is not None:
                 self._seen.add(msg.topic)

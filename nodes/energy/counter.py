@@ -38,7 +38,7 @@ from typing import Literal
 
 from flowengine.context import NodeContext
 from flowengine.errors import ConfigError
-from flowengine.model import Message, NodeSpec
+from flowengine.model import Message, NodeSpec, finite_number
 from flowengine.node import Node, node_type, option
 
 __all__ = ["EnergyCounter", "EnergyCounterConfig"]
@@ -110,7 +110,7 @@ class EnergyCounter(Node[EnergyCounterConfig]):
         if index is None:
             return
         self._integrate(msg.ts)
-        power = self._power[index] = _finite(msg.value)
+        power = self._power[index] = finite_number(msg.value)
         if power is None:
             self._unknown.add(index)
         else:
@@ -204,18 +204,6 @@ class EnergyCounter(Node[EnergyCounterConfig]):
             f"{k} {v:.3f} kWh" for k, v in self.totals().items() if "/" not in k))
 
 
-def _finite(value: object) -> float | None:
-    """A reading (or a saved total) as a float; None for anything that is not a number,
-    NaN, infinite or beyond a double: unknown, not counted."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        watts = float(value)
-    except OverflowError:
-        return None
-    return watts if math.isfinite(watts) else None
-
-
 def _kwh(value: object) -> float:
-    total = _finite(value)
+    total = finite_number(value)
     return total if total is not None and total >= 0 else 0.0

@@ -44,12 +44,11 @@ old request standing. The status shows the inputs and the request.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from flowengine.context import NodeContext
 from flowengine.errors import ConfigError
-from flowengine.model import JsonValue, Message, NodeSpec
+from flowengine.model import Message, NodeSpec, finite_number
 from flowengine.node import Node, UpstreamInfo, node_type, option
 
 __all__ = ["CONSUMPTION", "PV", "EnergyNoBatToEv", "EnergyNoBatToEvConfig"]
@@ -71,12 +70,6 @@ class EnergyNoBatToEvConfig:
         minimum=0, maximum=MAX_RELAY)
     interval_ms: float = option("time between two decisions", default=2000, minimum=100)
     output: str = option("topic of the request (W, or None to revoke)", default="request")
-
-
-def _number(value: JsonValue) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 @node_type("energy.nobattoev", config=EnergyNoBatToEvConfig)
@@ -113,7 +106,7 @@ class EnergyNoBatToEv(Node[EnergyNoBatToEvConfig]):
         ctx.every(self.config.interval_ms, self._cycle, name="cycle")
 
     async def on_message(self, port: str, msg: Message) -> None:
-        topic, number = msg.topic, _number(msg.value)
+        topic, number = msg.topic, finite_number(msg.value)
         if topic in self._values:
             self._values[topic] = number
             if number is not None:

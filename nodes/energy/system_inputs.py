@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from flowengine.model import JsonValue
+from flowengine.model import JsonValue, finite_number
 from nodes.energy.allocation import MAX_W, AllocationInputs
 
 __all__ = ["PHASES", "TOPICS", "SystemInputs"]
@@ -36,8 +36,7 @@ class SystemInputs:
 
     def set(self, topic: str, value: JsonValue) -> None:
         """Keep one reading (`topic` one of TOPICS)."""
-        number = float(value) if isinstance(value, int | float) and \
-            not isinstance(value, bool) and math.isfinite(value) else None
+        number = finite_number(value)
         if number is not None and not (0 <= number <= 100 if topic == "soc" else
                                        abs(number) <= MAX_W):
             number = None
