@@ -102,7 +102,6 @@ class Arbiter:
         self.written: float | None = None  # what we last wrote (and the service took)
         self.target: float | None = None
         self.problem: str | None = None
-        self.writes = 0
         self._link: DbusLink | None = None
         self._broker: Broker | None = None
         self._bound = asyncio.Lock()
@@ -297,7 +296,6 @@ class Arbiter:
         self.problem = None
         if self._changes == changes:  # else someone wrote after us: that value stands
             self.written = float(value)
-        self.writes += 1
         if self.written is not None:
             self._publish("Setpoint", self.written)
         self._notify()

@@ -154,7 +154,6 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         self._unlisten: Callable[[], None] = lambda: None
         self._problem: str | None = None
         self.last: Allocation | None = None
-        self.cycles = 0
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self, ctx: NodeContext) -> None:
@@ -315,7 +314,7 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         problem = problem or allocation.problem  # e.g. a SoC of 150 %
         self._order = allocation.state
         ctx.state.set("order", list(allocation.state.order))
-        self.last, self.cycles = allocation, self.cycles + 1
+        self.last = allocation
         explanations = dict(allocation.explanations)
         if problem is not None:
             explanations = {k: f"0 W: no grants, {problem}" for k in explanations}
