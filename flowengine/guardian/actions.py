@@ -9,16 +9,24 @@ An action is a plain JSON object, as the runtime registers it:
      "qos": 1, "retain": true}
     {"type": "http.get", "url": "http://192.168.1.60/relay/0?turn=off",
      "username": "admin", "password": "..."}              (HTTP basic auth, optional)
+    {"type": "wattpilot.set", "host": "192.168.1.60", "port": 80, "path": "/ws",
+     "password_hash": "...", "serial": "91400617", "values": {"frc": 1}}
+                                    (path and serial optional; the serial is checked)
 
 each with an optional `timeout_s` (default 3 s, at most 10 s). `check_action` refuses a
 malformed one when it is registered, so a mistake shows up then, not when it is needed.
 `describe` is what a log line may show: never a password or a URL's user info.
+
+A Wattpilot's `password_hash` is HP, the hash of the login and of the signatures that
+the runtime derives from the password (PBKDF2 or bcrypt, too slow for the guardian). It
+is as good as the password at that charger, so it is sealed on disk as a password is.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import math
 import urllib.parse
 from collections.abc import Mapping
 
@@ -35,12 +43,13 @@ log = logging.getLogger("flowengine.guardian")
 
 DEFAULT_TIMEOUT_S = 3.0
 MAX_TIMEOUT_S = 10.0
-SECRET_FIELDS = ("password",)
+SECRET_FIELDS = ("password", "password_hash")
 
 _REQUIRED: dict[str, dict[str, type]] = {
     "dbus.set_value": {"service": str, "path": str, "signature": str},
     "mqtt.publish": {"host": str, "port": int, "topic": str, "payload": str},
     "http.get": {"url": str},
+    "wattpilot.set": {"host": str, "port": int, "password_hash": str, "values": dict},
 }
 _SIGNATURES = {"b", "i", "x", "u", "d", "s", "ai", "au", "ad", "as"}
 
@@ -73,7 +82,28 @@ def check_action(action: Any) -> dict[str, Any]:
     if kind == "http.get" and urllib.parse.urlsplit(action["url"]).scheme not in ("http",
                                                                                   "https"):
         raise ActionError("http.get: the url must start with http:// or https://")
+    if kind == "wattpilot.set":
+        _check_wattpilot(action)
     return action
+
+
+def _check_wattpilot(action: dict[str, Any]) -> None:
+    port, path, values = action["port"], action.get("path", "/ws"), action["values"]
+    if isinstance(port, bool) or not 0 < port < 65536:
+        raise ActionError("wattpilot.set: 'port' must be a port number (1 to 65535)")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ActionError("wattpilot.set: 'path' must be a str that starts with /")
+    if not isinstance(action.get("serial", ""), str):
+        raise ActionError("wattpilot.set: 'serial' must be a str")
+    if not values:
+        raise ActionError("wattpilot.set: 'values' names no key to write")
+    for key, value in values.items():
+        if not isinstance(key, str) or not key:
+            raise ActionError("wattpilot.set: every key of 'values' is a non-empty str")
+        if not (value is None or isinstance(value, bool | int | str)
+                or (isinstance(value, float) and math.isfinite(value))):
+            raise ActionError(f"wattpilot.set: values.{key} must be a JSON number, bool, "
+                              f"str or null")
 
 
 def describe(action: Mapping[str, Any]) -> str:
@@ -92,6 +122,9 @@ def describe(action: Mapping[str, Any]) -> str:
             host += f":{parts.port}"
         shown = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
         return f"HTTP GET {shown}"
+    if kind == "wattpilot.set":
+        writes = ", ".join(f"{key} := {value!r}" for key, value in action["values"].items())
+        return f"Wattpilot {action['host']}:{action['port']} {_short(writes)}"
     return f"unknown action {kind!r}"
 
 
@@ -134,6 +167,12 @@ def apply_action(action: Mapping[str, Any]) -> None:
                 if not 200 <= reply.status < 300:
                     raise ActionError(f"the device answered HTTP {reply.status}")
                 reply.read(65536)
+        elif kind == "wattpilot.set":
+            from flowengine.guardian.wattpilotwire import set_values  # hashlib: OpenSSL
+
+            set_values(action["host"], action["port"], action["password_hash"],
+                       action["values"], path=action.get("path", "/ws"),
+                       serial=action.get("serial"), timeout_s=timeout)
         else:
             raise ActionError(f"unknown action type {kind!r}")
     except ActionError:
