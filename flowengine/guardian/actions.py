@@ -93,8 +93,8 @@ def _check_wattpilot(action: dict[str, Any]) -> None:
         raise ActionError("wattpilot.set: 'port' must be a port number (1 to 65535)")
     if not isinstance(path, str) or not path.startswith("/"):
         raise ActionError("wattpilot.set: 'path' must be a str that starts with /")
-    if not isinstance(action.get("serial", ""), str):
-        raise ActionError("wattpilot.set: 'serial' must be a str")
+    if not isinstance(action.get("serial"), str | None):
+        raise ActionError("wattpilot.set: 'serial' must be a str or null")
     if not values:
         raise ActionError("wattpilot.set: 'values' names no key to write")
     for key, value in values.items():
