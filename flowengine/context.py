@@ -196,11 +196,11 @@ class NodeContext:
         """Tell the guardian what to do for this node if the runtime dies or hangs.
 
         Call it before the node first drives the outside world, and again when the action
-        changes (only changes are sent). The action is a D-Bus SetValue, an MQTT publish
-        or an HTTP GET (`flowengine.guardian.actions`). It is withdrawn by the runtime once
-        the node's `safe_state()` has succeeded. True when the guardian has it on disk,
-        or when there is no guardian (development); False if it refused or did not
-        answer (logged).
+        changes (only changes are sent). The action is a D-Bus SetValue, an MQTT publish,
+        an HTTP GET or Wattpilot setValues (`flowengine.guardian.actions`). It is
+        withdrawn by the runtime once the node's `safe_state()` has succeeded. True when
+        the guardian has it on disk, or when there is no guardian (development); False if
+        it refused or did not answer (logged).
         """
         return await self._host.hold_safe_action(action)
 

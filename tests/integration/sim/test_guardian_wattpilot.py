@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import struct
+import subprocess
 import sys
 import textwrap
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually, free_port, run
+from conftest import ROOT, eventually, free_port, run
 from testkit.guarded import Guarded, plugin_path
 
 from flowengine.guardian import wattpilotwire
@@ -171,6 +172,18 @@ def test_nothing_listening_fails_quickly_with_the_reason() -> None:
     with pytest.raises(ActionError, match="refused"):
         apply_action(check_action(action))
     assert time.monotonic() - began < 1
+
+
+def test_the_wire_imports_only_the_standard_library() -> None:
+    probe = textwrap.dedent("""\
+        import sys
+        import flowengine.guardian.wattpilotwire
+        print(sorted({m.split(".")[0] for m in sys.modules} - {"flowengine", "__main__"}
+                     - set(sys.stdlib_module_names) - set(sys.builtin_module_names)))
+        """)
+    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True, timeout=30)
+    assert out.stdout.strip() == "[]"
 
 
 # -- websocket details from a raw peer ------------------------------------------------------
