@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "nodes.energy.setpoint",
     "nodes.energy.nobattoev",
     "nodes.energy.charge_reducer",
+    "nodes.energy.wattpilot",
 )
 
 

@@ -155,8 +155,9 @@ EVCHARGER = Preset("evcharger", "evcharger", "es-ESS EV charger", _table(
      "/SetCurrent": PathSpec("A", Writable("number", 0, 80)),
      "/AutoStart": PathSpec("", Writable("integer", 0, 1))},
     [("/MaxCurrent", "A"), ("/Current", "A"), ("/Ac/Power", "W"),
-     ("/Ac/Energy/Forward", "kWh"), ("/ChargingTime", "s"), ("/Position", ""),
-     ("/Status", ""), ("/Model", "")]),
+     ("/Ac/Energy/Forward", "kWh"), ("/ChargingTime", "s"), ("/Session/Energy", "kWh"),
+     ("/Session/Time", "s"), ("/Position", ""), ("/Status", ""), ("/Model", ""),
+     ("/EnableDisplay", "")]),
     defaults={"/Position": 0, "/Status": 0})
 
 GENERIC = Preset("generic", "", "es-ESS service", MANDATORY, open=True)

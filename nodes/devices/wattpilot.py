@@ -153,6 +153,11 @@ class WattpilotClient:
         return self._login.method
 
     @property
+    def password_hash(self) -> str | None:
+        """HP of the current login (the guardian logs in with it; never log it)."""
+        return self._login.hp or None if self.authenticated else None
+
+    @property
     def logins(self) -> int:
         """`auth` messages sent, refused ones included."""
         return self._login.logins
