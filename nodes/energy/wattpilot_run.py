@@ -92,7 +92,6 @@ class WattpilotRun:
             "preset": "evcharger", "name": cfg.service_name,
             "device_instance": cfg.vrm_instance, "product_name": "Fronius Wattpilot",
             "custom_name": cfg.custom_name, "mgmt_connection": f"Websocket {cfg.host}",
-            "batch_topic": "values",
             "values": {"/Position": cfg.position, "/Model": "Fronius Wattpilot",
                        "/Status": 0, "/Connected": 0}})
         self._sub = broker.subscribe(self.prefix + "Allowance", self._on_allowance, qos=1)
@@ -145,7 +144,8 @@ class WattpilotRun:
                                      "mode: it is stopped as soon as it is back")
                 self.stop_when_back = True
                 self.policy.stopped(self.ctx.now())
-            self.plan = None
+            self.allowance = None  # granted for a request that was 0 meanwhile: wait for
+            self.plan = None  # a fresh one
             self.publish()
             self.announce()
             self.show()
@@ -394,9 +394,10 @@ class WattpilotRun:
             return
         self.shown.update(changed)
         ctx = self.ctx
-        ctx.send(CHILD, ctx.message("values", dict(changed)))
-        for path, value in changed.items():
-            ctx.emit(path, value)
+        for path, value in changed.items():  # one message per path: the service's input
+            msg = ctx.message(path, value)  # keeps the latest of each topic
+            ctx.send(CHILD, msg)
+            ctx.emit(msg)
 
     def paths(self) -> dict[str, JsonValue]:
         status, client = self.client.status, self.client
