@@ -109,7 +109,7 @@ class EnergyWattpilotConfig:
     hibernate: bool = option("close the link while no car is connected (es-ESS "
                              "HibernateMode)", default=False)
     hibernate_check_s: float = option("while hibernating, look for a car this often",
-                                      default=300, minimum=10)
+                                      default=300, minimum=1)
     low_price: bool = option(
         "charge while the charger's price is below its limit (awp), at least low_price_a",
         default=False)

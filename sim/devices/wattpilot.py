@@ -19,7 +19,8 @@ The charger and car are `sim.devices.wattpilot_state`; `state` is the live objec
 Time passes with `advance(dt_s)`, with the steps of `model` when one is given (the
 charger is then an `ExtraLoad` of the model, on the AC output), else with a real-time
 ticker (times `time_scale`). `app_set(key, value)` changes a setting as the Fronius
-app would: every client sees it as a deltaStatus.
+app would: every client sees it as a deltaStatus. `force_model_status(n)` reports any
+modelStatus (None: the charger's own again); `logins` counts the successful logins.
 
 Faults: `drop()` (abort every connection, new ones are accepted), `silent()` (accept,
 send and answer nothing, drop what arrives; websocket pings are still answered by the
@@ -88,6 +89,10 @@ class WattpilotSim:
         self.writes: list[tuple[str, Any, bool]] = []
         """every setValue seen: key, value, whether it was done"""
         self.refusing = False
+        self.logins = 0
+        """successful logins so far"""
+        self.forced_model_status: int | None = None
+        """reported instead of the charger's own modelStatus (`force_model_status`)"""
         self._hp: str | None = None
         self._port = port
         self._server: Server | None = None
@@ -95,7 +100,7 @@ class WattpilotSim:
         self.speaking = asyncio.Event()
         """clear while `silent()`"""
         self.speaking.set()
-        self._last: JsonObject = self.state.status()
+        self._last: JsonObject = self.status()
         self._ticker: asyncio.Task[None] | None = None
         self._model_time = None if model is None else model.snapshot.time_s
         self._unsubscribe = None if model is None else model.subscribe(self._stepped)
@@ -189,6 +194,19 @@ class WattpilotSim:
         self.state.advance(dt_s)
         self.changed()
 
+    def status(self) -> JsonObject:
+        """The whole status as the charger reports it now."""
+        status = self.state.status()
+        if self.forced_model_status is not None:
+            status["modelStatus"] = self.forced_model_status
+        return status
+
+    def force_model_status(self, value: int | None) -> None:
+        """Report `value` as modelStatus (any number, for a status the model does not
+        reach); None: the charger's own again."""
+        self.forced_model_status = value
+        self.changed()
+
     # -- faults --------------------------------------------------------------------------------
     def drop(self) -> None:
         """Abort every connection, as a charger that lost its WLAN or rebooted."""
@@ -241,7 +259,7 @@ class WattpilotSim:
         self._follow_load(refresh=not in_step)
         if not self.speaking.is_set():
             return  # a silent charger sends it all on clear()
-        status = self.state.status()
+        status = self.status()
         delta = {k: v for k, v in status.items()
                  if k in always or (k not in _CLOCK and self._last.get(k) != v)}
         self._last = status

@@ -93,6 +93,7 @@ class Session:
         if isinstance(token3, str) and isinstance(given, str) and hmac.compare_digest(
                 given, auth_hash(self.charger.password_hash, self.token1, self.token2, token3)):
             self.authenticated = True
+            self.charger.logins += 1
             await self._send({"type": "authSuccess", "token3": token3, "hash": given})
             await self.full_status()
             return
@@ -147,7 +148,7 @@ class Session:
         await self._send(reply)
 
     async def full_status(self) -> None:
-        status = self.charger.state.status()
+        status = self.charger.status()
         keys = list(status)
         size = -(-len(keys) // self.charger.status_parts)
         for start in range(0, len(keys), size):
