@@ -14,7 +14,8 @@ What the charger should do comes from two wishes, as single-phase-equivalent amp
 
 The larger wins, so either nests inside the other. The target is at most three times
 the per-phase limit; three phases are used from 3 x `min_a` (18 A) when one phase
-cannot carry it, one phase below.
+cannot carry it (one phase carries at most 16 A, as VRM's slider, also on a 22 kW
+unit), one phase below.
 
 The contactor and the car are spared by two cooldowns:
 
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nodes.energy.wattpilot_vrm import (
+    SINGLE_PHASE_MAX_A,
     START_CHARGING,
     STOP_CHARGING,
     SWITCHING_TO_1,
@@ -120,7 +122,8 @@ class AutoPolicy:
         total, why = self.target(wish)
         if total == 0:
             return self._off(wish, now)
-        phases = 3 if total >= 3 * wish.min_a and total > wish.max_a else 1
+        one_phase = min(wish.max_a, SINGLE_PHASE_MAX_A)
+        phases = 3 if total >= 3 * wish.min_a and total > one_phase else 1
         if self.charging and self.phases == 3 and total >= 3 * wish.min_a:
             phases = 3  # stays on three while three can carry it
         if not self.charging:
@@ -134,7 +137,7 @@ class AutoPolicy:
         if phases != self.phases:
             left = self.phase_at + self.min_phase_switch_s - now
             if left > 0:
-                amps = wish.max_a if self.phases == 1 else wish.min_a
+                amps = one_phase if self.phases == 1 else wish.min_a
                 status = SWITCHING_TO_3 if phases == 3 else SWITCHING_TO_1
                 return Plan(True, self.phases, amps, status=status, wait_s=left, why=why,
                             reason=f"switch to {phases} phase(s) waits {_s(left)} "
@@ -160,7 +163,8 @@ class AutoPolicy:
 
 
 def _per_phase(total: int, phases: int, wish: Wish) -> int:
-    return max(wish.min_a, min(total // phases, wish.max_a))
+    most = wish.max_a if phases == 3 else min(wish.max_a, SINGLE_PHASE_MAX_A)
+    return max(wish.min_a, min(total // phases, most))
 
 
 def _s(seconds: float) -> str:

@@ -73,6 +73,7 @@ class WattpilotRun:
         self.stop_when_back = False  # the link went while we charged: stop first thing
         self.foreign = False  # its own logic charged in auto mode: held off until unplugged
         self.closed = False
+        self.first_look = True  # the first decision in auto mode with a car
         self.shown: dict[str, JsonValue] = {}
         self.fields: dict[str, str] = {}
         self.unknown_status: set[object] = set()
@@ -242,6 +243,10 @@ class WattpilotRun:
                     self.queue("frc", 0)  # the next car does not start on its own
             self._unguard()
             return
+        if self.first_look:
+            self.first_look = False
+            if status.get("frc") == 2 and self.power_w > 0:  # a restart: it counts as
+                self.policy.found_charging(self.phases, now)  # started now
         if self.stop_when_back:
             self.stop_when_back = False
             self.queue("frc", 1)
@@ -271,7 +276,9 @@ class WattpilotRun:
         status = self.client.status
         hands_off = not self.cfg.low_price and status.get("ful") is True and not self.foreign
         model = status.get("modelStatus")
-        if status.get("frc") == 0 and model in CHARGING and not (model == 7 and hands_off):
+        if status.get("frc") == 0 and model == 7 and not hands_off:
+            return 1  # its own low-price charging, while the node's low price decides
+        if status.get("frc") == 0 and model in CHARGING and model != 7:
             self.foreign = True
             self.ctx.log.warning(
                 "the Wattpilot charges by its own logic (%s) in auto mode: stopped; set its "
@@ -318,6 +325,7 @@ class WattpilotRun:
         except WattpilotRefused as exc:
             self.refused[key, json.dumps(value)] = self.ctx.now()
             self.problem = f"the Wattpilot refused {key} = {value}: {exc.message}"
+            log.warning("%s (not asked again for %g s)", self.problem, REFUSED_HOLD_S)
             self.pending.pop(key, None)
         except NotConnected:
             return  # kept: made when the link is back
@@ -379,7 +387,7 @@ class WattpilotRun:
                 self.queue("psm", psm)
                 self.queue("amp", amp)
                 self.wake(stay_s=self.cfg.hibernate_check_s)
-        else:
+        elif path != "/AutoStart":  # AutoStart follows the mode: shown again below
             return
         self.shown.pop(path, None)  # shown again as the charger has it
         self.publish()

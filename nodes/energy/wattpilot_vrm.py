@@ -143,9 +143,9 @@ class Session:
 
     def update(self, now: float, *, connected: bool, charging: bool,
                wh: float | None) -> None:
-        if self._charging_since is not None:
+        if self._charging_since is not None and connected and charging:
             self.time_s += max(0.0, now - self._charging_since)
-            self._charging_since = None
+        self._charging_since = None
         if connected and self._connected is False and self.reset == "OnConnect":
             self.time_s, self.energy_kwh = 0.0, 0.0
         if not connected and self._connected and self.reset == "OnDisconnect":

@@ -20,7 +20,7 @@ async def eco_with_car(rig: Rig) -> None:
     rig.wp.app_set("fst", 99000.0)
     rig.wp.plug_in(soc=30)
     await rig.until("/Mode", 1)
-    await eventually(lambda: rig.request("Request") == str(round(3 * 16 * 230)), 5)
+    await eventually(lambda: rig.request("Request") == str(3 * 16 * 230), 5)
 
 
 def test_it_requests_power_and_follows_the_allowance_with_the_cooldowns(

@@ -10,6 +10,7 @@ import pytest
 from conftest import eventually, run
 
 from nodes.energy.wattpilot_vrm import MODEL_STATUS
+
 from .mqttkit import Mosquitto
 from .wattpilotkit import charger
 

@@ -83,12 +83,15 @@ def test_one_phase_up_to_the_limit_three_from_eighteen_amps(a: int, phases: int,
     assert plan.reason == f"start on {phases} phase(s) (solar)"
 
 
-def test_one_phase_carries_up_to_a_larger_limit() -> None:
-    p = policy()
-    assert p.decide(amps(20, max_a=20), 0) == Plan(True, 1, 20, why="solar",
+def test_one_phase_carries_16_a_at_most_also_with_a_larger_limit() -> None:
+    p = policy()  # a 22 kW unit: 17 A stay on one phase at 16 A (as VRM's slider)
+    assert p.decide(amps(17, max_a=32), 0) == Plan(True, 1, 16, why="solar",
                                                    reason="start on 1 phase(s) (solar)")
-    q = policy()
-    assert q.decide(amps(21, max_a=20), 0) == Plan(True, 3, 7, why="solar",
+    q = policy()  # 20 A go to three phases
+    assert q.decide(amps(20, max_a=32), 0) == Plan(True, 3, 6, why="solar",
+                                                   reason="start on 3 phase(s) (solar)")
+    r = policy()  # and three phases take up to the unit's 32 A each
+    assert r.decide(amps(96, max_a=32), 0) == Plan(True, 3, 32, why="solar",
                                                    reason="start on 3 phase(s) (solar)")
 
 
