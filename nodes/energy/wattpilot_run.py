@@ -2,31 +2,26 @@
 wattpilot_policy.py for when it charges, wattpilot_vrm.py for what VRM shows).
 
 Everything arrives as an event on the loop (a status update of the client, an
-allowance, a VRM write, a timer) and is handled at once. Writes to the charger go out
-one at a time from one task, in the order they were asked for; a newer value for a key
-that waits replaces the older one.
+allowance, a VRM write, a timer) and is handled at once; the writes it asks for go out
+one at a time (wattpilot_writes.py), what VRM shows is read from the status by
+wattpilot_view.py.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flowengine.errors import DeviceError, NotConnected
+from flowengine.errors import DeviceError
 from flowengine.model import JsonValue
-from nodes.devices.wattpilot import WattpilotClient, WattpilotRefused
+from nodes.devices.wattpilot import WattpilotClient
 from nodes.energy.switch_run import number_text, parse_allowance
 from nodes.energy.wattpilot_policy import AutoPolicy, Plan, Wish
-from nodes.energy.wattpilot_vrm import (
-    CHARGING,
-    Session,
-    current_setting,
-    model_status_name,
-    vrm_current,
-    vrm_status,
-)
+from nodes.energy.wattpilot_view import Reading, number, request_fields, vrm_paths
+from nodes.energy.wattpilot_vrm import CHARGING, Session, current_setting, model_status_name
+from nodes.energy.wattpilot_writes import Writes
 
 if TYPE_CHECKING:
     from flowengine.context import NodeContext, Timer
@@ -36,16 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["WattpilotRun"]
 
 CHILD = "charger"
-WRITE_TIMEOUT_S = 5.0
 SAFE_TIMEOUT_S = 0.6  # the runtime gives every safe state 0.8 s
-REFUSED_HOLD_S = 60.0  # a refused value is not asked for again within this time
-CONNECTED_CAR = (2, 3, 4, 5)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 class WattpilotRun:
@@ -59,17 +45,15 @@ class WattpilotRun:
         self.policy = AutoPolicy(min_on_off_s=cfg.min_on_off_s,
                                  min_phase_switch_s=cfg.min_phase_switch_s)
         self.session = Session(cfg.reset_counters)
+        self.r = Reading(self.client.status, cfg.min_a, cfg.voltage_v)
+        self.writes = Writes(self.client, ctx, cfg, done=self.show)
         self.prefix = f"{cfg.root}/Requests/{cfg.key}/"
         self.plan: Plan | None = None
         self.allowance: float | None = None
         self.allowance_lost = False
         self.malformed = 0
-        self.pending: dict[str, JsonValue] = {}
-        self.refused: dict[tuple[str, str], float] = {}
-        self.problem: str | None = None  # the last refused or failed write
         self.hibernating = False
         self.awake_until = 0.0
-        self.guarded = False
         self.stop_when_back = False  # the link went while we charged: stop first thing
         self.foreign = False  # its own logic charged in auto mode: held off until unplugged
         self.closed = False
@@ -77,7 +61,6 @@ class WattpilotRun:
         self.shown: dict[str, JsonValue] = {}
         self.fields: dict[str, str] = {}
         self.unknown_status: set[object] = set()
-        self._writing = False
         self._wait: Timer | None = None
         self._lost: Timer | None = None
         self._sleep: Timer | None = None
@@ -105,7 +88,7 @@ class WattpilotRun:
         self.show()
 
     async def close(self) -> None:
-        self.closed = True
+        self.closed = self.writes.closed = True
         if self._sub is not None:
             self._sub.cancel()
             self._sub = None
@@ -116,13 +99,18 @@ class WattpilotRun:
         """Stop charging if we charge in auto mode; raise if the charger did not take it."""
         status = self.client.status
         ours = status.get("lmo") == 4 and (self.policy.charging or status.get("frc") == 2)
-        self.closed = True
+        self.closed = self.writes.closed = True  # nothing is started after this
         self.policy.stopped(self.ctx.now())
         if self.broker is not None and self.broker.connected:
             self.broker.publish(self.prefix + "Request", "0", qos=1)
             self.broker.publish(self.prefix + "Consumption", "0", qos=1)
         if ours and not self.hibernating:
-            await self.client.set_value("frc", 1, timeout_s=SAFE_TIMEOUT_S)
+            try:  # behind a write on its way, if one is: then it is undone
+                async with asyncio.timeout(SAFE_TIMEOUT_S):
+                    await self.client.set_value("frc", 1, timeout_s=SAFE_TIMEOUT_S)
+            except TimeoutError:
+                raise DeviceError(f"{self.client.name}: no answer to force state off "
+                                  f"within {SAFE_TIMEOUT_S:g} s") from None
             self.ctx.log.info("charging stopped (force state off)")
 
     # -- what the charger says -------------------------------------------------------------
@@ -135,8 +123,7 @@ class WattpilotRun:
         if self.closed:
             return
         if client.ready:
-            if self.pending:
-                self._write_soon()
+            self.writes.kick()
             self.update()
             return
         if not client.connected and not self.hibernating:
@@ -155,9 +142,9 @@ class WattpilotRun:
         """Derive everything from the status: session, control, VRM paths, request."""
         now = self.ctx.now()
         status = self.client.status
-        connected = self.car_connected
-        self.session.update(now, connected=connected, charging=self.power_w > 0,
-                            wh=_number(status.get("wh")))
+        connected = self.r.car_connected
+        self.session.update(now, connected=connected, charging=self.r.power_w > 0,
+                            wh=number(status.get("wh")))
         model = status.get("modelStatus")
         if model is not None and model_status_name(model).startswith("unknown") \
                 and model not in self.unknown_status and len(self.unknown_status) < 20:
@@ -170,60 +157,6 @@ class WattpilotRun:
         self._maybe_hibernate()
         self.show()
 
-    @property
-    def car_connected(self) -> bool:
-        return self.client.status.get("car") in CONNECTED_CAR
-
-    @property
-    def auto(self) -> bool:
-        return self.client.status.get("lmo") == 4
-
-    @property
-    def power_w(self) -> float:
-        nrg = self.client.status.get("nrg")
-        if isinstance(nrg, list) and len(nrg) > 11:
-            return max(0.0, _number(nrg[11]) or 0.0)
-        return 0.0
-
-    def _nrg(self, index: int) -> float | None:
-        nrg = self.client.status.get("nrg")
-        if isinstance(nrg, list) and len(nrg) > index:
-            return _number(nrg[index])
-        return None
-
-    @property
-    def voltage_v(self) -> float:
-        volts = self._nrg(0)
-        return volts if volts is not None and volts > 100 else self.cfg.voltage_v
-
-    @property
-    def max_a(self) -> int:
-        status = self.client.status
-        ama, cable = _number(status.get("ama")), _number(status.get("cbl"))
-        limit = int(ama) if ama is not None and ama >= self.cfg.min_a else 16
-        if cable is not None and cable >= self.cfg.min_a:
-            limit = min(limit, int(cable))
-        return limit
-
-    @property
-    def phases(self) -> int:
-        """The phases it charges on (psm; with psm 0 from the currents, else three)."""
-        psm = self.client.status.get("psm")
-        if psm == 1:
-            return 1
-        if psm == 2:
-            return 3
-        currents = [self._nrg(i) or 0.0 for i in (4, 5, 6)]
-        return 1 if currents[0] > 0.5 and max(currents[1:]) <= 0.5 else 3
-
-    @property
-    def price_low(self) -> bool:
-        status = self.client.status
-        price = status.get("awcp")
-        market = _number(price.get("marketprice")) if isinstance(price, dict) else None
-        limit = _number(status.get("awp"))
-        return market is not None and limit is not None and market < limit
-
     # -- control ---------------------------------------------------------------------------
     def decide(self) -> None:
         if self.closed or not self.client.ready:
@@ -232,41 +165,41 @@ class WattpilotRun:
             self._wait.cancel()
             self._wait = None
         now, status = self.ctx.now(), self.client.status
-        if not self.auto or not self.car_connected:
+        if not self.r.auto or not self.r.car_connected:
             if self.policy.charging:
                 self.policy.stopped(now, counts=False)
             self.plan = None
             self.stop_when_back = False
-            if not self.car_connected:
+            if not self.r.car_connected:
                 self.foreign = False
-                if self.auto and status.get("frc") == 2:
-                    self.queue("frc", 0)  # the next car does not start on its own
-            self._unguard()
+                if self.r.auto and status.get("frc") == 2:
+                    self.writes.queue("frc", 0)  # the next car does not start on its own
+            self.writes.unguard()
             return
         if self.first_look:
             self.first_look = False
-            if status.get("frc") == 2 and self.power_w > 0:  # a restart: it counts as
-                self.policy.found_charging(self.phases, now)  # started now
+            if status.get("frc") == 2 and self.r.power_w > 0:  # a restart: it counts as
+                self.policy.found_charging(self.r.phases, now)  # started now
         if self.stop_when_back:
             self.stop_when_back = False
-            self.queue("frc", 1)
-        if status.get("car") == 4:
+            self.writes.queue("frc", 1)
+        if self.r.car_full:
             self.policy.stopped(now, counts=False)
             plan = Plan(False, reason="car full")
         else:
             plan = self.policy.decide(Wish(
-                allowance_w=self.allowance, voltage_v=self.voltage_v, max_a=self.max_a,
-                min_a=self.cfg.min_a, low_price=self.cfg.low_price and self.price_low,
+                allowance_w=self.allowance, voltage_v=self.r.voltage_v, max_a=self.r.max_a,
+                min_a=self.cfg.min_a, low_price=self.cfg.low_price and self.r.price_low,
                 low_price_a=self.cfg.low_price_a), now)
         self.plan = plan
         if plan.charge:
-            self.queue("psm", 1 if plan.phases == 1 else 2)
-            self.queue("amp", plan.amps)
-            self.queue("frc", 2)
+            self.writes.queue("psm", 1 if plan.phases == 1 else 2)
+            self.writes.queue("amp", plan.amps)
+            self.writes.queue("frc", 2)
         else:
-            self.queue("frc", self._idle_force_state())
-            if status.get("frc") != 2 and self.power_w <= 0:
-                self._unguard()
+            self.writes.queue("frc", self._idle_force_state())
+            if status.get("frc") != 2 and self.r.power_w <= 0:
+                self.writes.unguard()
         if plan.wait_s is not None:
             self._wait = self.ctx.after(plan.wait_s * 1000 + 50, self.decide, name="cooldown")
 
@@ -287,105 +220,33 @@ class WattpilotRun:
             return 1
         return 0 if hands_off else 1
 
-    def queue(self, key: str, value: JsonValue) -> None:
-        """Ask for a write unless the charger has the value, it waits, or was refused."""
-        if self.client.status.get(key) == value and key not in self.pending:
-            return
-        if self.pending.get(key, object()) == value:
-            return
-        refused_at = self.refused.get((key, json.dumps(value)))
-        if refused_at is not None and self.ctx.now() - refused_at < REFUSED_HOLD_S:
-            return
-        self.pending[key] = value
-        self._write_soon()
-
-    def _write_soon(self) -> None:
-        if not self._writing:
-            self._writing = True
-            self.ctx.after(0, self._write_all, name="write")
-
-    async def _write_all(self) -> None:
-        try:
-            while self.pending and not self.closed and self.client.ready:
-                key, value = next(iter(self.pending.items()))
-                if key == "frc" and value == 2 and not await self._guard():
-                    self.pending.pop(key, None)
-                    continue
-                await self._write(key, value)
-                if self.pending.get(key, object()) == value:
-                    del self.pending[key]
-        finally:
-            self._writing = False
-        self.show()
-
-    async def _write(self, key: str, value: JsonValue) -> None:
-        log = self.ctx.log
-        try:
-            await self.client.set_value(key, value, timeout_s=WRITE_TIMEOUT_S)
-        except WattpilotRefused as exc:
-            self.refused[key, json.dumps(value)] = self.ctx.now()
-            self.problem = f"the Wattpilot refused {key} = {value}: {exc.message}"
-            log.warning("%s (not asked again for %g s)", self.problem, REFUSED_HOLD_S)
-            self.pending.pop(key, None)
-        except NotConnected:
-            return  # kept: made when the link is back
-        except DeviceError as exc:
-            self.problem = f"writing {key} = {value} failed: {exc}"
-            log.warning("%s", self.problem)
-            self.pending.pop(key, None)
-        else:
-            if self.problem is not None and self.problem.split(" = ")[0].endswith(key):
-                self.problem = None
-            log.info("set %s = %s", key, value)
-
-    async def _guard(self) -> bool:
-        """The guardian holds "force state off" before we start charging."""
-        if self.guarded:
-            return True
-        hp, hello = self.client.password_hash, self.client.hello
-        if hp is None or hello is None:
-            return False
-        self.guarded = await self.ctx.register_safe_action({
-            "type": "wattpilot.set", "host": self.cfg.host, "port": self.cfg.port,
-            "path": "/ws", "password_hash": hp, "serial": hello.serial,
-            "values": {"frc": 1}, "timeout_s": 5})
-        if not self.guarded:
-            self.problem = "not charging: the guardian did not take the safe action"
-            self.ctx.log.warning("%s", self.problem)
-        return self.guarded
-
-    def _unguard(self) -> None:
-        if self.guarded:
-            self.guarded = False
-            self.ctx.after(0, self.ctx.withdraw_safe_action, name="unguard")
-
     # -- VRM -------------------------------------------------------------------------------
     def from_vrm(self, path: str, value: JsonValue) -> None:
         """A SetValue from VRM or the GX (already checked by the service)."""
         if self.closed:
             return
-        number = _number(value)
+        written = number(value)
         log = self.ctx.log
-        if number is None:
+        if written is None:
             return
         if path == "/Mode":
-            if number == 2:
+            if written == 2:
                 log.info("scheduled mode from VRM: waking the Wattpilot")
                 self.wake(stay_s=self.cfg.hibernate_check_s)
             else:
-                self.queue("lmo", 4 if number == 1 else 3)
+                self.writes.queue("lmo", 4 if written == 1 else 3)
                 self.wake(stay_s=self.cfg.hibernate_check_s)
         elif path in ("/StartStop", "/SetCurrent"):
-            if self.auto:
+            if self.r.auto:
                 log.info("%s = %s from VRM ignored: in auto mode the distributor decides",
                          path, value)
             elif path == "/StartStop":
-                self.queue("frc", 2 if number == 1 else 1)
+                self.writes.queue("frc", 2 if written == 1 else 1)
                 self.wake(stay_s=self.cfg.hibernate_check_s)
             else:
-                psm, amp = current_setting(number, max_a=self.max_a, min_a=self.cfg.min_a)
-                self.queue("psm", psm)
-                self.queue("amp", amp)
+                psm, amp = current_setting(written, max_a=self.r.max_a, min_a=self.cfg.min_a)
+                self.writes.queue("psm", psm)
+                self.writes.queue("amp", amp)
                 self.wake(stay_s=self.cfg.hibernate_check_s)
         elif path != "/AutoStart":  # AutoStart follows the mode: shown again below
             return
@@ -396,7 +257,12 @@ class WattpilotRun:
         """The EV charger paths that changed, to the service and out of the node."""
         if self.closed:
             return
-        values = self.paths()
+        client = self.client
+        values = vrm_paths(self.r, up=client.ready or self.hibernating,
+                           hibernating=self.hibernating,
+                           serial=client.hello.serial if client.hello else None,
+                           session=self.session, plan=self.plan,
+                           set_current=self.shown.get("/SetCurrent"))
         changed = {p: v for p, v in values.items() if self.shown.get(p, object()) != v}
         if not changed:
             return
@@ -407,76 +273,15 @@ class WattpilotRun:
             ctx.send(CHILD, msg)
             ctx.emit(msg)
 
-    def paths(self) -> dict[str, JsonValue]:
-        status, client = self.client.status, self.client
-        up = client.ready or self.hibernating
-        paths: dict[str, JsonValue] = {"/Connected": 1 if up else 0}
-        if client.hello is not None:
-            paths["/Serial"] = client.hello.serial
-        if isinstance(status.get("fwv"), str):
-            paths["/FirmwareVersion"] = status["fwv"]
-        lmo = status.get("lmo")
-        paths["/Mode"] = None if lmo is None else 1 if lmo == 4 else 0
-        paths["/AutoStart"] = 1 if lmo == 4 else 0
-        if self.hibernating:
-            status = {"car": 1}
-        power = self.power_w if not self.hibernating else 0.0
-        paths["/Status"] = self.status_code(status, power) if up else None
-        phases = self.phases
-        paths["/SetCurrent"] = vrm_current(amp=status.get("amp"), phases=phases) \
-            if not self.hibernating else self.shown.get("/SetCurrent")
-        paths["/MaxCurrent"] = float(3 * self.max_a)
-        paths["/StartStop"] = 1 if status.get("frc") == 2 or power > 0 else 0
-        measured = up and not self.hibernating
-        for i, phase in enumerate(("L1", "L2", "L3")):
-            paths[f"/Ac/{phase}/Power"] = self._nrg(7 + i) if measured else None
-            paths[f"/Ac/{phase}/Voltage"] = self._nrg(i) if measured else None
-            paths[f"/Ac/{phase}/Current"] = self._nrg(4 + i) if measured else None
-        paths["/Ac/Power"] = power if up else None
-        currents = [self._nrg(i) or 0.0 for i in (4, 5, 6)]
-        paths["/Current"] = round(sum(currents), 1) if measured else None
-        energy, seconds = self.session.energy_kwh, int(self.session.time_s)
-        paths["/Ac/Energy/Forward"] = paths["/Session/Energy"] = energy
-        paths["/ChargingTime"] = paths["/Session/Time"] = seconds
-        return paths
-
-    def status_code(self, status: dict[str, Any], power: float) -> int:
-        plan = self.plan
-        if plan is not None and plan.status is not None and self.auto \
-                and status.get("car") in (2, 3, 5) and (plan.charge or power <= 0):
-            return plan.status  # a change of ours waits (or it waits for sun)
-        wanted = None if plan is None or not plan.charge else plan.phases
-        return vrm_status(car=status.get("car"), model_status=status.get("modelStatus"),
-                          err=status.get("err"), power_w=power, phases_wanted=wanted)
-
     # -- the distributor ----------------------------------------------------------------------
-    def request_fields(self) -> dict[str, str]:
-        cfg, voltage = self.cfg, self.voltage_v
-        wants = self.auto and self.car_connected and self.client.ready \
-            and self.client.status.get("car") != 4 and not self.foreign
-        charging_on = self.plan.phases if self.plan is not None and self.plan.charge else 0
-        name = cfg.custom_name + (f" ({charging_on})" if charging_on else "")
-        fields = {"IsScriptedConsumer": "true",
-                  "IsAutomatic": "true" if self.auto else "false",
-                  "CustomName": name,
-                  "Request": number_text(round(3 * self.max_a * voltage) if wants else 0),
-                  "StepSize": number_text(round(voltage * (3 if charging_on == 3 else 1))),
-                  "Minimum": number_text(round(cfg.min_a * voltage)),
-                  "Priority": str(cfg.priority),
-                  "PriorityShift": number_text(cfg.priority_shift),
-                  "IgnoreBatReservation": "false",
-                  "Consumption": number_text(round(self.power_w) if self.client.ready else 0)}
-        if cfg.overhead_vrm_instance is not None:
-            fields["VRMInstanceID"] = str(cfg.overhead_vrm_instance)
-        return fields
-
     def announce(self, *, every: bool = False) -> None:
         broker = self.broker
         if self.closed or broker is None:
             return
         if self.hibernating and every and self.fields:
             every = False  # asleep: only what changes (es-ESS refreshed every 5 min)
-        fields = self.request_fields()
+        fields = request_fields(self.r, self.cfg, ready=self.client.ready, plan=self.plan,
+                                held_off=self.foreign)
         for name, value in fields.items():
             if every or self.fields.get(name) != value:
                 broker.publish(self.prefix + name, value, qos=1)
@@ -534,7 +339,7 @@ class WattpilotRun:
     # -- hibernate -----------------------------------------------------------------------------
     def _maybe_hibernate(self) -> None:
         if not self.cfg.hibernate or self.hibernating or not self.client.ready \
-                or self.car_connected or self.pending or self._writing:
+                or self.r.car_connected or self.writes.busy:
             return
         now = self.ctx.now()
         if now < self.awake_until:
@@ -583,19 +388,20 @@ class WattpilotRun:
             (status.error if client.login_refused else status.warning)(text)
             return
         car = client.status.get("car")
-        parts = ["auto" if self.auto else "manual (hands off)",
+        parts = ["auto" if self.r.auto else "manual (hands off)",
                  {1: "no car", 2: "charging", 3: "car waiting", 4: "car full"}.get(
                      car if isinstance(car, int) else -1, f"car state {car!r}")]
-        if self.power_w > 0:
-            parts.append(f"{number_text(round(self.power_w))} W on {self.phases} phase(s)")
-        if self.auto and self.plan is not None and self.plan.reason:
+        if self.r.power_w > 0:
+            parts.append(f"{number_text(round(self.r.power_w))} W on {self.r.phases} phase(s)")
+        if self.r.auto and self.plan is not None and self.plan.reason:
             parts.append(self.plan.reason)
-        if self.auto:
+        if self.r.auto:
             parts.append("allowance lost" if self.allowance_lost else "no allowance yet"
                          if self.allowance is None else
                          f"allowance {number_text(self.allowance)} W")
-        if self.problem:
-            parts.append(self.problem)
+        problem = self.writes.problem
+        if problem:
+            parts.append(problem)
         text = "; ".join(parts)
-        (status.warning if self.problem or (self.auto and self.allowance_lost)
+        (status.warning if problem or (self.r.auto and self.allowance_lost)
          else status.ok)(text)
