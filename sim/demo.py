@@ -9,8 +9,10 @@ available, battery reservation, each consumer's allowance: `[distributor]`, read
 MQTT topics), the grid setpoint whenever it, the arbiter's requests or the EV change
 (`[setpoint]`: the setting on the simulated settings service, the arbiter's default and
 requests from its MQTT topics, battery power and current, the EV while it charges), and
-under them each flow whose news changed (its problems, or what reached its outputs). A
-car arrives at the simulated EV charging station one simulated hour after the start.
+under them each flow whose news changed (its problems, or what reached its outputs).
+Half a simulated hour after the start a car is plugged into the simulated Fronius
+Wattpilot (flow fronius-wattpilot; it charges when the distributor grants it surplus),
+and one simulated hour after the start a car arrives at the simulated EV charging station.
 Ctrl-C, SIGTERM or `--duration` stop it: the flows first (safe states applied), then
 the devices, the simulated Venus OS, the broker and the dbus-daemon.
 
@@ -69,9 +71,12 @@ def _options(args: argparse.Namespace) -> SiteOptions:
 
 
 def _demo_options(args: argparse.Namespace) -> SiteOptions:
-    """The demo's site: a car comes to the EV charging station an hour after the start."""
+    """The demo's site: half an hour after the start a car is plugged into the Wattpilot
+    (it charges from solar surplus), an hour after it one comes to the EV charging station
+    (it charges from the grid)."""
     options = _options(args)
-    return dataclasses.replace(options, ev_start_hour=(options.start_hour + 1.0) % 24.0)
+    return dataclasses.replace(options, ev_start_hour=(options.start_hour + 1.0) % 24.0,
+                               wattpilot_start_hour=(options.start_hour + 0.5) % 24.0)
 
 
 def demo_files(repo: Path = REPO) -> list[Path]:

@@ -12,7 +12,11 @@ a Shelly 3EM (Gen1) and a Shelly Pro 3EM on the grid, a Shelly PM Mini Gen3 on t
 AC PV, a Shelly 1PM (Gen1 relay) switching a 2 kW boiler, and an MQTT-switched
 3 kW heater, an MQTT outdoor thermometer, an EV charging station on the Multiplus's
 AC output (`com.victronenergy.evcharger.sim_ev`; with `ev_start_hour` a car arrives
-then and takes `ev_energy_kwh` at `ev_power_w`), and two scripted solar overhead consumers
+then and takes `ev_energy_kwh` at `ev_power_w`), a Fronius Wattpilot (`WattpilotSim`,
+websocket, an extra load of the model on the AC output; in Eco mode with its PV start
+power out of reach, so that only the distributor starts it; with `wattpilot_start_hour`
+a car of `wattpilot_car_wh` at `wattpilot_car_soc` % is plugged in then and leaves when
+it has `wattpilot_energy_kwh` or is full), and two scripted solar overhead consumers
 that ask es-ESS's distributor for power over MQTT (`scripted_consumers`): an EV charger
 (key `EV`, 1380..3680 W in 230 W steps, single phase 6..16 A) and a pool heater (key
 `PoolHeater`, 3 x 1000 W), with the priorities of the es-ESS README's example. Everything
@@ -20,8 +24,9 @@ listens on 127.0.0.1 only. A clean stop clears the consumers' retained requests,
 external broker (`broker`) keeps nothing of the simulation.
 
 `flow_vars` point shipped flows at these devices: in the demo, the distributor shares
-the overhead among the two scripted consumers, the boiler (switched-consumer-http) and
-the heater (switched-consumer-mqtt); `FLOW_VARS` holds the part known before the start.
+the overhead among the two scripted consumers, the boiler (switched-consumer-http), the
+heater (switched-consumer-mqtt) and the Wattpilot (fronius-wattpilot, key `Wattpilot`);
+`FLOW_VARS` holds the part known before the start.
 """
 
 from __future__ import annotations
@@ -32,19 +37,24 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from flowengine.model import JsonValue
+from flowengine.model import JsonValue, Secret
 from nodes.dbus.daemon import PrivateBus
 from sim.broker import MqttBroker
 from sim.devices import Shelly3EMGen1, ShellyPMMiniGen3, ShellyPro3EM, ShellyRelayGen1
 from sim.devices.mqtt_consumer import MqttConsumer
 from sim.devices.mqtt_sensor import MqttSensor
 from sim.devices.scripted_consumer import ScriptedConsumer
+from sim.devices.wattpilot import WattpilotSim
 from sim.driver import ModelDriver
 from sim.model import EnergyModel, ModelParams, Snapshot
 from sim.profiles import PvProfile
 from sim.venus import SimVenus
 
-__all__ = ["FLOW_VARS", "SimSite", "SiteOptions", "describe_consumer", "parse_broker"]
+__all__ = ["FLOW_VARS", "WATTPILOT_PASSWORD", "SimSite", "SiteOptions", "describe_consumer",
+           "parse_broker"]
+
+WATTPILOT_PASSWORD = "demo-wattpilot"
+"""the simulated Wattpilot's app password, given to its flow as a secret"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +63,8 @@ class SiteOptions:
     """simulated seconds per real second"""
     seed: int = 1
     start_hour: float = 9.0
+    soc: float = 50.0
+    """the battery's state of charge at the start, %"""
     broker: tuple[str, int] | None = None
     """an MQTT broker to use instead of the embedded one"""
     step_s: float = 0.5
@@ -66,12 +78,20 @@ class SiteOptions:
     ev_power_w: float = 7000.0
     ev_energy_kwh: float = 10.0
     """what the car takes before it leaves"""
+    wattpilot_start_hour: float | None = None
+    """simulated hour a car is plugged into the Wattpilot (None: never)"""
+    wattpilot_car_wh: float = 60_000.0
+    wattpilot_car_soc: float = 40.0
+    wattpilot_energy_kwh: float = 10.0
+    """what the Wattpilot's car takes before it leaves (sooner when it is full)"""
 
 
 FLOW_VARS: dict[str, dict[str, JsonValue]] = {
     "mqtt-temperature": {"custom_name": "Outdoor (simulated)", "temperature_type": 4},
     # a short cycle, so that the demo shows the distributor at work within seconds
-    "solar-overhead-distributor": {"reservation": "5000 - 40 * SOC", "cycle_s": 10},
+    # (a consumer silent for 6 cycles is dropped: the Wattpilot repeats its request every 30 s)
+    "solar-overhead-distributor": {"reservation": "5000 - 40 * SOC", "cycle_s": 10,
+                                   "expire_cycles": 6},
     # the EV on the simulated charging station charges from the grid, not the battery
     "no-bat-to-ev": {"evcharger": "com.victronenergy.evcharger.sim_ev"},
     # the README's example: the more the battery is charged, the less current it takes
@@ -89,6 +109,12 @@ FLOW_VARS: dict[str, dict[str, JsonValue]] = {
         "key": "heater", "custom_name": "Heater (simulated)", "request_w": 3000,
         "priority": 60, "vrm_instance": 1011, "min_on_s": 20, "min_off_s": 20,
         "announce_s": 5, "on_value": "on", "off_value": "off", "on_keyword_regex": "^on$"},
+    # the simulated Wattpilot (host and port from the site), solar surplus only, served
+    # before the scripted consumers; short cooldowns for the demo's fast day
+    "fronius-wattpilot": {
+        "password": Secret("wattpilot_password", WATTPILOT_PASSWORD),
+        "vrm_instance": 1007, "overhead_vrm_instance": 1006, "priority": 30,
+        "min_on_off_s": 30, "min_phase_switch_s": 30},
 }
 """Vars of shipped flows that do not depend on where the simulated devices listen (the
 demo validates with these before the site starts); `SimSite.flow_vars` adds the rest."""
@@ -127,7 +153,8 @@ class SimSite:
         self.options = options or SiteOptions()
         self.model = EnergyModel(ModelParams(seed=self.options.seed,
                                              time_scale=self.options.speed,
-                                             start_hour=self.options.start_hour))
+                                             start_hour=self.options.start_hour,
+                                             initial_soc=self.options.soc))
         self.bus_address = ""
         self.broker: MqttBroker | None = None
         self.broker_host, self.broker_port = self.options.broker or ("127.0.0.1", 0)
@@ -138,10 +165,13 @@ class SimSite:
         self.heater: MqttConsumer | None = None
         self.sensor: MqttSensor | None = None
         self.boiler: ShellyRelayGen1 | None = None
+        self.wattpilot: WattpilotSim | None = None
         self.consumers: dict[str, ScriptedConsumer] = {}
         """key -> scripted solar overhead consumer"""
         self._ev_due: float | None = None
         self._ev_done = False
+        self._wattpilot_due: float | None = None
+        self._wattpilot_done = False
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -169,6 +199,12 @@ class SimSite:
                 power_w=3000.0, phases=(1, 2, 3)))
             sensor = self.sensor = await stack.enter_async_context(MqttSensor(
                 self.model, host=self.broker_host, port=self.broker_port, name="outdoor"))
+            wattpilot = self.wattpilot = await stack.enter_async_context(
+                WattpilotSim(password=WATTPILOT_PASSWORD, model=self.model))
+            wattpilot.app_set("lmo", 4)  # Eco: the distributor's auto mode
+            wattpilot.app_set("fst", 99000.0)  # PV start power out of reach
+            if self.options.wattpilot_start_hour is not None:
+                stack.callback(self.model.subscribe(self._wattpilot_car))
             if self.options.scripted_consumers:
                 await self._start_consumers(stack)
             if self.options.ev_start_hour is not None:
@@ -177,7 +213,7 @@ class SimSite:
             await stack.aclose()
             raise
         boiler, heater = self.boiler.url, self.heater  # both started above
-        where = {
+        where: dict[str, dict[str, JsonValue]] = {
             "shelly3em-grid": {"host": f"127.0.0.1:{grid.port}"},
             "shellypm-inverter": {"host": f"127.0.0.1:{pv.port}"},
             "mqtt-temperature": {"topic": sensor.topic("temperature"),
@@ -190,6 +226,7 @@ class SimSite:
                                        "off_topic": heater.command_topic,
                                        "status_topic": heater.state_topic,
                                        "power_topic": heater.power_topic},
+            "fronius-wattpilot": {"host": "127.0.0.1", "port": wattpilot.port},
         }
         self.flow_vars = {flow: {**FLOW_VARS.get(flow, {}), **where.get(flow, {})}
                           for flow in sorted({*FLOW_VARS, *where})}
@@ -205,12 +242,17 @@ class SimSite:
             "outdoor thermometer (MQTT)": ("mqtt", f"{sensor.prefix}/temperature, "
                                                    "humidity, pressure"),
         }
+        o = self.options
         if ev is not None:
-            o = self.options
             when = "" if o.ev_start_hour is None else (
                 f", a car from {o.ev_start_hour:05.2f} h takes {o.ev_energy_kwh:g} kWh at "
                 f"{o.ev_power_w:.0f} W")
             self.devices["EV charging station on AC-out (D-Bus)"] = ("dbus", ev + when)
+        car = "" if o.wattpilot_start_hour is None else (
+            f", a car ({o.wattpilot_car_wh / 1000:g} kWh at {o.wattpilot_car_soc:g} %) from "
+            f"{o.wattpilot_start_hour:05.2f} h takes {o.wattpilot_energy_kwh:g} kWh")
+        self.devices["Fronius Wattpilot on AC-out (websocket, Eco mode)"] = (
+            "ws", wattpilot.url + car)
 
     def _ev_arrives(self, snap: Snapshot) -> None:
         """Each model step: the car comes at `ev_start_hour` and leaves when it has its
@@ -220,15 +262,36 @@ class SimSite:
         if ev is None or o.ev_start_hour is None:
             return
         if self._ev_due is None:
-            p = self.model.params
-            self._ev_due = p.start_hour * 3600.0 + \
-                ((o.ev_start_hour - p.start_hour) % 24.0) * 3600.0
+            self._ev_due = self._due(o.ev_start_hour)
         loop = asyncio.get_running_loop()
         if not ev.connected and not self._ev_done and snap.time_s >= self._ev_due:
             self._ev_done = True
             loop.call_soon(ev.charge, o.ev_power_w)
         elif ev.connected and ev.session_kwh >= o.ev_energy_kwh:
             loop.call_soon(ev.unplug)
+
+    def _due(self, hour: float) -> float:
+        """The model time of the first `hour` (0..24) at or after the start."""
+        p = self.model.params
+        return p.start_hour * 3600.0 + ((hour - p.start_hour) % 24.0) * 3600.0
+
+    def _wattpilot_car(self, snap: Snapshot) -> None:
+        """Each model step: a car is plugged into the Wattpilot at `wattpilot_start_hour`
+        and unplugged when it has its energy or is full (with the next loop turn)."""
+        wattpilot, o = self.wattpilot, self.options
+        if wattpilot is None or o.wattpilot_start_hour is None:
+            return
+        if self._wattpilot_due is None:
+            self._wattpilot_due = self._due(o.wattpilot_start_hour)
+        loop = asyncio.get_running_loop()
+        car = wattpilot.state.car
+        if car is None and not self._wattpilot_done and snap.time_s >= self._wattpilot_due:
+            self._wattpilot_done = True
+            loop.call_soon(lambda: wattpilot.plug_in(capacity_wh=o.wattpilot_car_wh,
+                                                     soc=o.wattpilot_car_soc))
+        elif car is not None and (car.full or wattpilot.state.session_wh
+                                  >= o.wattpilot_energy_kwh * 1000.0):
+            loop.call_soon(wattpilot.unplug)
 
     async def _start_consumers(self, stack: contextlib.AsyncExitStack) -> None:
         host, port = self.broker_host, self.broker_port
