@@ -8,11 +8,13 @@ load), the solar overhead distributor's figures whenever they change (overhead
 available, battery reservation, each consumer's allowance: `[distributor]`, read from its
 MQTT topics), the grid setpoint whenever it, the arbiter's requests or the EV change
 (`[setpoint]`: the setting on the simulated settings service, the arbiter's default and
-requests from its MQTT topics, battery power and current, the EV while it charges), and
-under them each flow whose news changed (its problems, or what reached its outputs).
-Half a simulated hour after the start a car is plugged into the simulated Fronius
-Wattpilot (flow fronius-wattpilot; it charges when the distributor grants it surplus),
-and one simulated hour after the start a car arrives at the simulated EV charging station.
+requests from its MQTT topics, battery power and current, the EV while it charges), the
+Wattpilot's VRM mode, status and power whenever they change (`[wattpilot]`, from the
+flow's MQTT mirror es-ESS/FroniusWattpilot/...), and under them each flow whose news
+changed (its problems, or what reached its outputs). Half a simulated hour after the
+start a car is plugged into the simulated Fronius Wattpilot (flow fronius-wattpilot; it
+charges when the distributor grants it surplus), an hour after the start one arrives at
+the simulated EV charging station.
 Ctrl-C, SIGTERM or `--duration` stop it: the flows first (safe states applied), then
 the devices, the simulated Venus OS, the broker and the dbus-daemon.
 
@@ -49,12 +51,16 @@ from sim.overhead import OverheadWatch
 from sim.setpoint_watch import SetpointWatch
 from sim.site import FLOW_VARS, SimSite, SiteOptions, parse_broker
 from sim.venus.settings import SETPOINT
+from sim.wattpilot_watch import WattpilotWatch
 
 __all__ = ["demo_files", "run_demo", "run_sim"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FLOW = REPO / "examples" / "demo.yaml"
 OUTPUT_TYPES = ("mqtt.out", "dbus.write", "dbus.service", "http.request")
+STATUS_NEWS = {"fronius-wattpilot": "wattpilot"}
+"""flow -> the node whose status text is the flow's news (its outputs mirror every path,
+one of them a clock)"""
 
 log = logging.getLogger("sim.demo")
 
@@ -208,7 +214,8 @@ async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
     with _stop_on_signals(stop):
         async with SimSite(options) as site, \
                 OverheadWatch(site.broker_host, site.broker_port) as overhead, \
-                SetpointWatch(site.broker_host, site.broker_port) as setpoint:
+                SetpointWatch(site.broker_host, site.broker_port) as setpoint, \
+                WattpilotWatch(site.broker_host, site.broker_port) as wattpilot:
             os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = site.bus_address
             plans = _plans(registry, files, site, out)
             runtime = Runtime(registry, state=StateStore(None),
@@ -224,8 +231,8 @@ async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
                     except Exception as exc:  # a flow that fails to start is reported
                         _say(out, f"flow '{plan.spec.id}' did not start: {exc}")
                 _banner(out, site, started)
-                await _live(out, site, _Watches(overhead, setpoint), runtime, watches, stop,
-                            duration)
+                await _live(out, site, _Watches(overhead, setpoint, wattpilot), runtime,
+                            watches, stop, duration)
             finally:
                 _say(out, "stopping: flows first (safe states applied) ...")
                 await runtime.stop("shutdown")
@@ -255,6 +262,7 @@ def _banner(out: TextIO, site: SimSite, plans: Sequence[FlowPlan]) -> None:
 class _Watches:
     overhead: OverheadWatch
     setpoint: SetpointWatch
+    wattpilot: WattpilotWatch
 
 
 def _setpoint_line(site: SimSite, watch: SetpointWatch) -> tuple[str, str] | None:
@@ -281,8 +289,8 @@ def _setpoint_line(site: SimSite, watch: SetpointWatch) -> tuple[str, str] | Non
 async def _live(out: TextIO, site: SimSite, watching: _Watches, runtime: Runtime,
                 watches: Sequence[_FlowWatch], stop: asyncio.Event,
                 duration: float | None) -> None:
-    """Once a second: the site's line, the distributor's and the setpoint's when they
-    changed, and under them each flow whose news changed."""
+    """Once a second: the site's line, the distributor's, the setpoint's and the
+    Wattpilot's when they changed, and under them each flow whose news changed."""
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
     width = max((len(w.flow_id) for w in watches), default=0) + 2
@@ -301,6 +309,10 @@ async def _live(out: TextIO, site: SimSite, watching: _Watches, runtime: Runtime
         if setpoint is not None and said.get("[setpoint]") != setpoint[1]:
             said["[setpoint]"] = setpoint[1]
             _say(out, f"[setpoint] {setpoint[0]}")
+        charger, charger_key = watching.wattpilot.line(), watching.wattpilot.key()
+        if charger is not None and said.get("[wattpilot]") != charger_key:
+            said["[wattpilot]"] = charger_key or ""
+            _say(out, f"[wattpilot] {charger}")
         for watch in watches:
             news = watch.doing(runtime)
             if said.get(watch.flow_id) != news:
@@ -309,9 +321,9 @@ async def _live(out: TextIO, site: SimSite, watching: _Watches, runtime: Runtime
 
 
 class _FlowWatch:
-    """What one flow does: problems first, else what reached its output nodes (seen by the
-    flow's tap, per output port: a node that feeds several outputs counts for each only
-    what it sent there)."""
+    """What one flow does: problems first, else the status of its node in STATUS_NEWS,
+    else what reached its output nodes (seen by the flow's tap, per output port: a node
+    that feeds several outputs counts for each only what it sent there)."""
 
     def __init__(self, plan: FlowPlan) -> None:
         self.flow_id = plan.spec.id
@@ -337,6 +349,9 @@ class _FlowWatch:
                     if r.status.level in ("warning", "error")]
         if problems:
             return "; ".join(problems)
+        told = runners.get(STATUS_NEWS.get(self.flow_id, ""))
+        if told is not None and told.status.text:
+            return f"{told.node_id}: {told.status.text}"
         parts = []
         for out in self.outputs:
             last = self.last.get(out)

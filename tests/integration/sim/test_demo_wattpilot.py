@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 from conftest import run
@@ -15,6 +16,7 @@ from sim.broker import MqttBroker
 from sim.demo import _demo, demo_files
 from sim.site import SiteOptions
 from sim.topic_watch import payload_number
+from sim.wattpilot_watch import format_wattpilot
 
 WP = "es-ESS/FroniusWattpilot"
 REQUESTS = "es-ESS/SolarOverheadDistributor/Requests/Wattpilot"
@@ -50,7 +52,10 @@ def test_the_demo_wattpilot_charges_from_the_surplus_it_is_granted_once_a_car_is
                 in text), text
         assert "a car (60 kWh at 40 %) from 12.10 h takes 10 kWh" in text
         news = [line for line in text.splitlines() if line.startswith("  [fronius-wattpilot]")]
-        assert news and all(" mirror (mqtt.out): " in line for line in news), news
+        # logged in: the node's own status, never "not connected"
+        assert news and all(re.match(r"  \[fronius-wattpilot\] +wattpilot: auto; ", line)
+                            for line in news), news
+        assert any("; charging; " in line and "; allowance " in line for line in news), news
         assert said(f"{WP}/Status")[0] == 0  # no car yet: disconnected
         assert 4 in said(f"{WP}/Status")  # the car is in: waiting for sun
         assert said(f"{REQUESTS}/Request")[0] == 0
@@ -59,5 +64,19 @@ def test_the_demo_wattpilot_charges_from_the_surplus_it_is_granted_once_a_car_is
         assert 2 in said(f"{WP}/Status")  # charging
         assert any(watts and watts > 0 for watts in said(f"{WP}/Ac/Power"))
         assert any(kwh and kwh > 0 for kwh in said(f"{WP}/Session/Energy"))
-        assert "[distributor] overhead" in text and "Wattpilot" in text
+        lines = text.splitlines()
+        assert any(line.startswith("[distributor] overhead ") and ", Wattpilot " in line
+                   for line in lines)
+        charger = [line for line in lines if line.startswith("[wattpilot] ")]
+        assert charger[0] == "[wattpilot] auto, disconnected  0 W (0.0 A)  session 0.00 kWh"
+        assert "[wattpilot] auto, waiting for sun  0 W (0.0 A)  session 0.00 kWh" in charger
+        assert any(re.fullmatch(r"\[wattpilot\] auto, charging  [1-9]\d+ W \(\d+\.\d A\)  "
+                                r"session \d\.\d\d kWh", line) for line in charger), charger
     run(scenario())
+
+
+def test_the_wattpilot_line_names_mode_and_status_and_changes_with_power_not_energy() -> None:
+    assert format_wattpilot(mode=1, status=2, power_w=1612.4, current_a=7.0,
+                            session_kwh=0.254) == \
+        "auto, charging  1612 W (7.0 A)  session 0.25 kWh"
+    assert format_wattpilot(mode=None, status=99, power_w=None) == "?, 99  ? W"
