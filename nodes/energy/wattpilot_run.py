@@ -191,6 +191,7 @@ class WattpilotRun:
                 allowance_w=self.allowance, voltage_v=self.r.voltage_v, max_a=self.r.max_a,
                 min_a=self.cfg.min_a, low_price=self.cfg.low_price and self.r.price_low,
                 low_price_a=self.cfg.low_price_a), now)
+        self._tell(self.plan, plan)
         self.plan = plan
         if plan.charge:
             self.writes.queue("psm", 1 if plan.phases == 1 else 2)
@@ -202,6 +203,20 @@ class WattpilotRun:
                 self.writes.unguard()
         if plan.wait_s is not None:
             self._wait = self.ctx.after(plan.wait_s * 1000 + 50, self.decide, name="cooldown")
+
+    def _tell(self, before: Plan | None, plan: Plan) -> None:
+        """A service message when charging starts or stops, when a phase switch is made,
+        and when a change starts to wait for a cooldown (with the time it ends)."""
+        if plan.wait_s is not None:
+            if before is None or before.status != plan.status:
+                at = time.localtime(self.ctx.clock.wall() + plan.wait_s)
+                self.ctx.event(f"{plan.reason}, until "
+                               f"{time.strftime('%H:%M:%S', at)}")
+            return
+        was = (False, 0) if before is None else (before.charge, before.phases)
+        if (plan.charge, plan.phases if plan.charge else 0) != \
+                (was[0], was[1] if was[0] else 0):
+            self.ctx.event(plan.reason)
 
     def _idle_force_state(self) -> int:
         """Off (1), or neutral (0) so the charger's own low-price charging may run when the

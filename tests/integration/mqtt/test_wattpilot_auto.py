@@ -5,8 +5,10 @@ allowance or link, low-price charging nested with solar, and the stop of the flo
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from conftest import eventually, run
 
 from .mqttkit import Mosquitto
@@ -24,7 +26,9 @@ async def eco_with_car(rig: Rig) -> None:
 
 
 def test_it_requests_power_and_follows_the_allowance_with_the_cooldowns(
-        mosquitto: Mosquitto, tmp_path: Path) -> None:
+        mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "flowengine.runtime")
+
     async def scenario() -> None:
         async with charger(mosquitto, tmp_path, **ECO) as rig:
             await eco_with_car(rig)
@@ -40,15 +44,16 @@ def test_it_requests_power_and_follows_the_allowance_with_the_cooldowns(
             await rig.until("/Status", 2)
             await rig.until("/Ac/Power", 13 * 230.0)
             await eventually(lambda: rig.request("Consumption") == str(13 * 230), 5)
-            assert rig.request("CustomName") == "Fronius Wattpilot (1)"
+            await eventually(lambda: rig.request("CustomName") == "Fronius Wattpilot (1)", 5)
             rig.allow(5000)  # 21 A: three phases at 7 A (no phase switch before)
             await rig.setting_is("psm", 2)
             await rig.setting_is("amp", 7)
-            assert rig.request("StepSize") == str(3 * 230)
+            await eventually(lambda: rig.request("StepSize") == str(3 * 230), 5)
             rig.allow(3000)  # back to one phase: waits for the phase switch cooldown
             await rig.until("/Status", 23)  # switching to single phase
             assert (rig.setting("psm"), rig.setting("amp")) == (2, 6)
             assert "waits" in rig.status()
+            assert "wattpilot: switch to 1 phase(s) waits" in caplog.text  # service message
             await rig.setting_is("psm", 1, timeout=5)
             await rig.setting_is("amp", 13)
             rig.allow(0)  # the stop waits for the on/off cooldown, at 6 A meanwhile
