@@ -13,10 +13,11 @@ AC PV, a Shelly 1PM (Gen1 relay) switching a 2 kW boiler, and an MQTT-switched
 3 kW heater, an MQTT outdoor thermometer, an EV charging station on the Multiplus's
 AC output (`com.victronenergy.evcharger.sim_ev`; with `ev_start_hour` a car arrives
 then and takes `ev_energy_kwh` at `ev_power_w`), a Fronius Wattpilot (`WattpilotSim`,
-websocket, an extra load of the model on the AC output; in Eco mode with its PV start
-power out of reach, so that only the distributor starts it; with `wattpilot_start_hour`
-a car of `wattpilot_car_wh` at `wattpilot_car_soc` % is plugged in then and leaves when
-it has `wattpilot_energy_kwh` or is full), and two scripted solar overhead consumers
+websocket, app password `WATTPILOT_PASSWORD`, an extra load of the model on AC-out; in
+Eco mode with its PV start power out of reach, so that only the distributor starts it;
+with `wattpilot_start_hour` a car of `wattpilot_car_wh` at `wattpilot_car_soc` % is
+plugged in then and leaves when it has `wattpilot_energy_kwh` or is full), and two
+scripted solar overhead consumers
 that ask es-ESS's distributor for power over MQTT (`scripted_consumers`): an EV charger
 (key `EV`, 1380..3680 W in 230 W steps, single phase 6..16 A) and a pool heater (key
 `PoolHeater`, 3 x 1000 W), with the priorities of the es-ESS README's example. Everything
@@ -136,6 +137,12 @@ def _peak_kw(profile: PvProfile | None) -> str:
     return f"{0.0 if profile is None else profile.peak_w / 1000:g}"
 
 
+def _clock(hour: float) -> str:
+    """9.5 -> "09:30"."""
+    minutes = round(hour * 60) % (24 * 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 def parse_broker(text: str) -> tuple[str, int]:
     """"host:port" (or "host", port 1883) -> (host, port); ValueError when malformed."""
     host, sep, port = text.rpartition(":")
@@ -250,7 +257,7 @@ class SimSite:
             self.devices["EV charging station on AC-out (D-Bus)"] = ("dbus", ev + when)
         car = "" if o.wattpilot_start_hour is None else (
             f", a car ({o.wattpilot_car_wh / 1000:g} kWh at {o.wattpilot_car_soc:g} %) from "
-            f"{o.wattpilot_start_hour:05.2f} h takes {o.wattpilot_energy_kwh:g} kWh")
+            f"{_clock(o.wattpilot_start_hour)} takes {o.wattpilot_energy_kwh:g} kWh")
         self.devices["Fronius Wattpilot on AC-out (websocket, Eco mode)"] = (
             "ws", wattpilot.url + car)
 

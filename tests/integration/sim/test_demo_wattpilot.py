@@ -50,7 +50,7 @@ def test_the_demo_wattpilot_charges_from_the_surplus_it_is_granted_once_a_car_is
         text = out.getvalue()
         assert ("device    Fronius Wattpilot on AC-out (websocket, Eco mode): ws://127.0.0.1:"
                 in text), text
-        assert "a car (60 kWh at 40 %) from 12.10 h takes 10 kWh" in text
+        assert "a car (60 kWh at 40 %) from 12:06 takes 10 kWh" in text
         news = [line for line in text.splitlines() if line.startswith("  [fronius-wattpilot]")]
         # logged in: the node's own status, never "not connected"
         assert news and all(re.match(r"  \[fronius-wattpilot\] +wattpilot: auto; ", line)
