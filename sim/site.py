@@ -6,23 +6,23 @@
         site.devices             # name -> (what it is, URL or topic)
 
 Started in order (and stopped in reverse, also when a start fails): a private
-dbus-daemon, the embedded MQTT broker (unless `broker` names one already running),
-the model stepping in real time, the simulated Venus OS services, and the devices:
-a Shelly 3EM (Gen1) and a Shelly Pro 3EM on the grid, a Shelly PM Mini Gen3 on the
-AC PV, a Shelly 1PM (Gen1 relay) switching a 2 kW boiler, and an MQTT-switched
-3 kW heater, an MQTT outdoor thermometer, an EV charging station on the Multiplus's
-AC output (`com.victronenergy.evcharger.sim_ev`; with `ev_start_hour` a car arrives
-then and takes `ev_energy_kwh` at `ev_power_w`), a Fronius Wattpilot (`WattpilotSim`,
-websocket, app password `WATTPILOT_PASSWORD`, an extra load of the model on AC-out; in
-Eco mode with its PV start power out of reach, so that only the distributor starts it;
-with `wattpilot_start_hour` a car of `wattpilot_car_wh` at `wattpilot_car_soc` % is
-plugged in then and leaves when it has `wattpilot_energy_kwh` or is full), and two
-scripted solar overhead consumers
-that ask es-ESS's distributor for power over MQTT (`scripted_consumers`): an EV charger
-(key `EV`, 1380..3680 W in 230 W steps, single phase 6..16 A) and a pool heater (key
-`PoolHeater`, 3 x 1000 W), with the priorities of the es-ESS README's example. Everything
-listens on 127.0.0.1 only. A clean stop clears the consumers' retained requests, so an
-external broker (`broker`) keeps nothing of the simulation.
+dbus-daemon, the embedded MQTT broker (unless `broker` names one already running), the
+model stepping in real time, the simulated Venus OS services, and the devices: a Shelly
+3EM (Gen1) and a Shelly Pro 3EM on the grid, a Shelly PM Mini Gen3 on the AC PV, a
+Shelly 1PM (Gen1 relay) switching a 2 kW boiler, and an MQTT-switched 3 kW heater, an
+MQTT outdoor thermometer, an EV charging station on the Multiplus's AC output
+(`com.victronenergy.evcharger.sim_ev`; with `ev_start_hour` a car arrives then and takes
+`ev_energy_kwh` at `ev_power_w`), a Fronius Wattpilot (`WattpilotSim`, websocket, app
+password `WATTPILOT_PASSWORD`, an extra load of the model on AC-out; in Eco mode with
+its PV start power out of reach, so that only the distributor starts it; with
+`wattpilot_start_hour` a car of `wattpilot_car_wh` at `wattpilot_car_soc` % is plugged
+in then and leaves when it has `wattpilot_energy_kwh` or is full), and two scripted
+solar overhead consumers that ask es-ESS's distributor for power over MQTT
+(`scripted_consumers`): an EV charger (key `EV`, 1380..3680 W in 230 W steps, single
+phase 6..16 A) and a pool heater (key `PoolHeater`, 3 x 1000 W), with the priorities of
+the es-ESS README's example. Everything listens on 127.0.0.1 only. A clean stop clears
+the consumers' retained requests, so an external broker (`broker`) keeps nothing of the
+simulation.
 
 `flow_vars` point shipped flows at these devices: in the demo, the distributor shares
 the overhead among the two scripted consumers, the boiler (switched-consumer-http), the
