@@ -90,9 +90,7 @@ class SiteOptions:
 FLOW_VARS: dict[str, dict[str, JsonValue]] = {
     "mqtt-temperature": {"custom_name": "Outdoor (simulated)", "temperature_type": 4},
     # a short cycle, so that the demo shows the distributor at work within seconds
-    # (a consumer silent for 6 cycles is dropped: the Wattpilot repeats its request every 30 s)
-    "solar-overhead-distributor": {"reservation": "5000 - 40 * SOC", "cycle_s": 10,
-                                   "expire_cycles": 6},
+    "solar-overhead-distributor": {"reservation": "5000 - 40 * SOC", "cycle_s": 10},
     # the EV on the simulated charging station charges from the grid, not the battery
     "no-bat-to-ev": {"evcharger": "com.victronenergy.evcharger.sim_ev"},
     # the README's example: the more the battery is charged, the less current it takes
@@ -115,7 +113,8 @@ FLOW_VARS: dict[str, dict[str, JsonValue]] = {
     "fronius-wattpilot": {
         "password": Secret("wattpilot_password", WATTPILOT_PASSWORD),
         "vrm_instance": 1007, "overhead_vrm_instance": 1006, "priority": 30,
-        "min_on_off_s": 30, "min_phase_switch_s": 30},
+        "min_on_off_s": 30, "min_phase_switch_s": 30,
+        "announce_s": 5},  # well within the distributor's 3 cycles of 10 s
 }
 """Vars of shipped flows that do not depend on where the simulated devices listen (the
 demo validates with these before the site starts); `SimSite.flow_vars` adds the rest."""
