@@ -14,15 +14,22 @@ from pathlib import Path
 __all__ = ["write_atomically"]
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a crash leaves the old file or the new one."""
+def write_atomically(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write `text` to `path` so that a crash leaves the old file or the new one.
+
+    `mode` (e.g. 0o600 for a token): the file has these permissions from its first byte
+    on; without it, the process's umask decides."""
     directory = path.parent
     if not directory.is_dir():
         directory.mkdir(parents=True, exist_ok=True)
         _fsync_directory(directory.parent)
     temporary = directory / f".{path.name}.tmp"  # one fixed name: no litter after a crash
     try:
-        with open(temporary, "w", encoding="utf-8") as file:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        fd = os.open(temporary, flags, 0o666 if mode is None else mode)
+        with open(fd, "w", encoding="utf-8") as file:
+            if mode is not None:
+                os.fchmod(fd, mode)  # a temporary file left by a crash keeps its old mode
             file.write(text)
             file.flush()
             os.fsync(file.fileno())

@@ -25,14 +25,15 @@ from flowengine.schema import DIALECT, config_schema
 if TYPE_CHECKING:
     from flowengine.registry import Registry
 
-__all__ = ["COMMON_NODE_KEYS", "FLOW_SCHEMA", "SITE_SCHEMA", "VAR_REF_PATTERN", "VAR_TYPES",
-           "accept_var_refs", "flow_schema", "node_file_schema", "site_schema"]
+__all__ = ["ADMIN_HOSTS", "COMMON_NODE_KEYS", "FLOW_SCHEMA", "SITE_SCHEMA", "VAR_REF_PATTERN",
+           "VAR_TYPES", "accept_var_refs", "flow_schema", "node_file_schema", "site_schema"]
 
 FLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 NODE_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 INSTANCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 FILE_DIALECT = "http://json-schema.org/draft-07/schema#"  # of the files in schemas/
 VAR_REF_PATTERN = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"
+ADMIN_HOSTS = ("127.0.0.1", "::1")  # the admin API listens on loopback only
 
 _VAR_REF: dict[str, Any] = {"type": "string", "pattern": VAR_REF_PATTERN,
                             "description": "a flow var, ${name}, of the right type"}
@@ -115,6 +116,9 @@ _FLOW_ENTRY: dict[str, Any] = {
     "oneOf": [{"required": ["use"]}, {"required": ["file"]}],
 }
 
+_ADMIN_PORT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 65535,
+                               "examples": [8181], "description": "TCP port for listen: tcp"}
+
 SITE_SCHEMA: dict[str, Any] = {
     "$schema": DIALECT,
     "title": "es-ESS flows: site file",
@@ -140,6 +144,22 @@ SITE_SCHEMA: dict[str, Any] = {
                                "CRITICAL"], "default": "INFO"},
             "file": {"type": "string",
                      "description": "log file, rotated daily at midnight UTC, 14 kept"}}},
+        "admin": {"type": "object", "additionalProperties": False,
+                  "description": "where the admin API (esess-flowctl status, deploy, watch, "
+                                 "stop, start) listens: a unix socket in state_dir, or a "
+                                 "loopback TCP port; never another address",
+                  "properties": {
+                      "listen": {"enum": ["unix", "tcp"], "default": "unix",
+                                 "description": "unix: <state_dir>/admin.sock; tcp: port on "
+                                                "host (loopback only)"},
+                      "host": {"enum": list(ADMIN_HOSTS), "default": "127.0.0.1",
+                               "description": "loopback address for listen: tcp (the admin "
+                                              "API never listens on another address)",
+                               "x-hint": "the admin API listens on loopback only: "
+                                         + " or ".join(ADMIN_HOSTS)},
+                      "port": _ADMIN_PORT},
+                  "if": {"properties": {"listen": {"const": "tcp"}}, "required": ["listen"]},
+                  "then": {"required": ["port"], "properties": {"port": _ADMIN_PORT}}},
         "guardian": {"type": "object", "additionalProperties": False,
                      "description": "the process that applies the safe states when the "
                                     "runtime dies or hangs (on by default on a GX)",

@@ -202,6 +202,10 @@ class Site:
     secrets: Secrets | None = None
     # connections that report the runtime's events and node statuses: (kind, name, mark)
     observe: list[tuple[str, str, SourceMark]] = field(default_factory=list)
+    # the admin API: a unix socket in state_dir, or a loopback TCP port (see formats.py)
+    admin_listen: str = "unix"
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
 
 
 def is_site_file(data: Any) -> bool:
@@ -246,6 +250,10 @@ def collect_site(path: str | Path, errors: list[ConfigError], *,
     site.log_level = data.get("log", {}).get("level", "INFO")
     site.guardian_timeout_s = float(data.get("guardian", {}).get("timeout_s", 10.0))
     site.log_file = data.get("log", {}).get("file")
+    admin = data.get("admin") or {}
+    site.admin_listen = admin.get("listen", "unix")
+    site.admin_host = admin.get("host", "127.0.0.1")
+    site.admin_port = admin.get("port")
     for i, entry in enumerate(data.get("observe") or ()):
         kind, _, name = entry.partition(".")
         site.observe.append((kind, name, marks.nearest(("observe", i))))

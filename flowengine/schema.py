@@ -215,7 +215,8 @@ def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
                       f"got {shown(instance)}"), None
     if validator == "enum":
         choices = [str(c) for c in value]
-        hint = did_you_mean(str(instance), choices) or ("one of: " + ", ".join(choices))
+        hint = schema.get("x-hint") or did_you_mean(str(instance), choices) or \
+            ("one of: " + ", ".join(choices))
         return path, f"{where} has the unknown value {shown(instance)}", hint
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {"minimum": "at least", "maximum": "at most",
