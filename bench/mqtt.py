@@ -230,7 +230,10 @@ def contender_command(name: str, port: int, work: Path) -> list[str] | None:
             log: {{level: WARNING}}
             flows: [{{file: bench.yaml}}]
         """))
-        return [sys.executable, str(ROOT / "esess-flowctl"), "run", str(work / "site.yaml")]
+        profile = os.environ.get("ESESS_BENCH_PROFILE")  # a cProfile of the runtime's run
+        prefix = ["-m", "cProfile", "-o", profile] if profile else []
+        return [sys.executable, *prefix, str(ROOT / "esess-flowctl"), "run",
+                str(work / "site.yaml")]
     if name == "gmqtt":
         return [sys.executable, "-c", GMQTT_BRIDGE, str(port)]
     if name == "aiomqtt":

@@ -27,6 +27,8 @@ What a broker connection does for every flow that uses it:
 - **Never buffers without bound**: when a connected broker reads slower than values come
   (more than `send_buffer_kb` waiting in the socket's send buffer), new values go to the
   same outbox, latest per topic, and are sent in order once the broker catches up.
+- **Writes once per loop turn**: the packets of one turn go to the socket in one call
+  (nodes/mqtt/batching.py), not one `send()` per message.
 - **Announces itself**: `Online` on `status_topic` (retained) after each connect,
   `Offline` as the retained last will and on a clean shutdown.
 - **TLS is verified by default** against the system's CAs or `ca_file`;
@@ -54,18 +56,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import gmqtt  # type: ignore[import-untyped]
+from gmqtt.mqtt.connection import MQTTConnection  # type: ignore[import-untyped]
 from gmqtt.mqtt.constants import MQTTv311  # type: ignore[import-untyped]
 from gmqtt.mqtt.handler import MQTTConnectError  # type: ignore[import-untyped]
+from gmqtt.mqtt.protocol import MQTTProtocol  # type: ignore[import-untyped]
 
 from flowengine.connections import ConnectionKind
 from flowengine.errors import NotConnected
 from flowengine.model import Secret
 from flowengine.node import option
+from nodes.mqtt import batching
 
 __all__ = ["CONNECTION_KINDS", "Broker", "MqttBrokerConfig", "Subscription", "backoff_s",
            "cleartext_password_warning", "is_loopback", "lint_broker", "topic_matches"]
 
 log = logging.getLogger(__name__)
+
+WRITES_BATCHED = batching.install(MQTTProtocol, MQTTConnection)
+"""the writes of one loop turn go out in one socket call (nodes/mqtt/batching.py)"""
 
 _GMQTT_LOG = logging.getLogger("gmqtt.client")
 # gmqtt logs every connect and subscribe at INFO; our own lines say what matters

@@ -1,0 +1,103 @@
+"""One socket write per event-loop turn for an MQTT connection, however many packets.
+
+asyncio's transport sends each `write()` at once when its buffer is empty: one `send()`
+system call per published message, a quarter of the runtime's CPU in a busy bridge
+(issue 17's profile). `BatchingTransport` wraps a connection's transport: writes of one
+loop turn are joined and go out in one call at the start of the next turn
+(`loop.call_soon`), in the order they were made. `close()` sends what waits first;
+`abort()` drops it, as the transport itself does.
+
+`install(protocol_cls, connection_cls)` makes gmqtt's protocol and connection share the
+wrapper (both write: the connection replays unacknowledged QoS messages after a
+reconnect, the protocol everything else, so both must go through one queue to keep
+the order). The classes are passed in by the adapter (nodes/mqtt/broker.py, the only
+module that imports gmqtt); when they do not look as expected the wrapper is not
+installed and the writes go out one by one, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+__all__ = ["BatchingTransport", "install"]
+
+log = logging.getLogger(__name__)
+
+
+class BatchingTransport:
+    """A transport whose writes of one loop turn go out as one."""
+
+    __slots__ = ("_loop", "_out", "_pending", "_raw", "_size", "writes")
+
+    def __init__(self, raw: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._raw, self._loop = raw, loop
+        self._out: list[bytes] = []
+        self._size = 0  # bytes in _out
+        self._pending: asyncio.Handle | None = None
+        self.writes = 0  # calls made on the real transport
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        chunk = bytes(data)
+        self._out.append(chunk)
+        self._size += len(chunk)
+        if self._pending is None:
+            self._pending = self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send what waits now (the loop calls it once per turn with writes)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        out, self._out, self._size = self._out, [], 0
+        if out and not self._raw.is_closing():
+            self.writes += 1
+            self._raw.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def close(self) -> None:
+        self.flush()
+        self._raw.close()
+
+    def abort(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._out, self._size = [], 0
+        self._raw.abort()
+
+    def is_closing(self) -> bool:
+        return self._raw.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        """What waits to be sent: in the transport, and in this turn's writes."""
+        return int(self._raw.get_write_buffer_size()) + self._size
+
+    def __getattr__(self, name: str) -> Any:  # get_extra_info, pause_reading, ...
+        return getattr(self._raw, name)
+
+
+def install(protocol_cls: type, connection_cls: type) -> bool:
+    """Wrap the transport of every gmqtt connection made from now on; False (and
+    nothing changed) when the classes do not have the expected hooks."""
+    made = getattr(protocol_cls, "connection_made", None)
+    init = getattr(connection_cls, "__init__", None)
+    if made is None or init is None or getattr(protocol_cls, "_esess_batching", False):
+        return bool(getattr(protocol_cls, "_esess_batching", False))
+
+    def connection_made(self: Any, transport: asyncio.Transport) -> None:
+        made(self, transport)
+        if getattr(self, "_transport", None) is transport:
+            self._transport = BatchingTransport(transport, asyncio.get_running_loop())
+
+    def connection_init(self: Any, transport: asyncio.Transport, protocol: Any,
+                        *args: Any, **kwargs: Any) -> None:
+        init(self, transport, protocol, *args, **kwargs)
+        wrapped = getattr(protocol, "_transport", None)
+        if isinstance(wrapped, BatchingTransport) and self._transport is transport:
+            self._transport = wrapped
+
+    protocol_cls.connection_made = connection_made  # type: ignore[attr-defined]
+    connection_cls.__init__ = connection_init  # type: ignore[misc]
+    protocol_cls._esess_batching = True  # type: ignore[attr-defined]
+    return True
