@@ -1,4 +1,5 @@
-"""esess-flowctl: validate, run, schemas, list-nodes, demo, sim.
+"""esess-flowctl: validate, run, status, deploy, watch, stop, start, schemas, list-nodes,
+demo, sim.
 
 The one place that starts the event loop and installs signal handlers.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from flowengine import __version__
+from flowengine.admin import commands as admin
+from flowengine.admin.access import AdminAddress
 from flowengine.connections import Connections
 from flowengine.docs import render_nodes_md
 from flowengine.errors import (
@@ -65,6 +68,7 @@ class Loaded:
         self.errors: list[ConfigError] = []
         self.warnings: list[str] = []  # "file:line:col: warning: ..." (validate still passes)
         self.site: Site | None = None
+        self.sites: list[Site] = []  # every site file among the files (deploy takes one)
 
 
 def load_files(files: Sequence[str], registry: Registry, *, variables: dict[str, Any],
@@ -92,6 +96,7 @@ def load_files(files: Sequence[str], registry: Registry, *, variables: dict[str,
         if site is None:
             continue
         out.site = site
+        out.sites.append(site)
         enabled.update(Path(spec.file).resolve() for spec in site.flows)
         out.errors.extend(_check_connections(site, registry, out.warnings))
         plans = _plan_all(site.flows, registry, out)
@@ -294,7 +299,54 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = Runtime(registry, state=StateStore(state_dir), connections=connections,
                       guardian=GuardianLink.from_environment())
     observe = [(kind, name) for kind, name, _ in site.observe] if site else []
-    return asyncio.run(_run(runtime, loaded.plans, args.duration, observe))
+    variables = _vars(args.var)
+
+    def load(files: Sequence[str], values: Any) -> Loaded:
+        return load_files(files, registry, variables=dict(values), for_run=True)
+
+    setup = AdminSetup(_admin_address(site, state_dir), site, load, variables)
+    return asyncio.run(_run(runtime, loaded.plans, args.duration, observe, setup))
+
+
+@dataclasses.dataclass(frozen=True)
+class AdminSetup:
+    """What `run` needs to open the admin API (None address: no state dir, no API)."""
+
+    address: AdminAddress | None
+    site: Site | None
+    load: Any  # (files, vars) -> Loaded
+    variables: dict[str, Any]
+
+
+def _admin_address(site: Site | None, state_dir: str | None) -> AdminAddress | None:
+    if state_dir is None:
+        return None
+    if site is not None and site.admin_listen == "tcp":
+        return AdminAddress(Path(state_dir), "tcp", site.admin_host, site.admin_port)
+    return AdminAddress(Path(state_dir))
+
+
+async def _open_admin(runtime: Runtime, plans: Sequence[FlowPlan],
+                      setup: AdminSetup | None) -> Any:
+    """The admin API server, listening; None (and why, logged) when it cannot."""
+    if setup is None:
+        return None
+    if setup.address is None:
+        log.info("admin API off: no state directory (give --state-dir for status, deploy "
+                 "and watch)")
+        return None
+    from flowengine.admin.deploy import Deployer  # aiohttp only when something runs
+    from flowengine.admin.server import AdminError, AdminServer
+
+    deployer = Deployer(runtime, plans, site=setup.site, load=setup.load,
+                        variables=setup.variables)
+    server = AdminServer(deployer, setup.address)
+    try:
+        await server.start()
+    except AdminError as exc:
+        log.error("admin API off: %s", exc)
+        return None
+    return server
 
 
 def _guardian_settings(file: str) -> dict[str, Any]:
@@ -376,7 +428,8 @@ def _without_guardian_flags(argv: Sequence[str]) -> list[str]:
 
 
 async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | None,
-               observe: Sequence[tuple[str, str]] = ()) -> int:
+               observe: Sequence[tuple[str, str]] = (), admin_setup: AdminSetup | None = None
+               ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -388,6 +441,7 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
         link.on_lost = stop.set
         await link.open()
     started = 0
+    server = None
     try:
         for kind, name in observe:  # before the flows start, so their start is reported
             attach = runtime.registry.connection_kinds[kind].observe
@@ -417,6 +471,7 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
             runtime.retry_flow(plan, why)
         if not plans:
             log.warning("no flows are enabled; add some under flows: in the site file")
+        server = await _open_admin(runtime, plans, admin_setup)
         log.info("running %d of %d flow(s); Ctrl-C or SIGTERM stops", started, len(plans))
         try:
             async with asyncio.timeout(duration):
@@ -424,7 +479,13 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
         except TimeoutError:
             log.info("duration reached")
     finally:
+        if server is not None:
+            await server.close()
         running = len(runtime.flows)
+        if server is not None:  # stopped, removed, added by the admin API
+            wanted = len(server.deployer.plans) - len(server.deployer.stopped)
+        else:
+            wanted = len(plans)
         log.info("stopping: applying safe states")
         await runtime.stop("shutdown")
         if link is not None:
@@ -433,7 +494,7 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("stopped")
-    return 0 if running == len(plans) else 1
+    return 0 if running == wanted else 1
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
@@ -554,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no heartbeat for this long means the runtime hangs "
                         "(default: the site file's guardian: timeout_s, else 10)")
     p.set_defaults(func=cmd_run)
+    _admin_parsers(sub)
 
     p = sub.add_parser("schemas", help="write the JSON Schemas generated from the node types",
                        description="Generate schemas/flow.schema.json, site.schema.json and "
@@ -589,6 +651,55 @@ def build_parser() -> argparse.ArgumentParser:
                            help="log level of the runtime (default: WARNING)")
         p.set_defaults(func=cmd_demo if name == "demo" else cmd_sim)
     return parser
+
+
+def _admin_parsers(sub: Any) -> None:
+    """status, deploy, watch, stop, start: they talk to a running runtime (docs/admin.md)."""
+    def reach(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", help="the runtime's state directory, where it keeps "
+                                           "admin.sock and admin.token (default: from the "
+                                           "site file)")
+        p.add_argument("--site", metavar="SITE", help="find the runtime from this site file "
+                                                      "(its state_dir and admin:)")
+        p.set_defaults(default_site=GX_SITE if on_gx() else None)
+
+    exits = ("exit 0: done; 1: errors, nothing changed; 3: a flow did not take its new "
+             "version; 4: no runtime answers")
+    p = sub.add_parser("status", help="every flow and node of the running runtime",
+                       description="Show every flow and node with its status, last value, "
+                                   "restarts and dropped messages, and the guardian.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    reach(p)
+    p.set_defaults(func=admin.cmd_status)
+
+    p = sub.add_parser("deploy", help="validate files, then restart only the changed flows",
+                       description="Validate the site (or flow) files completely; on any "
+                                   "error nothing changes. Then restart only the flows whose "
+                                   "plan changed, start new ones, stop removed ones; a flow "
+                                   "whose new version does not start runs its old version "
+                                   "again. One line per flow. " + exits + ".")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="the site file (or the flow files the runtime runs)")
+    p.add_argument("--var", action="append", metavar="NAME=VALUE",
+                   help="value of a flow var (flow files only; default: those of `run`)")
+    reach(p)
+    p.set_defaults(func=admin.cmd_deploy)
+
+    p = sub.add_parser("watch", help="show the messages of a flow or node, live",
+                       description="Print each message a node (or every node of a flow) "
+                                   "emits, as it comes; Ctrl-C ends. Bounded: a slow "
+                                   "terminal loses the oldest messages (and is told).")
+    p.add_argument("target", metavar="FLOW[/NODE]")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    reach(p)
+    p.set_defaults(func=admin.cmd_watch)
+
+    for name, text in (("stop", "stop a flow (it stays stopped until start or a restart)"),
+                       ("start", "start a stopped flow again from its last deployed plan")):
+        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("flow", metavar="FLOW")
+        reach(p)
+        p.set_defaults(func=admin.cmd_stop if name == "stop" else admin.cmd_start)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -101,6 +101,10 @@ class GuardianLink:
     def holds(self, key: str) -> bool:
         return key in self._held
 
+    def held(self) -> list[str]:
+        """The keys whose safe actions the guardian holds now (for `status`)."""
+        return sorted(self._held)
+
     async def _request(self, msg: dict[str, Any]) -> dict[str, Any]:
         if self.lost:
             return {"ok": False, "error": "the guardian is gone"}
