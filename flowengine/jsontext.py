@@ -21,6 +21,8 @@ __all__ = ["MAX_DEPTH", "JsonTextError", "JsonTooDeep", "load_json"]
 MAX_DEPTH = 32  # a Shelly status nests 4 levels deep, an MQTT device's state a few more
 _INT_LIMIT = 1 << 64
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # maybe a lone half, which UTF-8 cannot carry
+_NUMBER = re.compile(rb"[ \t\n\r]*(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?[ \t\n\r]*")
+"""a JSON text that is one number (most telemetry payloads): read without the parser"""
 
 
 class JsonTextError(ValueError):
@@ -33,6 +35,16 @@ class JsonTooDeep(JsonTextError):
 
 def load_json(text: bytes | str) -> Any:
     """The value of a JSON text; JsonTextError if it is not a sane one."""
+    if isinstance(text, bytes) and len(text) < 64:
+        number = _NUMBER.fullmatch(text)
+        if number is not None:
+            whole, fraction, exponent = number.groups()
+            try:
+                if fraction is None and exponent is None:
+                    return _bounded_int(whole.decode())
+                return _finite_float((whole + (fraction or b"") + (exponent or b"")).decode())
+            except _Refused as exc:
+                raise JsonTextError(str(exc)[:80]) from None
     try:
         document = json.loads(text, parse_constant=_refuse_constant,
                               parse_float=_finite_float, parse_int=_bounded_int)

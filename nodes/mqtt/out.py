@@ -36,6 +36,7 @@ latest one of its topic goes out.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -80,6 +81,9 @@ def encode_value(value: JsonValue) -> str:
     """The plain payload: texts as they are, everything else as JSON."""
     if isinstance(value, str):
         return value
+    kind = type(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)  # what json.dumps writes, without its machinery
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
