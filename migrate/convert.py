@@ -78,8 +78,9 @@ class Reader:
             elif spelling_note:
                 self.note(found, spelling_note)
         if found.interpolation_error:
+            # configparser's message quotes the value: never repeat it (it may be a password)
             self.note(found, "es-ESS could not read this value (a `%` must be written "
-                             f"`%%` there: {found.interpolation_error}); imported as "
+                             "`%%` there, or start a `%(key)s` reference); imported as "
                              "written", attention=True)
         return found
 

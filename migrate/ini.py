@@ -96,8 +96,9 @@ def read_ini(path: str | Path) -> IniFile:
     except configparser.MissingSectionHeaderError as exc:
         raise IniError(file, exc.lineno, "a key before the first [Section]") from exc
     except configparser.ParsingError as exc:
-        line, content = exc.errors[0]
-        raise IniError(file, line, f"not a `key = value` line: {content.strip()[:60]}") from exc
+        line = exc.errors[0][0]  # its text is not shown: it may hold a password
+        raise IniError(file, line, "not a `key = value` line, a [Section] or a comment"
+                       ) from exc
     except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as exc:
         what = (f"section [{exc.section}] appears twice"
                 if isinstance(exc, configparser.DuplicateSectionError)
@@ -133,7 +134,7 @@ def _value(parser: configparser.ConfigParser, section: str, key: str,
     try:
         value = parser.get(section, key)
     except configparser.InterpolationError as exc:
-        return IniValue(key, raw, line, str(exc).splitlines()[0])
+        return IniValue(key, raw, line, type(exc).__name__)  # its text quotes the value
     return IniValue(key, value, line)
 
 

@@ -308,8 +308,7 @@ def _split_login(url: str) -> tuple[str, tuple[str, str] | None]:
         return url, None
     if not parts.password:
         return url, None
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
+    netloc = parts.netloc.rpartition("@")[2]  # the host as written (hostname lower-cases)
     return (urlunsplit(parts._replace(netloc=netloc)),
             (unquote(parts.username or ""), unquote(parts.password)))
 
