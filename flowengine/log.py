@@ -39,6 +39,7 @@ __all__ = [
     "FORMAT",
     "LEVELS",
     "PROJECT_LOGGERS",
+    "SERVICE_FORMAT",
     "TRACE",
     "TRACE_BURST",
     "TRACE_PER_S",
@@ -68,6 +69,9 @@ PROJECT_LOGGERS = ("flowengine", "nodes", "esess")
 """The top-level loggers of this project; APP_DEBUG turns on DEBUG for these only."""
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SERVICE_FORMAT = "%(levelname)s %(name)s: %(message)s"
+"""Without our timestamp: under daemontools multilog stamps each line (install/service/run
+sets ESESS_LOG_TIMESTAMPS=0)."""
 
 TRACE_PER_S = 20.0  # traced messages a second, on average
 TRACE_BURST = 50  # traced messages in a row before the rate applies
@@ -89,20 +93,27 @@ def configure_logging(level: str = "INFO", *, file: str | os.PathLike[str] | Non
                       stream: IO[str] | None = None) -> None:
     """Log to `stream` (default stdout) and, if given, to `file`, rotated at UTC midnight.
 
+    With ESESS_LOG_TIMESTAMPS=0 in the environment, the stream's lines carry no time
+    (SERVICE_FORMAT); a file's always do.
+
     Calling it again replaces the handlers an earlier call installed; handlers installed
     by anyone else are left alone.
     """
     number = parse_level(level)
     formatter = _UtcFormatter(FORMAT)
-    handlers: list[logging.Handler] = [
-        logging.StreamHandler(sys.stdout if stream is None else stream)]
+    stamped = os.environ.get("ESESS_LOG_TIMESTAMPS", "1") != "0"
+    console = logging.StreamHandler(sys.stdout if stream is None else stream)
+    console.setFormatter(formatter if stamped else _UtcFormatter(SERVICE_FORMAT))
+    handlers: list[logging.Handler] = [console]
     if file is not None:
         # imported only with a file (the guardian logs to its stream alone)
         from logging.handlers import TimedRotatingFileHandler
 
         Path(file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(TimedRotatingFileHandler(
-            file, when="midnight", utc=True, backupCount=_ROTATE_KEEP_DAYS, encoding="utf-8"))
+        rotating = TimedRotatingFileHandler(
+            file, when="midnight", utc=True, backupCount=_ROTATE_KEEP_DAYS, encoding="utf-8")
+        rotating.setFormatter(formatter)
+        handlers.append(rotating)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
@@ -110,7 +121,6 @@ def configure_logging(level: str = "INFO", *, file: str | os.PathLike[str] | Non
         old.close()
     for handler in handlers:
         handler.set_name(_HANDLER_NAME)
-        handler.setFormatter(formatter)
         root.addHandler(handler)
 
     root.setLevel(logging.INFO if number == APP_DEBUG else number)
