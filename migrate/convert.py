@@ -36,6 +36,8 @@ class Context:
     ini: IniFile
     report: Report
     secrets: dict[str, str] = field(default_factory=dict)
+    exported: dict[tuple[str, str], str] = field(default_factory=dict)  # (service, path)
+    missing_flags: set[str] = field(default_factory=set)
 
     def secret(self, name: str, value: str) -> SecretRef:
         """Keep `value` for the secrets file under a unique `name`."""

@@ -179,6 +179,10 @@ def exporter(ctx: Context, r: Reader, key: str) -> Entry:
     path = r.text("DbusKey")
     if path:
         v["paths"] = [path]
+        seen = ctx.exported.setdefault((service, path), r.section.name)
+        if seen != r.section.name:
+            r.note(None, f"[{seen}] exports the same value: es-ESS kept only the last of "
+                         "the two sections; both are imported")
     topic_value = r.take("MqttTopic")
     topic = topic_value.value.strip() if topic_value else ""
     if topic and path:
@@ -203,6 +207,9 @@ def shellypm(ctx: Context, r: Reader, key: str) -> Entry:
                attention=True)
     put(v, "password", r.password("Password", f"shellypm_{bus_element(key).lower()}"
                                               "_password"))
+    if r.section.find("Relay") is None:
+        r.note(None, "no Relay key: es-ESS needed one and never started this inverter; "
+                     "the flow reads channel 0", attention=True)
     put(v, "channel", r.integer("Relay"))
     put(v, "phase", r.integer("Phase"))
     put(v, "position", r.integer("Position"))
@@ -224,6 +231,11 @@ _PV_TOPICS += [("TotalPowerTopic", "total_power_topic"),
 def pvinverter(ctx: Context, r: Reader, key: str) -> Entry:
     entry = Entry("mqtt-pvinverter", r.section.line, instance_name(key))
     v = entry.vars
+    missing = [k for k, _ in _PV_TOPICS if r.section.find(k) is None]
+    if missing and r.section.name.startswith("MqttPVInverter:"):
+        r.note(None, f"es-ESS needed all fourteen topic keys (empty when unused) and "
+                     f"never started this inverter without {', '.join(missing[:3])}"
+                     f"{' ...' if len(missing) > 3 else ''}; the flow takes any subset")
     for ini_key, var in _PV_TOPICS:
         put(v, var, r.text(ini_key))
     put(v, "position", r.integer("Position"))

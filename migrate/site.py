@@ -84,9 +84,11 @@ def _services(ctx: Context, done: set[str]) -> dict[str, bool]:
             flags[flag] = r.flag(found)
     for flag in NO_FLOW_FLAGS:
         found = r.take(flag)
-        if found is not None and r.flag(found):
-            r.note(found, "not imported: " + NO_FLOW.get(flag, NO_FLOW.get(f"{flag}:", "")),
-                   attention=True)
+        if found is not None:
+            flags[flag] = r.flag(found)
+            if flags[flag]:
+                r.note(found, "not imported: " + NO_FLOW.get(flag, NO_FLOW.get(f"{flag}:", "")),
+                       attention=True)
     r.leftovers()
     return flags
 
@@ -252,6 +254,12 @@ def _switch(ctx: Context, entry: Entry, feature: Feature, flags: dict[str, bool]
     elif flag is None:
         entry.enabled = False
         entry.why_disabled = f"config.ini has no [Services] {feature.flag} flag"
+        if feature.flag not in ctx.missing_flags:
+            ctx.missing_flags.add(feature.flag)
+            ctx.report.add(entry.line or None, feature.flag, None,
+                           f"no [Services] {feature.flag} flag (es-ESS stopped starting "
+                           "its services at a missing flag); written commented out",
+                           attention=True)
     elif not flag:
         entry.enabled = False
         entry.why_disabled = f"[Services] {feature.flag} is off in config.ini"
@@ -264,19 +272,19 @@ def _other_sections(ctx: Context, done: set[str], flags: dict[str, bool]) -> Non
         reason = NO_FLOW.get(section.name) or next(
             (text for prefix, text in NO_FLOW.items()
              if prefix.endswith(":") and section.name.startswith(prefix)), None)
-        r = Reader(ctx, section)
         if reason is None:
-            r.note(None, "not imported: es-ESS knows no such section (a typo?)",
-                   attention=True)
+            reason, attention = "es-ESS knows no such section (a typo?)", True
         elif section.name.lower() == "mqttpvinverter":
             zero = section.find("EnableZeroFeedin")
-            r.note(None, f"not imported: {reason}",
-                   attention=bool(zero and zero.value.strip().lower() == "true"))
+            attention = bool(zero and zero.value.strip().lower() == "true")
         else:
-            flag = section.name.split(":")[0]
-            r.note(None, f"not imported: {reason}", attention=bool(flags.get(flag)))
+            attention = bool(flags.get(section.name.split(":")[0]))
         for value in section.values.values():
-            r.used.add(value.key)
+            ctx.report.add(value.line, section.name, value.key, f"not imported: {reason}",
+                           attention=attention)
+        if not section.values:
+            ctx.report.add(section.line, section.name, None, f"not imported: {reason}",
+                           attention=attention)
     if ctx.ini.defaults is not None:
         for value in ctx.ini.defaults.values.values():
             ctx.report.add(value.line, "DEFAULT", value.key, "not imported: es-ESS added "

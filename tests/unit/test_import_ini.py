@@ -447,12 +447,12 @@ def test_unknown_keys_and_sections_are_reported_with_their_lines(
     printed = capsys.readouterr().out
     assert f"config.ini:{line_of(ini, 'UpdateIntervall')}: check: [TimeToGoCalculator] " \
            "UpdateIntervall: not imported: es-ESS documents no such key" in printed
-    assert f"config.ini:{line_of(ini, '[Bogus]')}: check: [Bogus]: not imported" in printed
+    assert f"config.ini:{line_of(ini, 'Foo = bar')}: check: [Bogus] Foo: not imported" in \
+        printed
     assert f"config.ini:{line_of(ini, 'NumberOfThreads')}: note: [Common] NumberOfThreads: " \
            "not imported" in printed
     assert f"config.ini:{line_of(ini, 'EnableZeroFeedin')}: note: [MqttPvInverter] " \
-           "EnableZeroFeedin: not imported" in printed or \
-           f"config.ini:{line_of(ini, '[MqttPvInverter]')}: note: [MqttPvInverter]" in printed
+           "EnableZeroFeedin: not imported" in printed
     header = (out / "site.yaml").read_text().split("\nlog:")[0]
     assert f"#   config.ini:{line_of(ini, 'UpdateIntervall')}: check:" in header
 
@@ -556,4 +556,51 @@ def test_section_keys_with_spaces_become_valid_names(tmp_path: Path) -> None:
     _, out = import_ini(tmp_path, ini)
     shed = entry(site_of(out), "mqtt-temperature", "Garden-Shed")["vars"]
     assert shed["service_name"] == "esESS_MqttTemperature_Garden_Shed"
+    assert validation_errors(out / "site.yaml") == []
+
+
+def test_a_feature_without_a_flow_is_reported_when_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = MINIMAL.replace("TimeToGoCalculator=true",
+                          "TimeToGoCalculator=true\nFroniusSmartmeterJSON=true") + \
+        "\n[FroniusSmartmeterJSON]\nHost=10.10.20.46\nMeterID=0\n"
+    code, _ = import_ini(tmp_path, ini)
+    assert code == 2
+    printed = capsys.readouterr().out
+    assert f"config.ini:{line_of(ini, 'FroniusSmartmeterJSON=')}: check: [Services] " \
+           "FroniusSmartmeterJSON: not imported: no flow reads a Fronius smart meter" in printed
+    assert f"config.ini:{line_of(ini, 'MeterID')}: check: " \
+           "[FroniusSmartmeterJSON] MeterID: not imported" in printed
+
+
+def test_a_section_without_its_flag_is_commented_out_and_reported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = MINIMAL + "\n[NoBatToEV]\nUseRelay=-1\n"
+    code, out = import_ini(tmp_path, ini)
+    assert code == 2
+    assert "  # - use: no-bat-to-ev" in (out / "site.yaml").read_text()
+    assert f"config.ini:{line_of(ini, '[NoBatToEV]')}: check: [NoBatToEV]: no [Services] " \
+           "NoBatToEV flag" in capsys.readouterr().out
+
+
+def test_two_exports_of_one_value_are_both_imported_and_noted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = MINIMAL.replace("TimeToGoCalculator=true",
+                          "TimeToGoCalculator=true\nMqttExporter=true") + textwrap.dedent("""
+        [MqttExporter:one]
+        Service=com.victronenergy.system
+        DbusKey=/Dc/Battery/Soc
+        MqttTopic=soc/one
+
+        [MqttExporter:two]
+        Service=com.victronenergy.system
+        DbusKey=/Dc/Battery/Soc
+        MqttTopic=soc/two
+        """)
+    _, out = import_ini(tmp_path, ini)
+    site = site_of(out)
+    assert entry(site, "mqtt-exporter", "one")["vars"]["topic"] == "soc/one"
+    assert entry(site, "mqtt-exporter", "two")["vars"]["topic"] == "soc/two"
+    assert "[MqttExporter:one] exports the same value: es-ESS kept only the last" in \
+        capsys.readouterr().out
     assert validation_errors(out / "site.yaml") == []
