@@ -56,12 +56,14 @@ def convert_ini(ini: IniFile, file_label: str) -> Imported:
     _mqtt(ctx, done, connections, common)
     entries = _features(ctx, done, flags, common)
     _other_sections(ctx, done, flags)
-    if connections:
-        site["connections"] = connections
+    ordered: dict[str, Any] = {}
+    if connections:  # the brokers first, as a reader looks for them
+        ordered["connections"] = dict(sorted(connections.items(), key=lambda kv: kv[0] != "mqtt"))
     if "mqtt" in connections:
-        site["observe"] = ["mqtt.main"]
-    site["flows"] = [e.item() for e in entries if e.enabled]
-    return Imported(site, entries, ctx.secrets, report)
+        ordered["observe"] = ["mqtt.main"]  # es-ESS's service messages, on the main broker
+    ordered.update(site)
+    ordered["flows"] = [e.item() for e in entries if e.enabled]
+    return Imported(ordered, entries, ctx.secrets, report)
 
 
 # -- [Services] -------------------------------------------------------------------------

@@ -604,3 +604,19 @@ def test_two_exports_of_one_value_are_both_imported_and_noted(
     assert "[MqttExporter:one] exports the same value: es-ESS kept only the last" in \
         capsys.readouterr().out
     assert validation_errors(out / "site.yaml") == []
+
+
+def test_the_example_in_the_docs_is_what_it_writes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "import-ini.md").read_text()
+    ini = re.search(r"```ini\n(.*?)```", doc, re.S)
+    printed = re.search(r"prints .*?\n\n```\n(.*?)```", doc, re.S)
+    site = re.search(r"```yaml\n# site.yaml, as import-ini writes it.*?\n(.*?)```", doc, re.S)
+    assert ini and printed and site
+    (tmp_path / "config.ini").write_text(ini.group(1))
+    monkeypatch.chdir(tmp_path)
+    assert run(["config.ini", "--output", "."]) == 2
+    assert capsys.readouterr().out == printed.group(1)
+    body = (tmp_path / "site.yaml").read_text().split("\n\n", 1)[1]
+    assert body == site.group(1)
