@@ -136,7 +136,15 @@ def shelly3em(ctx: Context, r: Reader, _key: str) -> Entry:
 
 def charge_current_reducer(ctx: Context, r: Reader, _key: str) -> Entry:
     entry = Entry("charge-current-reducer", r.section.line)
-    put(entry.vars, "desired_current", r.text("DesiredChargeAmps"))
+    desired = r.take("DesiredChargeAmps")
+    if desired is not None and desired.value.strip():
+        entry.vars["desired_current"] = desired.value.strip()
+        try:
+            float(desired.value)
+        except ValueError:
+            r.note(desired, "es-ESS read this as a number and could not start with a "
+                            "formula (its README promised one); the flow takes a formula "
+                            "in SOC")
     entry.vars["max_feed_in_w"] = Annotated(None, "required: the most feed-in it may "
                                                   "request, W (es-ESS had no bound)")
     r.drop("AdjustmentFactor", "the flow's controller needs no tuning factor")
@@ -252,7 +260,7 @@ def _consumer_common(r: Reader, entry: Entry, key: str) -> None:
     v["key"] = key
     put(v, "custom_name", r.text("CustomName"))
     put(v, "request_w", whole(r.number("Request")))
-    put(v, "minimum_w", whole(r.number("Minimum", "minimum")))
+    put(v, "minimum_w", whole(r.number("Minimum")))
     put(v, "priority", r.integer("Priority"))
     put(v, "priority_shift", whole(r.number("PriorityShift")))
     put(v, "ignore_bat_reservation", r.boolean("IgnoreBatReservation"))

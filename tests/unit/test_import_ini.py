@@ -620,3 +620,16 @@ def test_the_example_in_the_docs_is_what_it_writes(
     assert capsys.readouterr().out == printed.group(1)
     body = (tmp_path / "site.yaml").read_text().split("\n\n", 1)[1]
     assert body == site.group(1)
+
+
+def test_runs_as_python_m_migrate(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "config.ini").write_text(MINIMAL)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "migrate", "config.ini", "--output", "out"],
+                          cwd=tmp_path, env={"PYTHONPATH": str(root)}, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "out/site.yaml validates (1 flow(s))" in done.stdout
