@@ -15,9 +15,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flowengine import __version__
 from flowengine.admin import commands as admin
@@ -46,6 +46,9 @@ from flowengine.state import StateStore
 from flowengine.vars import blame_var
 from flowengine.watchdog import LoopWatchdog
 from flowengine.yamlsrc import read_yaml, read_yaml_text
+
+if TYPE_CHECKING:
+    from flowengine.admin.server import AdminServer
 
 __all__ = ["main"]
 
@@ -301,7 +304,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     observe = [(kind, name) for kind, name, _ in site.observe] if site else []
     variables = _vars(args.var)
 
-    def load(files: Sequence[str], values: Any) -> Loaded:
+    def load(files: Sequence[str], values: Mapping[str, Any]) -> Loaded:
         return load_files(files, registry, variables=dict(values), for_run=True)
 
     setup = AdminSetup(_admin_address(site, state_dir), site, load, variables)
@@ -314,7 +317,7 @@ class AdminSetup:
 
     address: AdminAddress | None
     site: Site | None
-    load: Any  # (files, vars) -> Loaded
+    load: Callable[[Sequence[str], Mapping[str, Any]], Loaded]
     variables: dict[str, Any]
 
 
@@ -327,7 +330,7 @@ def _admin_address(site: Site | None, state_dir: str | None) -> AdminAddress | N
 
 
 async def _open_admin(runtime: Runtime, plans: Sequence[FlowPlan],
-                      setup: AdminSetup | None) -> Any:
+                      setup: AdminSetup | None) -> AdminServer | None:
     """The admin API server, listening; None (and why, logged) when it cannot."""
     if setup is None:
         return None

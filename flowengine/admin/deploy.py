@@ -167,7 +167,7 @@ class Deployer:
                         f"{site.file}: add it under flows: (or leave it out)")
         if _connections(site) != _connections(self.site):
             return ("the site's connections changed: they cannot change while the runtime "
-                    "runs; restart it (on a GX: svc -t /service/es-ESS) to apply them")
+                    "runs; restart it (on a GX: svc -t /service/es-ESS-flows) to apply them")
         return None
 
     async def _change(self, plan: FlowPlan) -> dict[str, Any]:

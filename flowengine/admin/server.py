@@ -174,15 +174,16 @@ class AdminServer:
         await runner.setup()
         try:
             if sock is not None:
-                site: web.BaseSite = web.SockSite(runner, sock, shutdown_timeout=SHUTDOWN_S)
+                site: web.BaseSite = web.SockSite(runner, sock)
             else:
                 if address.host not in ADMIN_HOSTS:  # the site schema refuses it already
                     raise AdminError(f"admin host {address.host}: loopback only")
-                site = web.TCPSite(runner, address.host, address.port,
-                                   shutdown_timeout=SHUTDOWN_S)
+                site = web.TCPSite(runner, address.host, address.port)
             await site.start()
         except (OSError, AdminError) as exc:
             await runner.cleanup()
+            if sock is not None:
+                sock.close()
             drop_token(address, self._token)
             if isinstance(exc, AdminError):
                 raise

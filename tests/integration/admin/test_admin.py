@@ -193,7 +193,7 @@ def test_a_change_of_connections_is_refused(bus_address: str, tmp_path: Path) ->
             assert (code, out) == (1, "")
             assert err == ("deploy refused: the site's connections changed: they cannot "
                            "change while the runtime runs; restart it (on a GX: svc -t "
-                           "/service/es-ESS) to apply them; nothing was changed\n")
+                           "/service/es-ESS-flows) to apply them; nothing was changed\n")
             assert await owners(bus) == before
 
     run(scenario())
