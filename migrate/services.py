@@ -7,6 +7,7 @@ reports what has no counterpart or meant something else in es-ESS.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -255,8 +256,13 @@ def pvinverter(ctx: Context, r: Reader, key: str) -> Entry:
     return entry
 
 
-def _consumer_common(r: Reader, entry: Entry, key: str) -> None:
+def _consumer_common(r: Reader, entry: Entry, raw_key: str) -> None:
     v = entry.vars
+    key = re.sub(r"[/+#\s]+", "_", raw_key.strip()).strip("_") or "unnamed"
+    if key != raw_key:
+        r.note(None, f"the consumer key `{raw_key}` holds characters a topic level (or, in "
+                     "es-ESS, its D-Bus name) cannot, so es-ESS's distribution failed "
+                     f"every cycle; imported as `{key}`", attention=True)
     v["key"] = key
     put(v, "custom_name", r.text("CustomName"))
     put(v, "request_w", whole(r.number("Request")))
@@ -283,19 +289,19 @@ def http_consumer(ctx: Context, r: Reader, key: str) -> Entry:
     urls = {var: r.take(ini) for ini, var in (("OnUrl", "on_url"), ("OffUrl", "off_url"),
                                               ("StatusUrl", "status_url"),
                                               ("PowerUrl", "power_url"))}
-    logins: set[tuple[str, str]] = set()
+    logins: list[tuple[str, str]] = []  # in the order of the keys: OnUrl's first
     for var, found in urls.items():
         if found is None or not found.value.strip():
             continue
         url, login = _split_login(found.value.strip())
         v[var] = url
-        if login:
-            logins.add(login)
+        if login and login not in logins:
+            logins.append(login)
     if len(logins) > 1:
         r.note(None, "the URLs log in as different users; imported the first one: check "
                      "username and password", attention=True)
     if logins:
-        user, password = sorted(logins)[0]
+        user, password = logins[0]
         v["auth"] = "basic"
         v["username"] = user
         v["password"] = r.ctx.secret(f"consumer_{bus_element(key).lower()}_password",
@@ -368,4 +374,5 @@ INSTANCE_FEATURES = (
 
 
 def instance_key(section: IniSection, prefix: str) -> str:
-    return section.name[len(prefix):].strip()
+    """The part after the prefix, as written (es-ESS stripped it, except for consumers)."""
+    return section.name[len(prefix):]

@@ -8,7 +8,7 @@ ones commented out); every key nobody read is reported with its line.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from migrate.convert import Context, Reader, put, whole
@@ -42,7 +42,6 @@ class Imported:
     entries: list[Entry]
     secrets: dict[str, str]
     report: Report
-    notes: list[str] = field(default_factory=list)
 
 
 def convert_ini(ini: IniFile, file_label: str) -> Imported:

@@ -633,3 +633,26 @@ def test_runs_as_python_m_migrate(tmp_path: Path) -> None:
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "out/site.yaml validates (1 flow(s))" in done.stdout
+
+
+def test_a_consumer_key_es_ess_could_not_use_is_made_usable_and_reported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = MINIMAL.replace("TimeToGoCalculator=true",
+                          "TimeToGoCalculator=true\nSolarOverheadDistributor=true") + \
+        textwrap.dedent("""
+        [MqttConsumer:Pool Pump]
+        Request=500
+        OnTopic=pump/set
+        OnValue=1
+        OffTopic=pump/set
+        OffValue=0
+        StatusTopic=pump/state
+        OnKeywordRegex=1
+        """)
+    code, out = import_ini(tmp_path, ini)
+    assert code == 2
+    pump = entry(site_of(out), "switched-consumer-mqtt", "Pool-Pump")["vars"]
+    assert pump["key"] == "Pool_Pump"
+    assert f"config.ini:{line_of(ini, '[MqttConsumer:Pool Pump]')}: check: " \
+           "[MqttConsumer:Pool Pump]: the consumer key `Pool Pump`" in capsys.readouterr().out
+    assert validation_errors(out / "site.yaml") == []
