@@ -199,6 +199,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_UNREACHABLE)
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:  # `watch ... | head`: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return _fail("the runtime ended the stream (it stopped)", EXIT_UNREACHABLE)
 
 
