@@ -19,7 +19,10 @@ from migrate.site import Imported, convert_ini, render_secrets, render_site
 
 __all__ = ["configure", "main"]
 
-GX_DIR = "/data/es-ESS"  # where install/ puts site.yaml on a GX
+# on a GX, site.yaml lives in the install's own directory (the service runs
+# `<install>/esess-flowctl run <install>/site.yaml`); /data/es-ESS if that is unknown
+INSTALL_DIR = Path(__file__).resolve().parent.parent
+GX_DIR = str(INSTALL_DIR) if (INSTALL_DIR / "esess-flowctl").is_file() else "/data/es-ESS"
 EXIT_OK, EXIT_FAILED, EXIT_CHECK = 0, 1, 2
 
 
@@ -32,8 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                           "exists; 2: done, but check the report.")
     parser.add_argument("ini", metavar="CONFIG.INI", help="es-ESS's config.ini")
     parser.add_argument("--output", "-o", metavar="DIR", default=None,
-                        help=f"where to write site.yaml and secrets.yaml (default: {GX_DIR} "
-                             "on a GX, else the current directory)")
+                        help="where to write site.yaml and secrets.yaml (default on a GX: "
+                             f"this install's directory, {GX_DIR}; else the current "
+                             "directory); state_dir is DIR/state")
     parser.add_argument("--force", action="store_true",
                         help="overwrite an existing site.yaml / secrets.yaml")
     parser.add_argument("--no-validate", dest="validate", action="store_false",
@@ -47,7 +51,8 @@ def main(args: argparse.Namespace) -> int:
     except IniError as exc:
         print(f"import-ini: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    imported = convert_ini(ini, Path(args.ini).name)
+    imported = convert_ini(ini, Path(args.ini).name,
+                           state_dir=str(out_dir.resolve() / "state"))
     site_file, secrets_file = out_dir / "site.yaml", out_dir / "secrets.yaml"
     targets = [site_file] + ([secrets_file] if imported.secrets else [])
     existing = [str(p) for p in targets if p.exists()]

@@ -44,7 +44,8 @@ class Imported:
     report: Report
 
 
-def convert_ini(ini: IniFile, file_label: str) -> Imported:
+def convert_ini(ini: IniFile, file_label: str, *, state_dir: str | None = None) -> Imported:
+    """The site for `ini`; `state_dir`: where its nodes keep state (beside the site file)."""
     report = Report(file_label)
     ctx = Context(ini, report)
     done: set[str] = set()
@@ -60,6 +61,8 @@ def convert_ini(ini: IniFile, file_label: str) -> Imported:
         ordered["connections"] = dict(sorted(connections.items(), key=lambda kv: kv[0] != "mqtt"))
     if "mqtt" in connections:
         ordered["observe"] = ["mqtt.main"]  # es-ESS's service messages, on the main broker
+    if state_dir is not None:
+        ordered["state_dir"] = state_dir
     ordered.update(site)
     ordered["flows"] = [e.item() for e in entries if e.enabled]
     return Imported(ordered, entries, ctx.secrets, report)
