@@ -104,12 +104,14 @@ class Deployer:
 
     # -- observation -----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """Runtime.snapshot() with the stopped flows, in the order of the site file."""
         flows = self.runtime.snapshot()
-        for fid in sorted(self.stopped):
+        for fid in self.stopped:
             flows[fid] = {"description": self.plans[fid].spec.description, "nodes": {},
                           "status": "stopped",
                           "text": "by `esess-flowctl stop`; `esess-flowctl start` runs it again"}
-        return flows
+        order = {fid: i for i, fid in enumerate(self.plans)}
+        return dict(sorted(flows.items(), key=lambda item: order.get(item[0], len(order))))
 
     # -- deploy --------------------------------------------------------------------------------
     async def deploy(self, files: Sequence[str],

@@ -273,8 +273,9 @@ class AdminServer:
             return _error(409, "a deploy, stop or start is under way; try again")
         async with self.deployer.lock:
             result = await self.deployer.deploy(files, variables)
-        for item in result.get("flows", ()):
-            log.info("deploy: flow '%s': %s", item["flow"], item["result"])
+        for item in result.get("flows", ()):  # a change is news; "unchanged" is not
+            level = logging.DEBUG if item["result"].startswith("unchanged") else logging.INFO
+            log.log(level, "deploy: flow '%s': %s", item["flow"], item["result"])
         return web.json_response(result)
 
     async def _stop(self, request: web.Request) -> web.Response:

@@ -234,6 +234,8 @@ def test_stop_and_start_a_flow(bus_address: str, tmp_path: Path) -> None:
                 (0, "sensor-b: started\n", "")
             new_a, new_b = await owners(bus)
             assert new_a == old_a and new_b not in (None, old_b)
+            _, out, _ = await flowctl("status", "--json", "--site", site.file)
+            assert list(json.loads(out)["flows"]) == ["sensor-a", "sensor-b", "tick"]
             assert await flowctl("stop", "nope", "--site", site.file) == \
                 (1, "", "esess-flowctl: no flow 'nope' (flows: sensor-a, sensor-b, tick)\n")
         assert runtime.proc is not None and runtime.proc.returncode == 0  # all ran at the end
