@@ -54,13 +54,13 @@ class Site:
         (directory / "tick.yaml").write_text(TICK)
         self.write()
 
-    def write(self, a: str = "name: esess_a", extra: str = "") -> None:
+    def write(self, a: str = "name: esess_a", extra: str = "", last: str = "tick") -> None:
         self.file.write_text(textwrap.dedent(f"""\
             state_dir: {self.dir / 'state'}
             flows:
               - {{file: sensor-a.yaml, vars: {{{a}}}}}
               - {{file: sensor-b.yaml, vars: {{name: esess_b, instance: 21}}}}
-              - {{file: tick.yaml}}
+              - {{file: {last}.yaml}}
             """) + extra)
 
 
@@ -143,6 +143,24 @@ def test_a_changed_var_restarts_that_flow_only(bus_address: str, tmp_path: Path)
             new_a, new_b = await owners(bus)
             assert new_b == old_b
             assert new_a not in (None, old_a)
+
+    run(scenario())
+
+
+def test_deploy_adds_and_removes_flows(bus_address: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with open_bus(bus_address) as bus, running(tmp_path) as (site, runtime):
+            before = await owners(bus)
+            (site.dir / "tock.yaml").write_text(TICK.replace("id: tick", "id: tock"))
+            site.write(last="tock")
+            code, out, err = await flowctl("deploy", site.file)
+            assert (code, out) == (0, "tick: removed\nsensor-a: unchanged\n"
+                                      "sensor-b: unchanged\ntock: added\n"), err
+            assert await owners(bus) == before
+            _, out, _ = await flowctl("status", "--json", "--site", site.file)
+            assert list(json.loads(out)["flows"]) == ["sensor-a", "sensor-b", "tock"]
+            assert "flow 'tick': stopped (removed by deploy)" in runtime.output()
+        assert runtime.proc is not None and runtime.proc.returncode == 0  # as deployed
 
     run(scenario())
 
