@@ -600,12 +600,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cannot start while others run is tried again (1 s, "
                                    "doubling to 60 s). A flow file run alone has the "
                                    "connections that need no site entry, and mqtt main is "
-                                   "the broker on localhost:1883.")
+                                   "the broker on localhost:1883. While it runs, status, "
+                                   "deploy, watch, stop and start reach it through "
+                                   "<state_dir>/admin.sock (docs/admin.md).")
     p.add_argument("file", metavar="SITE_OR_FLOW")
     p.add_argument("--var", action="append", metavar="NAME=VALUE",
                    help="value of a flow var (flow files only)")
-    p.add_argument("--state-dir", help="directory for persistent node state "
-                                       "(default: from the site file; none for a flow file)")
+    p.add_argument("--state-dir", help="directory for persistent node state and the admin "
+                                       "socket (default: from the site file; none for a "
+                                       "flow file)")
     p.add_argument("--log-level", type=_level,
                    help="TRACE, DEBUG, APP_DEBUG, INFO, WARNING, ERROR or CRITICAL")
     p.add_argument("--log-file", help="also log to this file (rotated daily, 14 kept)")
