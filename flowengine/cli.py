@@ -347,7 +347,7 @@ async def _open_admin(runtime: Runtime, plans: Sequence[FlowPlan],
     try:
         await server.start()
     except AdminError as exc:
-        log.error("admin API off: %s", exc)
+        log.warning("admin API off: %s", exc)
         return None
     return server
 
@@ -474,8 +474,8 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
             runtime.retry_flow(plan, why)
         if not plans:
             log.warning("no flows are enabled; add some under flows: in the site file")
-        server = await _open_admin(runtime, plans, admin_setup)
         log.info("running %d of %d flow(s); Ctrl-C or SIGTERM stops", started, len(plans))
+        server = await _open_admin(runtime, plans, admin_setup)
         try:
             async with asyncio.timeout(duration):
                 await stop.wait()
