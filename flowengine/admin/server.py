@@ -164,10 +164,15 @@ class AdminServer:
         app.router.add_get("/watch", self._watch)
         app.router.add_post("/flows/{flow}/stop", self._stop)
         app.router.add_post("/flows/{flow}/start", self._start)
+        sock = None
         try:
             sock = self._unix_socket() if address.listen == "unix" else None
             self._token = new_token(address)
         except OSError as exc:
+            if sock is not None:
+                sock.close()
+                with contextlib.suppress(OSError):
+                    address.socket_path.unlink()
             raise AdminError(f"cannot use {address.state_dir}: {exc.strerror or exc}") from exc
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=SHUTDOWN_S)
