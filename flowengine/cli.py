@@ -707,6 +707,13 @@ def _admin_parsers(sub: Any) -> None:
         reach(p)
         p.set_defaults(func=admin.cmd_stop if name == "stop" else admin.cmd_start)
 
+    import migrate.cli  # about 8 ms: only its arguments are needed here
+
+    p = sub.add_parser("import-ini",
+                       help="convert an es-ESS config.ini into site.yaml and secrets.yaml")
+    migrate.cli.configure(p)
+    p.set_defaults(func=migrate.cli.main)
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from sim.demo import run_demo  # the simulation is imported only when asked for

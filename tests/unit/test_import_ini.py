@@ -636,6 +636,20 @@ def test_runs_as_python_m_migrate(tmp_path: Path) -> None:
     assert "out/site.yaml validates (1 flow(s))" in done.stdout
 
 
+def test_runs_as_esess_flowctl_import_ini(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "config.ini").write_text(MINIMAL)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "esess-flowctl"), "import-ini",
+                           "config.ini", "--output", "out"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "out/site.yaml validates (1 flow(s))" in done.stdout
+    assert (tmp_path / "out" / "site.yaml").is_file()
+
+
 def test_a_consumer_key_es_ess_could_not_use_is_made_usable_and_reported(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ini = MINIMAL.replace("TimeToGoCalculator=true",
