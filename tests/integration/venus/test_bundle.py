@@ -36,6 +36,18 @@ def test_bundle_installs_offline_and_validates_every_shipped_flow(
     assert checked.stdout.count("ok: flow") == len(shipped)
 
 
+def test_the_installed_environment_knows_the_project_version(
+        installed: tuple[FakeGx, subprocess.CompletedProcess[str]]) -> None:
+    """A metadata-only wheel: VRM's /FirmwareVersion of our D-Bus services is the release."""
+    import flowengine
+
+    gx, _ = installed
+    probe = gx.sh(gx.home / "venv" / "bin" / "python", "-c",
+                  "import importlib.metadata as m; print(m.version('esess-flows'))")
+    assert probe.stdout.strip() == flowengine.__version__, probe.stderr
+    assert not (gx.home / "venv" / "bin" / "esess-flowctl").exists()  # the code runs from home
+
+
 def test_bundle_ships_pure_python_builds_where_the_c_part_is_optional(
         installed: tuple[FakeGx, subprocess.CompletedProcess[str]]) -> None:
     """PyYAML and dbus-fast have no armv7 wheel: the archive holds pure builds of both."""
