@@ -80,3 +80,15 @@ def test_install_puts_its_boot_line_before_an_exit_in_rc_local(
     assert gx.install().returncode == 0
     assert gx.rc_local.read_text() == (
         f"#!/bin/bash\nmy-own-thing\n{gx.home}/install/install.sh\nexit 0\n")
+
+
+def test_uninstall_purge_deletes_the_installation_and_its_boot_line(
+        installed: tuple[FakeGx, subprocess.CompletedProcess[str]]) -> None:
+    """Last in this module: it deletes what the tests above read."""
+    gx, _ = installed
+    gx.log_dir.mkdir(parents=True, exist_ok=True)
+    result = gx.sh("bash", gx.home / "install" / "uninstall.sh", "--purge")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not gx.home.exists() and not gx.log_dir.exists()
+    assert not gx.link.is_symlink()
+    assert "install.sh" not in gx.rc_local.read_text()
