@@ -144,10 +144,11 @@ fi
 chmod 755 "$home/esess-flowctl" "$home/install/"*.sh "$home/install/service/run" \
   "$home/install/service/log/run"
 
+example_site() { sed "s#/data/es-ESS-flows#$home#g" "$home/install/site.example.yaml"; }
 created_site=0
 if [ ! -f "$home/site.yaml" ]; then
   created_site=1
-  sed "s#/data/es-ESS-flows#$home#g" "$home/install/site.example.yaml" > "$home/site.yaml"
+  example_site > "$home/site.yaml"
   say "created $home/site.yaml: enable flows there, then check it with"
   say "  $home/esess-flowctl validate $home/site.yaml"
 fi
@@ -178,8 +179,10 @@ if old_enabled; then
   exit 3
 fi
 if [ -f "$old_home/config.ini" ] && { [ $replace = 1 ] || [ $created_site = 1 ]; }; then
+  force=""   # import-ini keeps an existing site.yaml, unless it is still the example
+  [ "$(example_site)" = "$(cat "$home/site.yaml")" ] && force="--force "
   say "next: bring the settings of the original es-ESS over with"
-  say "  $home/esess-flowctl import-ini $old_home/config.ini"
+  say "  $home/esess-flowctl import-ini $force$old_home/config.ini"
 fi
 
 if [ "$(readlink "$service_dir/$name" 2>/dev/null)" != "$home/install/service" ]; then

@@ -82,6 +82,17 @@ def test_install_puts_its_boot_line_before_an_exit_in_rc_local(
         f"#!/bin/bash\nmy-own-thing\n{gx.home}/install/install.sh\nexit 0\n")
 
 
+def test_install_names_import_ini_with_force_while_the_site_is_the_example(
+        installed: tuple[FakeGx, subprocess.CompletedProcess[str]]) -> None:
+    gx, _ = installed
+    (gx.old_home).mkdir(parents=True, exist_ok=True)
+    (gx.old_home / "config.ini").write_text("[Common]\n")
+    result = gx.install("--replace-es-ess")  # nothing of it is enabled: nothing to stop
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stopped and disabled" not in result.stdout
+    assert (f"{gx.home}/esess-flowctl import-ini --force {gx.old_home}/config.ini"
+            in result.stdout)
+
 def test_uninstall_purge_deletes_the_installation_and_its_boot_line(
         installed: tuple[FakeGx, subprocess.CompletedProcess[str]]) -> None:
     """Last in this module: it deletes what the tests above read."""
