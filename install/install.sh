@@ -1,6 +1,6 @@
 #!/bin/bash
 # Install es-ESS flows on a Venus OS GX from a release archive unpacked to /data:
-#   tar -xzf esess-flows-<version>.tar.gz -C /data && /data/es-ESS-flows/install/install.sh
+#   tar -xzf esess-flows-<version>-py3.12-armv7l.tar.gz -C /data && /data/es-ESS-flows/install/install.sh
 # Needs no network: the dependencies come from the archive's wheels/ (scripts/bundle).
 # Safe to run again; /data/rc.local runs it at every boot, because /service and the
 # root filesystem are rebuilt at boot and by a firmware update (only /data survives).
@@ -30,7 +30,7 @@ replace=0
 for arg in "$@"; do
   case $arg in
     --replace-es-ess) replace=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown option $arg (see --help)"; exit 2 ;;
   esac
 done
