@@ -57,7 +57,7 @@ log = logging.getLogger("flowengine.cli")
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = REPO / "schemas"
 NODES_DOC = REPO / "docs" / "nodes.md"
-GX_SITE = "/data/es-ESS/site.yaml"  # where the installer puts the site file
+GX_SITE = "/data/es-ESS-flows/site.yaml"  # where the installer puts the site file
 MIN_GUARDIAN_TIMEOUT_S, MAX_GUARDIAN_TIMEOUT_S = 2.0, 600.0  # as the site schema says
 
 
@@ -361,7 +361,7 @@ def _guardian_settings(file: str) -> dict[str, Any]:
         data = None
     if not is_site_file(data):
         return {}
-    out: dict[str, Any] = {"state_dir": "/data/es-ESS/state"}
+    out: dict[str, Any] = {"state_dir": "/data/es-ESS-flows/state"}
     for key, value, kind in (("state_dir", data.get("state_dir"), str),
                              ("timeout_s", _get(data, "guardian", "timeout_s"), float),
                              ("level", _get(data, "log", "level"), str)):

@@ -135,7 +135,7 @@ SITE_SCHEMA: dict[str, Any] = {
                     "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*\.[A-Za-z0-9_-]+$"}},
         "flows_dir": {"type": "string", "description": "where shipped flows are looked up "
                                                        "(default: the flows/ of this install)"},
-        "state_dir": {"type": "string", "default": "/data/es-ESS/state",
+        "state_dir": {"type": "string", "default": "/data/es-ESS-flows/state",
                       "description": "persistent node state (counters, energy totals)"},
         "secrets": {"type": "string", "default": "secrets.yaml",
                     "description": "secrets file, relative to the site file"},

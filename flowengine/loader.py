@@ -195,7 +195,7 @@ class Site:
     flows: list[FlowSpec] = field(default_factory=list)
     connections: dict[str, dict[str, Any]] = field(default_factory=dict)
     connection_marks: dict[tuple[str, str], SourceMark] = field(default_factory=dict)
-    state_dir: str = "/data/es-ESS/state"
+    state_dir: str = "/data/es-ESS-flows/state"
     log_level: str = "INFO"
     log_file: str | None = None
     guardian_timeout_s: float = 10.0  # no heartbeat for this long: the runtime hangs
@@ -245,7 +245,7 @@ def collect_site(path: str | Path, errors: list[ConfigError], *,
             return None
     base = Path(path).resolve().parent
     secrets = Secrets(base / data.get("secrets", "secrets.yaml"), environ)
-    site = Site(file=str(path), state_dir=data.get("state_dir", "/data/es-ESS/state"),
+    site = Site(file=str(path), state_dir=data.get("state_dir", "/data/es-ESS-flows/state"),
                 secrets=secrets)
     site.log_level = data.get("log", {}).get("level", "INFO")
     site.guardian_timeout_s = float(data.get("guardian", {}).get("timeout_s", 10.0))

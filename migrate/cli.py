@@ -20,9 +20,9 @@ from migrate.site import Imported, convert_ini, render_secrets, render_site
 __all__ = ["configure", "main"]
 
 # on a GX, site.yaml lives in the install's own directory (the service runs
-# `<install>/esess-flowctl run <install>/site.yaml`); /data/es-ESS if that is unknown
+# `<install>/esess-flowctl run <install>/site.yaml`); /data/es-ESS-flows if that is unknown
 INSTALL_DIR = Path(__file__).resolve().parent.parent
-GX_DIR = str(INSTALL_DIR) if (INSTALL_DIR / "esess-flowctl").is_file() else "/data/es-ESS"
+GX_DIR = str(INSTALL_DIR) if (INSTALL_DIR / "esess-flowctl").is_file() else "/data/es-ESS-flows"
 EXIT_OK, EXIT_FAILED, EXIT_CHECK = 0, 1, 2
 
 

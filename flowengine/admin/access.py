@@ -22,7 +22,7 @@ from flowengine.formats import ADMIN_HOSTS
 __all__ = ["DEFAULT_STATE_DIR", "SOCKET_NAME", "TOKEN_NAME", "AdminAddress",
            "AdminUnreachable", "drop_token", "new_token", "read_token"]
 
-DEFAULT_STATE_DIR = "/data/es-ESS/state"  # the site file's default
+DEFAULT_STATE_DIR = "/data/es-ESS-flows/state"  # the site file's default
 SOCKET_NAME = "admin.sock"
 TOKEN_NAME = "admin.token"
 

@@ -1,6 +1,6 @@
 """The guardian process: starts the runtime as its child and keeps its safe states.
 
-    python3 -m flowengine.guardian --state-dir /data/es-ESS/state -- <runtime command>
+    python3 -m flowengine.guardian --state-dir /data/es-ESS-flows/state -- <runtime command>
 
 One thread, one `select` loop, standard library only. The child gets one end of a
 socketpair (its number in ESESS_GUARDIAN_FD) and speaks JSON lines over it:

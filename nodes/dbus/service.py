@@ -87,8 +87,8 @@ _JSON_TYPES = (type(None), bool, int, float, str, list, dict)
 
 try:
     PROCESS_VERSION = version("esess-flows")
-except PackageNotFoundError:  # running from a source tree
-    PROCESS_VERSION = "0"
+except PackageNotFoundError:  # running from a source tree or a release archive
+    from flowengine import __version__ as PROCESS_VERSION
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -109,7 +109,7 @@ class MqttBrokerConfig:
                        default=False)
     ca_file: str | None = option(
         "CA certificate (PEM) that signed the broker's certificate (default: system CAs)",
-        default=None, example="/data/es-ESS/broker-ca.pem")
+        default=None, example="/data/es-ESS-flows/broker-ca.pem")
     insecure: bool = option(
         "TLS without certificate checks (anyone can pose as the broker; warned on connect)",
         default=False)

@@ -367,7 +367,7 @@ def test_validate_without_a_file_checks_the_gx_site_file(
         write, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import flowengine.cli as cli
 
-    site = write("data/es-ESS/site.yaml", "flows: []\nlog: {level: LOUD}\n")
+    site = write("data/es-ESS-flows/site.yaml", "flows: []\nlog: {level: LOUD}\n")
     monkeypatch.setattr(cli, "GX_SITE", str(site))
     monkeypatch.setattr(cli, "on_gx", lambda: False)
     assert main(["validate"]) == 2
