@@ -44,7 +44,7 @@ def test_the_demo_wattpilot_charges_from_the_surplus_it_is_granted_once_a_car_is
             def said(key: str) -> list[float | None]:
                 return seen.get(key, [])
             try:
-                assert await _demo(Registry.default(), demo_files(), options, 24.0, out) == 0
+                assert await _demo(Registry.default(), demo_files(), options, 14.0, out) == 0
             finally:
                 await watch.close()
         text = out.getvalue()
