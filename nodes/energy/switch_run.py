@@ -8,6 +8,7 @@ up an allowance, a status message or the broker.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from nodes.energy.switch import EnergySwitch
     from nodes.mqtt.broker import Broker, Subscription
 
-__all__ = ["SwitchRun", "number_text", "parse_allowance"]
+__all__ = ["AllowanceReader", "SwitchRun", "number_text", "parse_allowance"]
 
 
 def number_text(value: float) -> str:
@@ -37,6 +38,29 @@ def parse_allowance(payload: bytes) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"not an allowance: {text[:40]!r}")
     return value
+
+
+class AllowanceReader:
+    """Reads the allowances of one consumer; counts (and logs once, then at debug) what
+    it ignores: a retained one (the distributor never retains an allowance) or one that
+    is not a number >= 0."""
+
+    __slots__ = ("ignored", "log")
+
+    def __init__(self, log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+        self.log = log
+        self.ignored = 0
+
+    def read(self, payload: bytes, retained: bool) -> float | None:
+        try:
+            if retained:
+                raise ValueError("retained (the distributor never retains an allowance)")
+            return parse_allowance(payload)
+        except ValueError as exc:
+            self.ignored += 1
+            level = self.log.warning if self.ignored == 1 else self.log.debug
+            level("allowance ignored (%d so far): %s", self.ignored, exc)
+            return None
 
 
 class SwitchRun:
@@ -56,7 +80,7 @@ class SwitchRun:
         self.power: float | None = None  # measured, if the device has a power source
         self.power_unreadable = 0
         self.consumption: float | None = None  # last published
-        self.malformed = 0  # allowance payloads ignored
+        self.allowances = AllowanceReader(ctx.log)
         self.guarded = False
         self.closed = False
         self._busy = False  # a switch task runs
@@ -135,14 +159,8 @@ class SwitchRun:
     def _on_allowance(self, _topic: str, payload: bytes, retained: bool) -> None:
         if self.closed:
             return
-        try:
-            if retained:
-                raise ValueError("retained (the distributor never retains an allowance)")
-            watts = parse_allowance(payload)
-        except ValueError as exc:
-            self.malformed += 1
-            level = self.ctx.log.warning if self.malformed == 1 else self.ctx.log.debug
-            level("allowance ignored (%d so far): %s", self.malformed, exc)
+        watts = self.allowances.read(payload, retained)
+        if watts is None:
             self.show()
             return
         if self.allowance_lost:
@@ -321,8 +339,8 @@ class SwitchRun:
         else:
             parts.append("no allowance yet")
         parts.append(f"consumption {number_text(self.current_consumption())} W")
-        if self.malformed:
-            parts.append(f"{self.malformed} bad allowance(s) ignored")
+        if self.allowances.ignored:
+            parts.append(f"{self.allowances.ignored} bad allowance(s) ignored")
         if not self.broker.connected:
             parts.append(self.broker.describe())
         text = "; ".join(parts)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from flowengine.errors import DeviceError
 from flowengine.model import JsonValue
 from nodes.devices.wattpilot import WattpilotClient
-from nodes.energy.switch_run import number_text, parse_allowance
+from nodes.energy.switch_run import AllowanceReader, number_text
 from nodes.energy.wattpilot_policy import AutoPolicy, Plan, Wish
 from nodes.energy.wattpilot_view import Reading, number, request_fields, vrm_paths
 from nodes.energy.wattpilot_vrm import CHARGING, Session, current_setting, model_status_name
@@ -51,7 +51,7 @@ class WattpilotRun:
         self.plan: Plan | None = None
         self.allowance: float | None = None
         self.allowance_lost = False
-        self.malformed = 0
+        self.allowances = AllowanceReader(ctx.log)
         self.hibernating = False
         self.awake_until = 0.0
         self.stop_when_back = False  # the link went while we charged: stop first thing
@@ -305,14 +305,8 @@ class WattpilotRun:
     def _on_allowance(self, _topic: str, payload: bytes, retained: bool) -> None:
         if self.closed:
             return
-        try:
-            if retained:
-                raise ValueError("retained (the distributor never retains an allowance)")
-            watts = parse_allowance(payload)
-        except ValueError as exc:
-            self.malformed += 1
-            level = self.ctx.log.warning if self.malformed == 1 else self.ctx.log.debug
-            level("allowance ignored (%d so far): %s", self.malformed, exc)
+        watts = self.allowances.read(payload, retained)
+        if watts is None:
             return
         if self.allowance_lost:
             self.ctx.log.info("allowance back: %s W", number_text(watts))
