@@ -12,9 +12,13 @@ from testkit.flowctl import kill_leftovers
 
 @pytest.fixture(autouse=True)
 def _no_leftover_runtimes() -> Iterator[None]:
+    _collect()  # what a failed test before left (its frames lived on in its report)
     yield
     if kill_leftovers():
-        # the dead runtimes' pipe transports are collected here, not in a later test
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
+        _collect()  # the dead runtimes' pipe transports here, not in a later test
+
+
+def _collect() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
