@@ -7,6 +7,7 @@ runtime it leaves running is killed after it."""
 from __future__ import annotations
 
 import gc
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +28,16 @@ def _no_leftover_runtimes() -> Iterator[None]:
 
 
 def _collect() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+    """Collect garbage of a failed test's runtimes here, quietly: their transports warn and
+    may raise (their loop is closed) when collected, which would fail the test running then."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda _unraisable: None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 @pytest.fixture
