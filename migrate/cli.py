@@ -13,9 +13,10 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from migrate.ini import IniError, read_ini
-from migrate.site import Imported, convert_ini, render_secrets, render_site
+if TYPE_CHECKING:  # the converter is imported by main(), not by the parser
+    from migrate.site import Imported
 
 __all__ = ["configure", "main"]
 
@@ -45,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from migrate.ini import IniError, read_ini
+    from migrate.site import convert_ini
+
     out_dir = Path(args.output if args.output else (GX_DIR if _on_gx() else "."))
     try:
         ini = read_ini(args.ini)
@@ -81,6 +85,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def write(imported: Imported, site_file: Path, secrets_file: Path, *, source: str) -> None:
+    from migrate.site import render_secrets, render_site
+
     """Write both files atomically; the secrets file is mode 0600 from its first byte."""
     from flowengine.atomic import write_atomically
 
