@@ -24,11 +24,15 @@ class MailboxClosed(Exception):
 
 
 class Mailbox:
-    __slots__ = ("_closed", "_counter", "_items", "_modes", "_waiter", "capacity", "dropped")
+    __slots__ = ("_closed", "_counter", "_items", "_modes", "_waiter", "capacity", "dropped",
+                 "waiting")
 
     def __init__(self, modes: Mapping[str, InputMode], capacity: int = 256) -> None:
         self._modes = dict(modes)
         self._items: dict[object, tuple[str, Message]] = {}
+        self.waiting: Mapping[object, tuple[str, Message]] = self._items
+        """What waits, read-only (the same dict for the mailbox's life: a cheap emptiness
+        test for the runner)."""
         self._counter = itertools.count()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False

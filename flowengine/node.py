@@ -12,6 +12,8 @@ Lifecycle, driven by the runtime:
 - ``start(ctx)``: open what the node needs, start timers through `ctx`.
 - ``on_message(port, msg)``: returning is "done", raising is "failed": the runtime
   logs it, sets the status, applies the safe state and restarts the node with backoff.
+  A node that handles a message without waiting overrides ``receive(port, msg)``
+  instead, a plain function the emitting node calls directly (the fast path).
 - ``stop()``: release resources; timers and children are stopped by the runtime.
 - ``safe_state()``: only on nodes that drive the outside world; quick, idempotent.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
 from flowengine.model import DEFAULT_PORT, INPUT_PORT, JsonValue, Message, NodeSpec, SourceMark
 
@@ -114,6 +116,18 @@ class UpstreamInfo:
         self.sources = sources
 
 
+class _NotStarted:
+    """What `Node.ctx` is before start(): any use of it raises."""
+
+    __slots__ = ("_node_id",)
+
+    def __init__(self, node_id: str) -> None:
+        self._node_id = node_id
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"node '{self._node_id}' used before start()")
+
+
 class Node(Generic[ConfigT]):
     """Base class of every node type. See the module docstring for the lifecycle."""
 
@@ -128,13 +142,9 @@ class Node(Generic[ConfigT]):
     def __init__(self, config: ConfigT, spec: NodeSpec) -> None:
         self.config = config
         self.spec = spec
-        self._ctx: NodeContext | None = None
-
-    @property
-    def ctx(self) -> NodeContext:
-        if self._ctx is None:
-            raise RuntimeError(f"node '{self.spec.id}' used before start()")
-        return self._ctx
+        self.ctx: NodeContext = cast("NodeContext", _NotStarted(spec.id))
+        """The node's link to the runtime, set by start(); a plain attribute (it is read
+        on every message), which says "used before start()" on any use before."""
 
     # -- validate-time hooks -------------------------------------------------------
     @classmethod
@@ -175,10 +185,24 @@ class Node(Generic[ConfigT]):
 
     # -- run time --------------------------------------------------------------------
     async def start(self, ctx: NodeContext) -> None:
-        self._ctx = ctx
+        self.ctx = ctx
 
     async def on_message(self, port: str, msg: Message) -> None:
-        """Handle one input message. Nodes without inputs never get called."""
+        """Handle one input message. Nodes without inputs never get called.
+
+        The default hands the message to `receive`: a node that never waits for
+        anything overrides `receive` only."""
+        self.receive(port, msg)
+
+    def receive(self, port: str, msg: Message) -> bool:
+        """Handle one input message without waiting; return False to have `on_message`
+        handle it instead (in the node's own task, e.g. when it must await something).
+
+        A type that overrides this is called directly by the node that emits, in the
+        same turn of the loop, while its input queue is empty and it is not busy (no
+        queue, no task switch: see `NodeRunner.deliver`). It must not await anything and
+        must not depend on `asyncio.current_task()`."""
+        return False
 
     async def stop(self) -> None:
         """Release what start() opened. Timers and children are stopped by the runtime."""

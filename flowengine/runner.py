@@ -19,9 +19,9 @@ from flowengine.errors import NodeError
 from flowengine.log import NodeLogger
 from flowengine.mailbox import Mailbox, MailboxClosed
 from flowengine.model import INPUT_PORT, JsonValue, Message, NodeSpec
+from flowengine.node import Node
 
 if TYPE_CHECKING:
-    from flowengine.node import Node
     from flowengine.runtime import FlowRun
     from flowengine.state import NodeState
 
@@ -36,6 +36,9 @@ START_TIMEOUT_S = 10.0
 SAFE_TIMEOUT_S = 0.8
 STOP_TIMEOUT_S = 1.0
 CHILD_PORT = "child"
+MAX_DIRECT_DEPTH = 64  # direct calls nested deeper than this queue instead
+
+_depth = 0  # direct calls in progress (one loop, one thread)
 
 
 class NodeRunner:
@@ -59,19 +62,32 @@ class NodeRunner:
             inputs[CHILD_PORT] = "event"
         capacity = max(flow.runtime.queue_capacity, cls.queue_capacity(config) or 0)
         self.mailbox = Mailbox(inputs, capacity)
+        self._waiting = self.mailbox.waiting  # the queue's dict: empty or not, cheaply
+        self._direct = cls.receive is not Node.receive and not cls.breaks_cycles
+        self._ready = False  # direct, running and not busy: deliver() may call receive()
+        self._input_role = f"{flow.spec.id}/{self.node_id}:inputs"
         self.routes: dict[str, list[tuple[NodeRunner, str]]] = {}
         self._ports = frozenset(cls.output_ports(config))
         self.children: dict[str, NodeRunner] = {}
         self.node: Node[Any] | None = node
         self.tasks: set[asyncio.Task[None]] = set()
         self.status = NodeStatus()
-        self.phase = "new"  # new, running, failed, stopping, stopped
+        self._phase = "new"  # new, running, failed, stopping, stopped
         self.failures = 0
         self.restarts = 0
         self.started_at = 0.0
         self.last_message: Message | None = None
         self.logger = NodeLogger(logging.getLogger("flowengine.node"), self.flow_id, self.node_id)
         self._recovery: asyncio.Task[None] | None = None
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    @phase.setter
+    def phase(self, phase: str) -> None:
+        self._phase = phase
+        self._ready = self._direct and phase == "running"
 
     # -- the host interface NodeContext uses ---------------------------------------------
     def route(self, port: str, msg: Message) -> None:
@@ -83,12 +99,34 @@ class NodeRunner:
                 return
             if port not in self._ports:
                 raise NodeError(f"{self.cls.type_name} emitted on undeclared port '{port}'")
-        else:
-            for target, in_port in targets:
-                target.mailbox.put(in_port, msg)
         watch = self.flow.watch
-        if watch is not None:
+        if watch is not None:  # before delivering: a direct call may emit further
             watch(self, port, msg)
+        if targets is not None:
+            for target, in_port in targets:
+                target.deliver(in_port, msg)
+
+    def deliver(self, port: str, msg: Message) -> None:
+        """Hand a message to this node: a direct call of its `receive` when it has one,
+        is running, idle and has nothing queued (so the order stays), else its queue.
+
+        A direct call that raises fails this node, not the one that emitted. Nodes that
+        break cycles (delay) always queue, so direct calls never come back to a node
+        that is in the middle of one; the depth is capped all the same."""
+        global _depth
+        if self._ready and not self._waiting and _depth < MAX_DIRECT_DEPTH:
+            self._ready = False
+            _depth += 1
+            try:
+                if self.node.receive(port, msg):  # type: ignore[union-attr] # running
+                    return
+            except Exception as exc:
+                self.fail(exc, self._input_role)
+                return
+            finally:
+                _depth -= 1
+                self._ready = self._direct and self._phase == "running"
+        self.mailbox.put(port, msg)
 
     def set_status(self, status: NodeStatus) -> None:
         self.status = status
@@ -178,7 +216,11 @@ class NodeRunner:
                 port, msg = await mailbox.get()
             except MailboxClosed:
                 return
-            await node.on_message(port, msg)
+            self._ready = False  # busy: what comes in meanwhile waits in line
+            try:
+                await node.on_message(port, msg)
+            finally:
+                self._ready = self._direct and self._phase == "running"
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

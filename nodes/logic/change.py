@@ -62,8 +62,11 @@ def map_key(value: JsonValue) -> str:
     return str(value)
 
 
+_NUMBER = (int, float)  # a tuple: `int | float` would be built again on every call
+
+
 def _is_number(value: JsonValue) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
 
 
 @node_type("change", config=ChangeConfig)
@@ -83,7 +86,7 @@ class Change(Node[ChangeConfig]):
         topic = config.topic
         return None if topic is None or "{topic}" in topic else frozenset({topic})
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
         cfg = self.config
         topic = msg.topic if cfg.topic is None else cfg.topic
         if self._templated:
@@ -96,7 +99,7 @@ class Change(Node[ChangeConfig]):
                     value = self._map[key]
                 elif cfg.unmapped == "drop":
                     self.ctx.log.trace("dropped unmapped value %r", value)
-                    return
+                    return True
                 elif cfg.unmapped == "invalid":
                     value = None
             try:
@@ -108,28 +111,31 @@ class Change(Node[ChangeConfig]):
                 if self._problem:
                     self._recover()
         self.ctx.emit(msg.with_value(value, topic))
+        return True
 
     def _convert(self, value: JsonValue) -> JsonValue:
         cfg = self.config
         if value is None:
             return None
+        number = isinstance(value, _NUMBER) and not isinstance(value, bool)
         if cfg.invert:
             if isinstance(value, bool):
                 value = not value
-            elif _is_number(value):
+            elif number:
                 value = 0 if value else 1
             else:
                 raise _Unusable(f"cannot invert {shown(value)}")
+            number = not isinstance(value, bool)
         if self._arithmetic:
-            if not _is_number(value):
+            if not number:
                 raise _Unusable(f"cannot scale {shown(value)}")
             try:
                 value = value * cfg.scale + cfg.offset
             except OverflowError:  # an integer beyond a double (JSON allows any)
                 raise _Unusable(f"cannot scale {shown(value)}: too large") from None
-        if cfg.decimals is not None and _is_number(value):
-            value = round(value, cfg.decimals) if cfg.decimals > 0 \
-                else int(round(value, cfg.decimals))
+        decimals = cfg.decimals
+        if decimals is not None and number:
+            value = round(value, decimals) if decimals > 0 else int(round(value, decimals))
         return value
 
     def _warn(self, problem: str) -> None:

@@ -62,8 +62,11 @@ class FilterConfig:
         "invalid = pass on None, clamp = pass on the nearest limit", default="drop")
 
 
+_NUMBER = (int, float)  # a tuple: `int | float` would be built again on every call
+
+
 def _is_number(value: JsonValue) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
 
 
 @node_type("filter", config=FilterConfig)
@@ -88,12 +91,12 @@ class Filter(Node[FilterConfig]):
         self._release_timers: dict[str, Timer] = {}
         self._outside: set[str] = set()  # topics whose last number was out of range
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
         topic, value = msg.topic, msg.value
         if self._ranged and _is_number(value):
             checked = self._in_range(msg)
             if checked is None:
-                return
+                return True
             msg, value = checked, checked.value
         last = self._last
         if value is None or topic not in last or last[topic] is None:
@@ -101,16 +104,17 @@ class Filter(Node[FilterConfig]):
                 self._reject(msg)  # invalid already, passed on once
             else:
                 self._pass(msg)  # a change to or from invalid, or the first value
-            return
+            return True
         if self._compares and not self._changed_enough(value, last[topic]):
             self._reject(msg)
-            return
+            return True
         if self._interval is not None:
             wait = self._passed_at[topic] + self._interval - self.ctx.now()
             if wait > 0:
                 self._hold(msg, wait)
-                return
+                return True
         self._pass(msg)
+        return True
 
     def _in_range(self, msg: Message) -> Message | None:
         """The message to go on with (clamped or invalid), or None when it was dropped."""

@@ -100,13 +100,14 @@ class Formula(Node[FormulaConfig]):
                             or "no node wired into this one emits it")
                 for name in self._expr.names if name not in topics]
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
         value, wanted, latest = msg.value, self._wanted, self._latest
         if isinstance(value, dict):
             latest.update((k, v) for k, v in value.items() if k in wanted)
         if msg.topic in wanted:
             latest[msg.topic] = value
         self.evaluate()
+        return True
 
     def evaluate(self) -> None:
         """Evaluate with the latest values; emit the result (or None, or nothing)."""

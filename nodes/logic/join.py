@@ -74,11 +74,11 @@ class Join(Node[JoinConfig]):
         if self.config.every_ms is not None:
             ctx.every(self.config.every_ms, self._emit, name="every")
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
         topic = msg.topic
         if topic not in self._wanted:
             self.ctx.log.trace("ignored topic '%s'", topic)
-            return
+            return True
         first = topic not in self._values
         self._values[topic] = msg.value
         self._times[topic] = msg.ts
@@ -88,6 +88,7 @@ class Join(Node[JoinConfig]):
             self._emit()
             if self._max_age is not None and (self._expiry is None or not self._expiry.active):
                 self._arm_expiry()
+        return True
 
     def _emit(self) -> None:
         values, missing = self._values, self.config.missing

@@ -78,17 +78,17 @@ class Log(Node[LogConfig]):
         await super().start(ctx)
         self._node_id = ctx.node_id
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
         log = self.ctx.log
         if not log.isEnabledFor(self._level):
-            return
+            return True
         topic = msg.topic
         if self._interval is not None:
             now = self.ctx.now()
             last = self._written_at.get(topic)
             if last is not None and now - last < self._interval:
                 self._skipped[topic] = self._skipped.get(topic, 0) + 1
-                return
+                return True
             self._written_at[topic] = now
         try:
             text = self.config.format.format(topic=topic, value=msg.value, node=self._node_id)
@@ -101,3 +101,4 @@ class Log(Node[LogConfig]):
         if skipped:
             text += f" ({skipped} more skipped)"
         log.log(self._level, "%s", text)
+        return True
