@@ -44,7 +44,7 @@ from flowengine.runtime import Runtime
 from flowengine.schema import build_config, config_schema, make_validator, schema_errors
 from flowengine.state import StateStore
 from flowengine.vars import blame_var
-from flowengine.watchdog import LoopWatchdog
+from flowengine.watchdog import LoopWatchdog, WakeupCounter
 from flowengine.yamlsrc import read_yaml, read_yaml_text
 
 if TYPE_CHECKING:
@@ -439,6 +439,9 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
         loop.add_signal_handler(sig, stop.set)
     watchdog = LoopWatchdog()
     watchdog.start()
+    wakeups = WakeupCounter.from_environment()
+    if wakeups is not None:
+        wakeups.start()
     link = runtime.guardian
     if link is not None:
         link.on_lost = stop.set
@@ -493,6 +496,8 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
         await runtime.stop("shutdown")
         if link is not None:
             await link.close()
+        if wakeups is not None:
+            wakeups.stop()
         await watchdog.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
@@ -655,6 +660,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "demo":
             p.add_argument("--log-level", type=_level, default="WARNING",
                            help="log level of the runtime (default: WARNING)")
+        else:
+            p.add_argument("--freeze", action="store_true",
+                           help="hold every value still: the model does not step and no "
+                                "device sends anything unasked (no scripted consumers); "
+                                "for measuring an idle runtime (bench/idle.py)")
         p.set_defaults(func=cmd_demo if name == "demo" else cmd_sim)
     return parser
 

@@ -73,7 +73,7 @@ def _options(args: argparse.Namespace) -> SiteOptions:
     except ValueError as exc:
         raise SystemExit(f"--broker: {exc}") from None
     return SiteOptions(speed=args.speed, seed=args.seed, start_hour=args.start_hour,
-                       broker=broker)
+                       broker=broker, freeze=getattr(args, "freeze", False))
 
 
 def _demo_options(args: argparse.Namespace) -> SiteOptions:

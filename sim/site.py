@@ -85,6 +85,9 @@ class SiteOptions:
     wattpilot_car_soc: float = 40.0
     wattpilot_energy_kwh: float = 10.0
     """what the Wattpilot's car takes before it leaves (sooner when it is full)"""
+    freeze: bool = False
+    """hold every value still: the model does not step and nothing is sent unasked (no
+    scripted consumers, no Wattpilot clock); the devices still answer every request"""
 
 
 FLOW_VARS: dict[str, dict[str, JsonValue]] = {
@@ -191,8 +194,9 @@ class SimSite:
             if self.options.broker is None:
                 self.broker = await stack.enter_async_context(MqttBroker())
                 self.broker_port = self.broker.port
-            await stack.enter_async_context(ModelDriver(self.model,
-                                                        interval_s=self.options.step_s))
+            if not self.options.freeze:
+                await stack.enter_async_context(ModelDriver(self.model,
+                                                            interval_s=self.options.step_s))
             self.venus = await stack.enter_async_context(
                 SimVenus(self.model, address=self.bus_address))
             grid = await stack.enter_async_context(Shelly3EMGen1(self.model))
@@ -206,12 +210,13 @@ class SimSite:
             sensor = self.sensor = await stack.enter_async_context(MqttSensor(
                 self.model, host=self.broker_host, port=self.broker_port, name="outdoor"))
             wattpilot = self.wattpilot = await stack.enter_async_context(
-                WattpilotSim(password=WATTPILOT_PASSWORD, model=self.model))
+                WattpilotSim(password=WATTPILOT_PASSWORD, model=self.model,
+                             ticking=not self.options.freeze))
             wattpilot.app_set("lmo", 4)  # Eco: the distributor's auto mode
             wattpilot.app_set("fst", 99000.0)  # PV start power out of reach
             if self.options.wattpilot_start_hour is not None:
                 stack.callback(self.model.subscribe(self._wattpilot_car))
-            if self.options.scripted_consumers:
+            if self.options.scripted_consumers and not self.options.freeze:
                 await self._start_consumers(stack)
             if self.options.ev_start_hour is not None:
                 stack.callback(self.model.subscribe(self._ev_arrives))
@@ -334,13 +339,15 @@ class SimSite:
         venus = self.venus
         names = ", ".join(s.name.removeprefix("com.victronenergy.")
                           for s in (venus.services if venus else []))
+        day = "frozen (nothing changes) at" if self.options.freeze \
+            else f"day at {p.time_scale:g}x speed from"
         lines = [
             f"  D-Bus     private dbus-daemon at {self.bus_address}",
             f"  Venus OS  simulated com.victronenergy.{{{names}}}",
             f"  MQTT      {broker}",
-            f"  model     seed {p.seed}, day at {p.time_scale:g}x speed from "
-            f"{p.start_hour:05.2f} h, battery {p.capacity_wh / 1000:g} kWh at "
-            f"{p.initial_soc:g} %, PV {_peak_kw(p.pv_ac)} kW AC + {_peak_kw(p.pv_dc)} kW DC",
+            f"  model     seed {p.seed}, {day} {p.start_hour:05.2f} h, battery "
+            f"{p.capacity_wh / 1000:g} kWh at {p.initial_soc:g} %, PV {_peak_kw(p.pv_ac)} kW AC "
+            f"+ {_peak_kw(p.pv_dc)} kW DC",
         ]
         lines += [f"  device    {name}: {where}" for name, (_, where) in self.devices.items()]
         lines += [f"  consumer  {describe_consumer(c)}" for c in self.consumers.values()]

@@ -9,10 +9,11 @@ the method is bcrypt for `devicetype="wattpilot_flex"`, else pbkdf2). A right `a
 gets `authSuccess`, the status in `status_parts` `fullStatus` frames (`partial` true but
 the last), then `deltaStatus` frames with the keys that changed, and every `interval_s`
 the measurements (`nrg`, `eto`, `wh`) while charging, only the clock (`rbt`, `utc`)
-every `idle_interval_s` otherwise. A wrong one gets `authError` "Wrong password" and the
-socket is closed. `securedMsg` is checked against its hmac; its inner `setValue` (or a
-plain one, when `secured` is falsy) is answered with `response` {requestId: the inner
-requestId as a string, success, status or message}. `requestFullStatus` sends the full
+every `idle_interval_s` otherwise (neither with `ticking=False`). A wrong one gets
+`authError` "Wrong password" and the socket is closed. `securedMsg` is checked against
+its hmac; its inner `setValue` (or a plain one, when `secured` is falsy) is answered
+with `response` {requestId: the inner requestId as a string, success, status or
+message}. `requestFullStatus` sends the full
 status again; any other type gets `response` success false, `unknown message type`.
 
 The charger and car are `sim.devices.wattpilot_state`; `state` is the live object.
@@ -65,7 +66,7 @@ class WattpilotSim:
                  phase_switch_s: float = 0.0, energy_total_wh: float = 0.0,
                  status_parts: int = 3, interval_s: float = 1.0, idle_interval_s: float = 10.0,
                  time_scale: float = 1.0, tokens: tuple[str, str] | None = None,
-                 name: str = "wattpilot", port: int = 0) -> None:
+                 name: str = "wattpilot", port: int = 0, ticking: bool = True) -> None:
         if not serial.isdigit():
             raise ValueError(f"a Wattpilot serial is digits only, got {serial!r}")
         if status_parts < 1 or interval_s <= 0 or idle_interval_s <= 0 or time_scale <= 0:
@@ -78,6 +79,9 @@ class WattpilotSim:
         self.status_parts, self.interval_s, self.idle_interval_s = \
             status_parts, interval_s, idle_interval_s
         self.time_scale = time_scale
+        self.ticking = ticking
+        """False: no measurements or clock on its own, only answers and changes (a frozen
+        site); without a model, time then passes only with `advance`"""
         self.tokens = tokens
         """(token1, token2) for every connection instead of random ones (test vectors)"""
         self.state = ChargerState(serial=serial, devicetype=devicetype,
@@ -142,7 +146,7 @@ class WattpilotSim:
                                    close_timeout=1.0, reuse_address=True)
         if self._port == 0:
             self._port = int(self._server.sockets[0].getsockname()[1])
-        if self._ticker is None:
+        if self._ticker is None and self.ticking:
             self._ticker = asyncio.create_task(self._tick(), name=f"wattpilot-sim:{self.serial}")
 
     async def close(self) -> None:
