@@ -116,6 +116,7 @@ class NodeContext:
         self.status = StatusHandle(host)
         self.clock = host.clock
         self._state: NodeState | None = None
+        self._route = host.route  # bound once: emit() runs for every message
 
     # -- messages --------------------------------------------------------------------
     def emit(self, msg: Message | str, value: JsonValue = None, *,
@@ -123,7 +124,7 @@ class NodeContext:
         """Send a message (or topic and value) on an output port to every wired node."""
         if isinstance(msg, str):
             msg = self.message(msg, value)
-        self._host.route(port, msg)
+        self._route(port, msg)
 
     def message(self, topic: str, value: JsonValue,
                 meta: Mapping[str, JsonValue] | None = None) -> Message:

@@ -23,6 +23,7 @@ _INT_LIMIT = 1 << 64
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # maybe a lone half, which UTF-8 cannot carry
 _NUMBER = re.compile(rb"[ \t\n\r]*(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?[ \t\n\r]*")
 """a JSON text that is one number (most telemetry payloads): read without the parser"""
+_NUMBER_TEXT = re.compile(_NUMBER.pattern.decode(), re.ASCII)  # the same, for str
 
 
 class JsonTextError(ValueError):
@@ -35,16 +36,17 @@ class JsonTooDeep(JsonTextError):
 
 def load_json(text: bytes | str) -> Any:
     """The value of a JSON text; JsonTextError if it is not a sane one."""
-    if isinstance(text, bytes) and len(text) < 64:
-        number = _NUMBER.fullmatch(text)
-        if number is not None:
-            whole, fraction, exponent = number.groups()
-            try:
-                if fraction is None and exponent is None:
-                    return _bounded_int(whole.decode())
-                return _finite_float((whole + (fraction or b"") + (exponent or b"")).decode())
-            except _Refused as exc:
-                raise JsonTextError(str(exc)[:80]) from None
+    if len(text) < 64:
+        if isinstance(text, str):
+            number = _NUMBER_TEXT.fullmatch(text)
+            if number is not None:
+                return _number(*number.groups())
+        else:
+            found = _NUMBER.fullmatch(text)
+            if found is not None:
+                whole, fraction, exponent = found.groups()
+                return _number(whole.decode(), None if fraction is None else fraction.decode(),
+                               None if exponent is None else exponent.decode())
     try:
         document = json.loads(text, parse_constant=_refuse_constant,
                               parse_float=_finite_float, parse_int=_bounded_int)
@@ -63,6 +65,16 @@ def load_json(text: bytes | str) -> Any:
         except UnicodeEncodeError:
             raise JsonTextError("a lone UTF-16 surrogate") from None
     return document
+
+
+def _number(whole: str, fraction: str | None, exponent: str | None) -> int | float:
+    """One JSON number from its parts, as json.loads with our limits reads it."""
+    try:
+        if fraction is None and exponent is None:
+            return _bounded_int(whole)
+        return _finite_float(whole + (fraction or "") + (exponent or ""))
+    except _Refused as exc:
+        raise JsonTextError(str(exc)[:80]) from None
 
 
 class _Refused(ValueError):

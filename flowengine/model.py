@@ -72,8 +72,14 @@ class Message:
 
     def with_value(self, value: JsonValue, topic: str | None = None) -> Message:
         """A new message with the same times and meta, another value (and topic)."""
-        return _derive(Message, self.topic if topic is None else topic, value, self.ts,
-                       self.wall, self.meta)
+        made = _Blank()  # _derive, written out: this runs on every hop of every flow
+        made.topic = self.topic if topic is None else topic
+        made.value = value
+        made.ts = self.ts
+        made.wall = self.wall
+        made.meta = self.meta
+        made.__class__ = Message  # type: ignore[assignment]
+        return made  # type: ignore[return-value]
 
     def with_meta(self, **meta: JsonValue) -> Message:
         merged = dict(self.meta or {})

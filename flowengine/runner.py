@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowengine.context import NodeContext, NodeStatus
@@ -65,6 +65,7 @@ class NodeRunner:
         self._waiting = self.mailbox.waiting  # the queue's dict: empty or not, cheaply
         self._direct = cls.receive is not Node.receive and not cls.breaks_cycles
         self._ready = False  # direct, running and not busy: deliver() may call receive()
+        self._receive: Callable[[str, Message], bool] = _not_started
         self._input_role = f"{flow.spec.id}/{self.node_id}:inputs"
         self.routes: dict[str, list[tuple[NodeRunner, str]]] = {}
         self._ports = frozenset(cls.output_ports(config))
@@ -92,19 +93,19 @@ class NodeRunner:
     # -- the host interface NodeContext uses ---------------------------------------------
     def route(self, port: str, msg: Message) -> None:
         self.last_message = msg
-        targets = self.routes.get(port)
+        targets: Sequence[tuple[NodeRunner, str]] | None = self.routes.get(port)
         if targets is None:
             if self.parent is not None:
                 self.parent.mailbox.put(CHILD_PORT, msg.with_meta(child=self.node_id))
                 return
             if port not in self._ports:
                 raise NodeError(f"{self.cls.type_name} emitted on undeclared port '{port}'")
+            targets = ()
         watch = self.flow.watch
         if watch is not None:  # before delivering: a direct call may emit further
             watch(self, port, msg)
-        if targets is not None:
-            for target, in_port in targets:
-                target.deliver(in_port, msg)
+        for target, in_port in targets:
+            target.deliver(in_port, msg)
 
     def deliver(self, port: str, msg: Message) -> None:
         """Hand a message to this node: a direct call of its `receive` when it has one,
@@ -118,14 +119,14 @@ class NodeRunner:
             self._ready = False
             _depth += 1
             try:
-                if self.node.receive(port, msg):  # type: ignore[union-attr] # running
+                if self._receive(port, msg):
                     return
             except Exception as exc:
                 self.fail(exc, self._input_role)
                 return
             finally:
                 _depth -= 1
-                self._ready = self._direct and self._phase == "running"
+                self._ready = self._phase == "running"  # not when it failed meanwhile
         self.mailbox.put(port, msg)
 
     def set_status(self, status: NodeStatus) -> None:
@@ -200,6 +201,7 @@ class NodeRunner:
         """Start the current instance (or a fresh one). Raises what start() raised."""
         if self.node is None:
             self.node = self.cls(self.config, self.spec)
+        self._receive = self.node.receive
         self.mailbox.reopen()
         ctx = NodeContext(self, self.logger)
         self.phase = "running"
@@ -345,6 +347,10 @@ class NodeRunner:
         """Let the input task work off what is queued, until `deadline` (monotonic)."""
         while len(self.mailbox) and time.monotonic() < deadline and self.tasks:
             await asyncio.sleep(0.005)
+
+
+def _not_started(port: str, msg: Message) -> bool:
+    return False  # not called: deliver() calls receive only once the node runs
 
 
 def _short(exc: BaseException) -> str:

@@ -7,6 +7,13 @@ loop turn are joined and go out in one call at the start of the next turn
 (`loop.call_soon`), in the order they were made. `close()` sends what waits first;
 `abort()` drops it, as the transport itself does.
 
+`install_direct_reading(protocol_cls)` makes the protocol read packets where they
+arrive: gmqtt feeds each chunk to a StreamReader, whose task wakes in the next loop
+turn to parse it (and the batched writes went out one turn later still: three turns
+per message at a low rate, a full loop iteration each). Parsed in `data_received`, the
+packets are handled in the turn they arrive and the writes they cause go out at its
+end, in one send: one turn per message.
+
 `install(protocol_cls, connection_cls)` makes gmqtt's protocol and connection share the
 wrapper (both write: the connection replays unacknowledged QoS messages after a
 reconnect, the protocol everything else, so both must go through one queue to keep
@@ -21,7 +28,7 @@ import asyncio
 import logging
 from typing import Any
 
-__all__ = ["BatchingTransport", "install"]
+__all__ = ["BatchingTransport", "install", "install_direct_reading"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +36,7 @@ log = logging.getLogger(__name__)
 class BatchingTransport:
     """A transport whose writes of one loop turn go out as one."""
 
-    __slots__ = ("_loop", "_out", "_pending", "_raw", "_size", "writes")
+    __slots__ = ("_loop", "_out", "_pending", "_raw", "_size", "holding", "writes")
 
     def __init__(self, raw: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._raw, self._loop = raw, loop
@@ -37,12 +44,15 @@ class BatchingTransport:
         self._size = 0  # bytes in _out
         self._pending: asyncio.Handle | None = None
         self.writes = 0  # calls made on the real transport
+        self.holding = False
+        """True while the caller will flush itself (a received chunk is being handled):
+        writes wait without a call scheduled (a cancelled one would still cost a turn)."""
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         chunk = bytes(data)
         self._out.append(chunk)
         self._size += len(chunk)
-        if self._pending is None:
+        if self._pending is None and not self.holding:
             self._pending = self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
@@ -100,4 +110,44 @@ def install(protocol_cls: type, connection_cls: type) -> bool:
     protocol_cls.connection_made = connection_made  # type: ignore[attr-defined]
     connection_cls.__init__ = connection_init  # type: ignore[misc]
     protocol_cls._esess_batching = True  # type: ignore[attr-defined]
+    return True
+
+
+def install_direct_reading(protocol_cls: type) -> bool:
+    """Parse and handle packets in `data_received` instead of gmqtt's reader task; False
+    (and nothing changed) when the class does not have the expected parts."""
+    read_packet = getattr(protocol_cls, "_read_packet", None)
+    if getattr(protocol_cls, "_esess_direct", False):
+        return True
+    if read_packet is None or not hasattr(protocol_cls, "_read_loop"):
+        return False
+
+    def data_received(self: Any, data: bytes) -> None:
+        """What gmqtt's read loop does with a chunk, here and now: parse the packets
+        (each goes to the handler and on to the subscribers), keep a partial one for the
+        next chunk, send what they caused. A chunk that cannot be parsed closes the
+        link (gmqtt's loop stopped reading and left it open until the keepalive)."""
+        waiting = getattr(self, "_esess_partial", b"")
+        buffer = waiting + data if waiting else data
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        batching = isinstance(transport, BatchingTransport)
+        if batching:
+            transport.holding = True
+        try:
+            parsed = read_packet(self, buffer)
+        finally:
+            if batching:
+                transport.holding = False
+                transport.flush()
+        if parsed == -1:
+            log.warning("mqtt: a packet that cannot be parsed; closing the connection")
+            self._esess_partial = b""
+            transport.close()
+            return
+        self._esess_partial = buffer[parsed:] if parsed < len(buffer) else b""
+
+    protocol_cls.data_received = data_received  # type: ignore[attr-defined]
+    protocol_cls._esess_direct = True  # type: ignore[attr-defined]
     return True

@@ -28,7 +28,8 @@ What a broker connection does for every flow that uses it:
   (more than `send_buffer_kb` waiting in the socket's send buffer), new values go to the
   same outbox, latest per topic, and are sent in order once the broker catches up.
 - **Writes once per loop turn**: the packets of one turn go to the socket in one call
-  (nodes/mqtt/batching.py), not one `send()` per message.
+  (nodes/mqtt/batching.py), not one `send()` per message; packets that arrive are
+  handled in the same turn (not by gmqtt's reader task in the next one).
 - **Announces itself**: `Online` on `status_topic` (retained) after each connect,
   `Offline` as the retained last will and on a clean shutdown.
 - **TLS is verified by default** against the system's CAs or `ca_file`;
@@ -74,6 +75,8 @@ log = logging.getLogger(__name__)
 
 WRITES_BATCHED = batching.install(MQTTProtocol, MQTTConnection)
 """the writes of one loop turn go out in one socket call (nodes/mqtt/batching.py)"""
+READ_DIRECTLY = batching.install_direct_reading(MQTTProtocol)
+"""packets are handled in the turn they arrive, not by gmqtt's reader task a turn later"""
 
 _GMQTT_LOG = logging.getLogger("gmqtt.client")
 # gmqtt logs every connect and subscribe at INFO; our own lines say what matters

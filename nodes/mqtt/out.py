@@ -176,10 +176,20 @@ class MqttOut(Node[MqttOutConfig]):
                                             retain=cfg.retain)
         self._guarded = await self.ctx.register_safe_action(action)
 
+    def receive(self, port: str, msg: Message) -> bool:
+        if self.config.safe_payload is not None and not self._guarded \
+                and self._broker is not None:
+            return False  # on_message registers the safe publish first (that waits)
+        self._publish(msg)
+        return True
+
     async def on_message(self, port: str, msg: Message) -> None:
         if self.config.safe_payload is not None and not self._guarded \
                 and self._broker is not None:
             await self._guard(self._broker)
+        self._publish(msg)
+
+    def _publish(self, msg: Message) -> None:
         try:
             topic = self._topic(msg)
             payload = self._encode(msg)

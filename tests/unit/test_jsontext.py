@@ -24,11 +24,20 @@ OUT_OF_RANGE = [b"1e400", b"-1e400", b"18446744073709551616", b"1234567890123456
 def test_a_number_is_what_the_parser_makes_of_it(text: bytes) -> None:
     got, expected = load_json(text), json.loads(text)
     assert got == expected and type(got) is type(expected)
-    assert load_json(text.decode()) == expected  # the str way (the parser) agrees
+    from_text = load_json(text.decode())  # a payload decoded to str first (mqtt.in)
+    assert from_text == expected and type(from_text) is type(expected)
 
 
 @pytest.mark.parametrize("text", NOT_JSON + OUT_OF_RANGE)
 def test_what_is_not_a_sane_number_is_refused(text: bytes) -> None:
+    with pytest.raises(JsonTextError):
+        load_json(text)
+    with pytest.raises(JsonTextError):
+        load_json(text.decode())
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0662", "\uff11", "1\u00a0"])
+def test_digits_and_blanks_outside_ascii_are_not_json_numbers(text: str) -> None:
     with pytest.raises(JsonTextError):
         load_json(text)
 
@@ -36,6 +45,8 @@ def test_what_is_not_a_sane_number_is_refused(text: bytes) -> None:
 def test_the_refusal_names_the_number_without_its_blanks() -> None:
     with pytest.raises(JsonTextError, match=r"^1e400 is out of range$"):
         load_json(b" 1e400 ")
+    with pytest.raises(JsonTextError, match=r"^1e400 is out of range$"):
+        load_json(" 1e400 ")
     with pytest.raises(JsonTextError, match="an integer of 24 digits"):
         load_json(b"123456789012345678901234")
 
