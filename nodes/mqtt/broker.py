@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 
 WRITES_BATCHED = batching.install(MQTTProtocol, MQTTConnection)
 """the writes of one loop turn go out in one socket call (nodes/mqtt/batching.py)"""
+ROUTES_KEPT = 1024  # topics whose subscribers are remembered (a few hundred on a GX)
 READ_DIRECTLY = batching.install_direct_reading(MQTTProtocol)
 """packets are handled in the turn they arrive, not by gmqtt's reader task a turn later"""
 
@@ -268,6 +269,7 @@ class Broker:
         self._filters: dict[str, _Filter] = {}
         self._exact: dict[str, list[Subscription]] = {}
         self._wild: list[_Filter] = []
+        self._routes: dict[str, tuple[Subscription, ...]] = {}  # topic -> its subscribers
         # topic -> latest value, or a number -> a kept message (in order, never replaced)
         self._outbox: OrderedDict[object, _Waiting] = OrderedDict()
         self._kept = itertools.count()
@@ -314,6 +316,7 @@ class Broker:
                   qos: int = 0) -> Subscription:
         """Call `handler` for every message matching `topic_filter`, across reconnects."""
         sub = Subscription(self, topic_filter, handler)
+        self._routes.clear()
         entry = self._filters.get(topic_filter)
         new = entry is None
         if entry is None:
@@ -627,23 +630,35 @@ class Broker:
     def _on_message(self, _client: Any, topic: str, payload: bytes, _qos: int,
                     properties: dict[str, Any]) -> int:
         retained = bool(properties.get("retain"))
-        subs = self._exact.get(topic)
-        if subs:
-            for sub in subs:
-                sub.handler(topic, payload, retained)
+        subs = self._routes.get(topic)
+        if subs is None:
+            subs = self._match(topic)
+        for sub in subs:
+            sub.handler(topic, payload, retained)
+        return 0
+
+    def _match(self, topic: str) -> tuple[Subscription, ...]:
+        """The subscribers of a topic: exact filters first, then the wildcard ones in the
+        order they subscribed; remembered for the next message of the topic (at most
+        ROUTES_KEPT topics, forgotten on every subscribe and unsubscribe)."""
+        found = list(self._exact.get(topic, ()))
         if self._wild:
             parts = topic.split("/")
             for entry in self._wild:
                 if topic_matches(entry.parts, parts):
-                    for sub in entry.subscribers:
-                        sub.handler(topic, payload, retained)
-        return 0
+                    found.extend(entry.subscribers)
+        subs = tuple(found)
+        if len(self._routes) >= ROUTES_KEPT:
+            self._routes.clear()
+        self._routes[topic] = subs
+        return subs
 
     def _unsubscribe(self, sub: Subscription) -> None:
         entry = self._filters.get(sub.topic_filter)
         if entry is None or sub not in entry.subscribers:
             return
         entry.subscribers.remove(sub)
+        self._routes.clear()
         if entry.subscribers:
             return
         del self._filters[sub.topic_filter]

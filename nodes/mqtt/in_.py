@@ -59,7 +59,7 @@ import asyncio
 import json
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from string import Formatter
 from typing import TYPE_CHECKING, Literal
@@ -111,6 +111,7 @@ class DecodeError(ValueError):
 
 _FAILING_TOPICS = 100  # topics remembered as not decoding (for logging the recovery once)
 _FEED_BATCH = 64  # kept messages passed on per turn of the event loop (next queues: 256)
+TOPICS_KEPT = 1024  # topics whose output topic and meta are remembered (then started anew)
 
 
 _TRUE = frozenset({"true", "on", "1", "yes"})
@@ -288,6 +289,8 @@ class MqttIn(Node[MqttInConfig]):
         self._overrun = False
         self.dropped = 0  # keep: every, messages dropped because `queue_size` were waiting
         self._failing: set[str] = set()  # topics whose last payload did not decode
+        self._seen: tuple[dict[str, tuple[str, Mapping[str, JsonValue]]], ...] = ({}, {})
+        """[retained] topic -> (output topic, meta), for at most TOPICS_KEPT topics each"""
         self.bad = 0
         self.received = 0
         self._broker: Broker | None = None
@@ -335,6 +338,24 @@ class MqttIn(Node[MqttInConfig]):
             return
         else:
             value = None
+        seen = self._seen[retained]
+        known = seen.get(topic)
+        if known is None:
+            known = self._name(topic, retained)
+            if len(seen) >= TOPICS_KEPT:
+                seen.clear()
+            seen[topic] = known
+        out, meta = known
+        clock = ctx.clock
+        msg = self._message(out, value, clock.monotonic(), clock.wall(), meta)
+        if self._keep:
+            self._wait(msg)
+        else:
+            ctx.emit(msg)
+
+    def _name(self, topic: str, retained: bool) -> tuple[str, Mapping[str, JsonValue]]:
+        """The output topic and the meta of a message of `topic`; the same meta object
+        for every message of the topic (made once: nodes read meta, never change it)."""
         meta: dict[str, JsonValue] = {"mqtt_topic": topic, "retained": retained}
         if self._named:
             levels = topic.split("/")
@@ -342,12 +363,7 @@ class MqttIn(Node[MqttInConfig]):
                 meta[name] = "/".join(levels[index:]) if rest else levels[index]
         out = topic if self._plain_output else self.config.output.format(topic=topic, **{
             k: v for k, v in meta.items() if k in self.config.wildcards})
-        clock = ctx.clock
-        msg = self._message(out, value, clock.monotonic(), clock.wall(), meta)
-        if self._keep:
-            self._wait(msg)
-        else:
-            ctx.emit(msg)
+        return out, meta
 
     def _wait(self, msg: Message) -> None:
         """keep: every. The broker hands over everything it has read in one go (thousands

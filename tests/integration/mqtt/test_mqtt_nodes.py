@@ -83,6 +83,36 @@ def test_mqtt_in_names_wildcards_and_decodes_regex_and_json_paths(
         "device": "pool", "rest": "switch/0"}
 
 
+def test_a_retained_and_a_live_message_of_one_topic_say_which_they_are(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    flow = """
+        id: retained
+        nodes:
+          - {id: source, type: mqtt.in, topic: rk/+/soc, wildcards: [device],
+             output: "{device}_soc"}
+    """
+    seen: list[Message] = []
+
+    def tap(runner: NodeRunner, port: str, msg: Message) -> None:
+        seen.append(msg)
+
+    async def scenario() -> None:
+        async with client(mosquitto, "rk") as other:
+            other.broker.publish("rk/bms/soc", "55", qos=1, retain=True)
+            await settle(other.broker)
+            async with running(flow, mosquitto, tmp_path, tap=tap):
+                await eventually(lambda: len(seen) == 1, timeout=5)
+                other.broker.publish("rk/bms/soc", "56", qos=1)
+                other.broker.publish("rk/inv/soc", "57", qos=1)
+                await eventually(lambda: len(seen) == 3, timeout=5)
+            other.broker.publish("rk/bms/soc", "", qos=1, retain=True)  # clean up
+    run(scenario())
+    assert [(m.topic, m.value, m.meta) for m in seen] == [
+        ("bms_soc", 55, {"mqtt_topic": "rk/bms/soc", "retained": True, "device": "bms"}),
+        ("bms_soc", 56, {"mqtt_topic": "rk/bms/soc", "retained": False, "device": "bms"}),
+        ("inv_soc", 57, {"mqtt_topic": "rk/inv/soc", "retained": False, "device": "inv"})]
+
+
 def test_mqtt_in_counts_and_drops_bad_payloads_and_keeps_running(
         mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     flow = """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from flowengine.model import Message, Secret
@@ -180,3 +182,35 @@ def test_a_broker_that_refuses_the_login_is_asked_again_slowly() -> None:
                for code in (4, 5, 134, 135) for _ in range(20)]
     assert all(1.5 <= d <= 3.0 for d in down + busy)
     assert all(15.0 <= d <= 30.0 for d in refused)
+
+
+def test_subscribers_of_a_topic_follow_every_subscribe_and_unsubscribe() -> None:
+    from nodes.mqtt.broker import ROUTES_KEPT, Broker, MqttBrokerConfig
+
+    broker = Broker("main", MqttBrokerConfig())
+    got: list[tuple[str, str]] = []
+
+    def handler(name: str) -> Any:
+        return lambda topic, payload, retained: got.append((name, topic))
+
+    def arrive(topic: str) -> None:
+        broker._on_message(None, topic, b"1", 0, {})
+
+    wild = broker.subscribe("in/+", handler("wild"))
+    arrive("in/a")
+    exact = broker.subscribe("in/a", handler("exact"))  # after in/a was seen once
+    arrive("in/a")
+    assert got == [("wild", "in/a"), ("exact", "in/a"), ("wild", "in/a")]  # exact first
+    got.clear()
+    wild.cancel()
+    arrive("in/a")
+    arrive("in/b")
+    assert got == [("exact", "in/a")]
+    got.clear()
+    exact.cancel()
+    arrive("in/a")
+    assert got == []
+    broker.subscribe("#", handler("all"))
+    for n in range(ROUTES_KEPT + 10):  # more topics than are remembered: all still arrive
+        arrive(f"t/{n}")
+    assert len(got) == ROUTES_KEPT + 10 and len(broker._routes) <= ROUTES_KEPT
