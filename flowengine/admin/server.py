@@ -1,4 +1,4 @@
-"""The admin API inside the runtime: aiohttp on a unix socket (0600) or a loopback port.
+"""The admin API inside the runtime: HTTP on a unix socket (0600) or a loopback port.
 
 Every request carries `Authorization: Bearer <token>` (see `access`); anything else is
 answered 401 with a one-line error. Answers are JSON; `/watch` streams NDJSON.
@@ -12,29 +12,28 @@ answered 401 with a one-line error. Answers are JSON; `/watch` streams NDJSON.
 Bounded so it cannot slow a GX: bodies up to 1 MiB, at most MAX_WATCHERS watchers, each
 with a queue of WATCH_QUEUE messages (the oldest is dropped and counted; the stream says
 how many); a slow reader slows only its own stream, never the flows.
+
+The socket listens from the start, but aiohttp's server (`app`) is imported only when
+the first client connects: a runtime nobody asks costs no memory for it (2 MB here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
 import logging
 import os
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from flowengine.admin.access import AdminAddress, drop_token, new_token
 from flowengine.admin.deploy import Deployer
-from flowengine.errors import FlowStartError
 from flowengine.formats import ADMIN_HOSTS
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from flowengine.model import Message
     from flowengine.runner import NodeRunner
     from flowengine.runtime import EngineEvent, Tap
@@ -46,18 +45,11 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 MAX_WATCHERS = 4
 WATCH_QUEUE = 200
-CHECK_GONE_S = 1.0  # how often an idle stream looks whether its reader went away
-SHUTDOWN_S = 1.0
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BACKLOG = 100
 
 
 class AdminError(Exception):
     """The admin API could not start (the runtime runs on without it)."""
-
-
-def _error(status: int, text: str) -> web.Response:
-    return web.json_response({"error": text}, status=status)
 
 
 class Watcher:
@@ -145,7 +137,9 @@ class AdminServer:
         self.deployer = deployer
         self.address = address
         self.hub = WatchHub(deployer)
-        self._token = ""
+        self.token = ""
+        self._sock: socket.socket | None = None
+        self._opening: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> AdminServer:
@@ -158,43 +152,48 @@ class AdminServer:
     async def start(self) -> None:
         """Listen; AdminError (with the reason) when it cannot."""
         address = self.address
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
-        app.router.add_get("/status", self._status)
-        app.router.add_post("/deploy", self._deploy)
-        app.router.add_get("/watch", self._watch)
-        app.router.add_post("/flows/{flow}/stop", self._stop)
-        app.router.add_post("/flows/{flow}/start", self._start)
         sock = None
         try:
             sock = self._unix_socket() if address.listen == "unix" else None
-            self._token = new_token(address)
+            self.token = new_token(address)
         except OSError as exc:
             if sock is not None:
                 sock.close()
                 with contextlib.suppress(OSError):
                     address.socket_path.unlink()
             raise AdminError(f"cannot use {address.state_dir}: {exc.strerror or exc}") from exc
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=SHUTDOWN_S)
-        await runner.setup()
         try:
-            if sock is not None:
-                site: web.BaseSite = web.SockSite(runner, sock)
-            else:
-                if address.host not in ADMIN_HOSTS:  # the site schema refuses it already
-                    raise AdminError(f"admin host {address.host}: loopback only")
-                site = web.TCPSite(runner, address.host, address.port)
-            await site.start()
+            if sock is None:
+                sock = self._tcp_socket()
+            sock.listen(BACKLOG)
         except (OSError, AdminError) as exc:
-            await runner.cleanup()
             if sock is not None:
                 sock.close()
-            drop_token(address, self._token)
+            drop_token(address, self.token)
             if isinstance(exc, AdminError):
                 raise
             raise AdminError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-        self._runner = runner
+        sock.setblocking(False)
+        self._sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._first_client)
         log.info("admin API on %s (token in %s)", address, address.token_path)
+
+    def _first_client(self) -> None:
+        """The first connection waits in the backlog while the application starts."""
+        asyncio.get_running_loop().remove_reader(self._sock.fileno())  # type: ignore[union-attr]
+        self._opening = asyncio.create_task(self._open(), name="runtime:admin-api")
+
+    async def _open(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        try:
+            from flowengine.admin.app import serve  # aiohttp's server, only now
+
+            self._runner = await serve(self, sock)
+        except (OSError, ImportError) as exc:
+            log.error("admin API off: it did not start: %s", exc)
+            self._sock = None
+            sock.close()
 
     def _unix_socket(self) -> socket.socket:
         path = self.address.socket_path
@@ -222,137 +221,36 @@ class AdminServer:
         os.chmod(path, 0o600)
         return sock
 
+    def _tcp_socket(self) -> socket.socket:
+        host, port = self.address.host, self.address.port
+        if host not in ADMIN_HOSTS:  # the site schema refuses it already
+            raise AdminError(f"admin host {host}: loopback only")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+            sock.bind((host, port or 0))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
     async def close(self) -> None:
-        if self._runner is None:
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+        sock, self._sock = self._sock, None
+        if sock is None:
             return
         self.hub.close()
-        await self._runner.cleanup()
-        self._runner = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()  # closes the socket too
+        else:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+        sock.close()
         if self.address.listen == "unix":
             with contextlib.suppress(OSError):
                 self.address.socket_path.unlink()
-        drop_token(self.address, self._token)
-
-    # -- requests ------------------------------------------------------------------------------
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme != "Bearer" or not hmac.compare_digest(
-                given.strip().encode("utf-8", "surrogateescape"), self._token.encode()):
-            return _error(401, f"no valid token: send the text of {self.address.token_path} "
-                               "as Authorization: Bearer <token>")
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return _error(exc.status, exc.reason)
-
-    async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response({"flows": self.deployer.snapshot(),
-                                  "guardian": self._guardian()})
-
-    def _guardian(self) -> dict[str, Any]:
-        link = self.deployer.runtime.guardian
-        if link is None:
-            return {"state": "none", "text": "not guarded: nothing applies the safe states "
-                                             "if this process dies (run with --guardian)"}
-        if link.lost:
-            return {"state": "lost", "text": "the guardian is gone"}
-        held = link.held()
-        return {"state": "guarding", "held": held,
-                "text": f"guarding: {len(held)} safe action(s) held"}
-
-    async def _deploy(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the body must be JSON: {\"files\": [paths], \"vars\": {}}")
-        files, variables = (body.get("files"), body.get("vars") or {}) \
-            if isinstance(body, dict) else (None, None)
-        if not isinstance(files, list) or not files or \
-                not all(isinstance(f, str) and os.path.isabs(f) for f in files) or \
-                not isinstance(variables, dict):
-            return _error(400, "give {\"files\": [absolute paths], \"vars\": {name: value}}")
-        if self.deployer.lock.locked():
-            return _error(409, "a deploy, stop or start is under way; try again")
-        async with self.deployer.lock:
-            result = await self.deployer.deploy(files, variables)
-        for item in result.get("flows", ()):  # a change is news; "unchanged" is not
-            level = logging.DEBUG if item["result"].startswith("unchanged") else logging.INFO
-            log.log(level, "deploy: flow '%s': %s", item["flow"], item["result"])
-        return web.json_response(result)
-
-    async def _stop(self, request: web.Request) -> web.Response:
-        return await self._flow_op(request, self.deployer.stop)
-
-    async def _start(self, request: web.Request) -> web.Response:
-        return await self._flow_op(request, self.deployer.start)
-
-    async def _flow_op(self, request: web.Request,
-                       op: Callable[[str], Awaitable[str]]) -> web.Response:
-        fid = request.match_info["flow"]
-        if self.deployer.lock.locked():
-            return _error(409, "a deploy, stop or start is under way; try again")
-        async with self.deployer.lock:
-            try:
-                text = await op(fid)
-            except LookupError as exc:
-                return _error(404, str(exc.args[0]))
-            except FlowStartError as exc:
-                return _error(500, str(exc))
-        return web.json_response({"flow": fid, "result": text})
-
-    async def _watch(self, request: web.Request) -> web.StreamResponse:
-        flow, node = request.query.get("flow", ""), request.query.get("node") or None
-        if flow not in self.deployer.plans:
-            known = ", ".join(sorted(self.deployer.plans)) or "none"
-            return _error(404, f"no flow '{flow}' (flows: {known})")
-        run = self.deployer.runtime.flows.get(flow)
-        if node is not None and run is not None and \
-                node not in {r.node_id for r in run.all_runners()}:
-            return _error(404, f"flow '{flow}' has no node '{node}' "
-                               f"(nodes: {', '.join(run.runners)})")
-        if self.hub.count() >= MAX_WATCHERS:
-            return _error(429, f"{MAX_WATCHERS} watchers already; end one first")
-        watcher = Watcher(flow, node)
-        self.hub.add(watcher)
-        try:
-            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-            await response.prepare(request)
-            await response.write(_line({"watching": flow, "node": node,
-                                        "queue": WATCH_QUEUE}))
-            await self._stream(request, response, watcher)
-        except ConnectionError:  # the reader went away mid-write
-            log.debug("watch of %s: the reader went away", flow)
-        finally:
-            self.hub.remove(watcher)
-        return response
-
-    async def _stream(self, request: web.Request, response: web.StreamResponse,
-                      watcher: Watcher) -> None:
-        reported = 0
-        while not self.hub.closing:
-            try:
-                async with asyncio.timeout(CHECK_GONE_S):
-                    await watcher.ready.wait()
-            except TimeoutError:
-                if request.transport is None or request.transport.is_closing():
-                    return
-                continue
-            watcher.ready.clear()
-            lines: list[bytes] = []
-            if watcher.dropped != reported:
-                lines.append(_line({"dropped": watcher.dropped - reported,
-                                    "dropped_total": watcher.dropped}))
-                reported = watcher.dropped
-            while watcher.queue:
-                node, port, msg = watcher.queue.popleft()
-                lines.append(_line({"flow": watcher.flow, "node": node, "port": port,
-                                    "topic": msg.topic, "value": msg.value, "wall": msg.wall}))
-            if lines:
-                await response.write(b"".join(lines))
-
-
-def _line(item: dict[str, Any]) -> bytes:
-    return json.dumps(item, default=repr, separators=(",", ":")).encode() + b"\n"
+        drop_token(self.address, self.token)
