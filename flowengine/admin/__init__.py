@@ -5,7 +5,9 @@ running runtime through it.
   port) and the token every request carries; standard library only.
 - `deploy`: what a deploy changes (a fingerprint of each flow's resolved plan) and doing
   it; no HTTP.
-- `server`: the aiohttp application inside the runtime (imported only by `run`).
+- `server`: the listening socket inside the runtime, the token, the watchers (imported
+  only by `run`); `app`: the aiohttp application on it, imported when the first client
+  connects.
 - `client`: the command line's side, standard library only (`http.client`).
 """
 
