@@ -1,11 +1,13 @@
 """Soak: every shipped flow running against the simulator for a while; RSS and CPU.
 
-Starts `esess-flowctl sim` (a simulated GX: D-Bus services, Shellys, MQTT broker, an
-MQTT thermometer) and, in a second process, `esess-flowctl run` on a site file that
-enables every shipped flow against it, as a user would on a GX. Samples the runtime's
-resident memory and CPU time every `--every` seconds and prints them with the growth
-since the first sample after warm-up, so a leak shows as a steady climb. CPU is per
-wall second (a Cerbo GX is about ten times slower than a desktop).
+Starts `esess-flowctl sim` (a simulated GX: D-Bus services, Shellys, a Wattpilot, MQTT
+broker and devices) and, in a second process, `esess-flowctl run` on a site file that
+enables every shipped flow against it (`testkit.idle.write_site`), as a user would on a
+GX. Samples the runtime's resident memory and CPU time every `--every` seconds and
+prints them with the growth since the first sample after warm-up, so a leak shows as a
+steady climb. CPU is per wall second (a Cerbo GX is about ten times slower than a
+desktop). `bench/idle.py` is the same set-up with the simulator frozen, counting the
+runtime's wake-ups.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--every 30] [--speed 60] [--json]
 """
@@ -24,24 +26,30 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the site of every flow lives with the tests
 FLOWCTL = [sys.executable, "-m", "flowengine.cli"]
 
+from testkit.idle import write_site  # noqa: E402
 
-def _rss_kb(pid: int) -> int:
+
+def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _start_sim(speed: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    sim = subprocess.Popen([*FLOWCTL, "sim", "--speed", str(speed)], cwd=REPO, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def start_sim(speed: float, *, freeze: bool = False
+              ) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """`esess-flowctl sim` in a process of its own, and where its parts listen."""
+    command = [*FLOWCTL, "sim", "--speed", str(speed), *(["--freeze"] if freeze else [])]
+    sim = subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
     assert sim.stdout is not None
     found: dict[str, str] = {}
     patterns = {
@@ -49,7 +57,11 @@ def _start_sim(speed: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
         "broker": r"embedded MQTT broker on [\d.]+:(\d+)",
         "grid": r"Shelly 3EM, Gen1\): http://([\d.:]+)/",
         "pv": r"Shelly PM Mini Gen3\): http://([\d.:]+)/",
+        "boiler": r"Shelly 1PM relay\): (http://[\d.:]+)/",
+        "heater": r"heater \(MQTT\): (\S+)/set on\|off",
         "sensor": r"outdoor thermometer \(MQTT\): (\S+)/temperature",
+        "evcharger": r"EV charging station on AC-out \(D-Bus\): (\S+)",
+        "wattpilot": r"Wattpilot on AC-out \(websocket, Eco mode\): ws://[\d.]+:(\d+)/",
     }
     deadline = time.monotonic() + 60
     while len(found) < len(patterns) and time.monotonic() < deadline:
@@ -66,34 +78,6 @@ def _start_sim(speed: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
     return sim, found
 
 
-def _site(directory: Path, where: dict[str, str]) -> Path:
-    port, sensor = where["broker"], where["sensor"]
-    site = directory / "site.yaml"
-    site.write_text(f"""
-state_dir: {directory / "state"}
-connections:
-  mqtt:
-    main: {{host: 127.0.0.1, port: {port}}}
-    local: {{host: 127.0.0.1, port: {port}, status_topic: null}}
-observe: [mqtt.main]
-flows:
-  - use: shelly3em-grid
-    vars: {{host: "{where['grid']}", metering: net}}
-  - use: shellypm-inverter
-    vars: {{host: "{where['pv']}", phase: 2}}
-  - use: time-to-go
-    vars: {{capacity_wh: 28000, portal_id: soak}}
-  - use: mqtt-temperature
-    vars: {{topic: {sensor}/temperature, humidity_topic: {sensor}/humidity,
-            pressure_topic: {sensor}/pressure}}
-  - use: mqtt-exporter
-    vars: {{service: com.victronenergy.system, topic: "soak/*",
-            paths: [/Dc/Battery/Soc, /Dc/Battery/Power, /Ac/Grid/L1/Power,
-                    /Ac/Grid/L2/Power, /Ac/Grid/L3/Power, /Dc/Pv/Power]}}
-""")
-    return site
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
@@ -103,21 +87,21 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    sim, where = _start_sim(args.speed)
+    sim, where = start_sim(args.speed)
     samples: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="esess-soak-") as tmp:
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=where["bus"], PYTHONPATH=str(REPO))
-        runtime = subprocess.Popen([*FLOWCTL, "run", str(_site(Path(tmp), where))],
+        runtime = subprocess.Popen([*FLOWCTL, "run", str(write_site(Path(tmp), where))],
                                    cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(args.warmup)
-            start, cpu0 = time.monotonic(), _cpu_s(runtime.pid)
+            start, cpu0 = time.monotonic(), cpu_s(runtime.pid)
             end = start + args.minutes * 60
             while time.monotonic() < end and runtime.poll() is None:
                 now = time.monotonic()
-                samples.append({"t_s": round(now - start, 1), "rss_kb": _rss_kb(runtime.pid),
-                                "cpu_s": round(_cpu_s(runtime.pid) - cpu0, 2)})
+                samples.append({"t_s": round(now - start, 1), "rss_kb": rss_kb(runtime.pid),
+                                "cpu_s": round(cpu_s(runtime.pid) - cpu0, 2)})
                 time.sleep(args.every)
         finally:
             runtime.send_signal(signal.SIGTERM)

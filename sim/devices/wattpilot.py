@@ -80,8 +80,9 @@ class WattpilotSim:
             status_parts, interval_s, idle_interval_s
         self.time_scale = time_scale
         self.ticking = ticking
-        """False: no measurements or clock on its own, only answers and changes (a frozen
-        site); without a model, time then passes only with `advance`"""
+        """False: nothing on its own (no measurements, no clock, no websocket pings), only
+        answers and changes (a frozen site); without a model, time then passes only with
+        `advance`"""
         self.tokens = tokens
         """(token1, token2) for every connection instead of random ones (test vectors)"""
         self.state = ChargerState(serial=serial, devicetype=devicetype,
@@ -143,7 +144,8 @@ class WattpilotSim:
             self._hp = await asyncio.to_thread(password_hash, self.hash_method, self.password,
                                                self.serial)
         self._server = await serve(self._serve, HOST, self._port, process_request=self._only_ws,
-                                   close_timeout=1.0, reuse_address=True)
+                                   close_timeout=1.0, reuse_address=True,
+                                   ping_interval=20.0 if self.ticking else None)
         if self._port == 0:
             self._port = int(self._server.sockets[0].getsockname()[1])
         if self._ticker is None and self.ticking:
