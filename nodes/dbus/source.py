@@ -28,11 +28,12 @@ its values are read again and followed as before.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flowengine.context import NodeContext
 from flowengine.errors import ConfigError
-from flowengine.model import JsonValue, NodeSpec
+from flowengine.model import JsonValue, Message, NodeSpec
 from flowengine.node import Node, node_type, option
 from nodes.dbus.link import DbusLink
 from nodes.dbus.watcher import Watch
@@ -82,6 +83,7 @@ class DbusSource(Node[DbusSourceConfig]):
         self._link: DbusLink | None = None
         self._watch: Watch | None = None
         self._present: set[str] = set()
+        self._meta: dict[str, dict[str, Mapping[str, JsonValue]]] = {}  # service -> path -> meta
 
     @classmethod
     def output_topics(cls, config: DbusSourceConfig) -> frozenset[str]:
@@ -102,9 +104,17 @@ class DbusSource(Node[DbusSourceConfig]):
 
     # -- Subscriber ----------------------------------------------------------------------------
     def values_changed(self, service: str, values: dict[str, JsonValue]) -> None:
+        """One message per value; the values of one signal have one reading time, and
+        each path of a service its one (read-only) meta mapping."""
         ctx, topic_of = self.ctx, self._topic_of
+        meta = self._meta.get(service)
+        if meta is None:
+            meta = self._meta[service] = {path: {"service": service, "path": path}
+                                          for path in topic_of}
+        clock, emit = ctx.clock, ctx.emit
+        ts, wall = clock.monotonic(), clock.wall()
         for path, value in values.items():
-            ctx.emit(ctx.message(topic_of[path], value, {"service": service, "path": path}))
+            emit(Message(topic_of[path], value, ts, wall, meta[path]))
 
     def presence_changed(self, service: str, present: bool) -> None:
         left = False

@@ -49,6 +49,8 @@ DEVICE_INSTANCE = "/DeviceInstance"
 READ_TIMEOUT_S = 3.0
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
+_UNKNOWN = object()  # a path not read yet: unequal to every value
+_isfinite = math.isfinite
 
 
 class Subscriber(Protocol):
@@ -96,20 +98,40 @@ class _Service:
     name: str
     owner: str = ""
     values: dict[str, JsonValue] = field(default_factory=dict)
-    watches: list[Watch] = field(default_factory=list)
+    watches: list[Watch] = field(default_factory=list)  # changed by add() and drop() only
     ready: bool = False  # values were read since the owner appeared
     generation: int = 0
     reader: asyncio.Task[None] | None = None
+    # kept up to date with `watches`, for every signal: the paths any watch wants (and
+    # /DeviceInstance), and the watches that want all of them (perhaps but that one)
+    wanted: frozenset[str] = field(init=False, default=frozenset())
+    whole: frozenset[Watch] = field(init=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        self._rewatched()
 
     @property
     def rule(self) -> str:
         return f"type='signal',sender='{self.name}',interface='{BUSITEM}'"
 
-    def wanted(self) -> set[str]:
-        paths = {DEVICE_INSTANCE}
-        for watch in self.watches:
-            paths |= watch.paths
-        return paths
+    def add(self, watch: Watch) -> None:
+        self.watches.append(watch)
+        self._rewatched()
+
+    def drop(self, watch: Watch) -> None:
+        """Stop handing changes to `watch`; the values of paths that no watch wants now
+        are forgotten (no longer followed, they would go stale), so a watch that wants
+        one later reads it again."""
+        self.watches.remove(watch)
+        self._rewatched()
+        for path in self.values.keys() - self.wanted:
+            del self.values[path]
+
+    def _rewatched(self) -> None:
+        wanted = frozenset({DEVICE_INSTANCE}).union(*(w.paths for w in self.watches))
+        others = wanted - {DEVICE_INSTANCE}
+        self.wanted = wanted
+        self.whole = frozenset(w for w in self.watches if w.paths >= others)
 
 
 class Watcher:
@@ -145,7 +167,7 @@ class Watcher:
         self._watches.remove(watch)
         for service in list(self._services.values()):
             if watch in service.watches:
-                service.watches.remove(watch)
+                service.drop(watch)
                 if not service.watches:
                     await self._forget(service)
         await self._bus.remove_match(watch.owner_rule)
@@ -166,8 +188,7 @@ class Watcher:
     async def _attach(self, watch: Watch, name: str) -> None:
         service = self._services.get(name)
         if service is None:
-            service = _Service(name)
-            service.watches.append(watch)
+            service = _Service(name, watches=[watch])
             self._services[name] = service
             await self._bus.add_match(service.rule)
             owner = await self._bus.name_owner(name)
@@ -178,7 +199,7 @@ class Watcher:
             else:
                 self._announce_absent(service, [watch])
             return
-        service.watches.append(watch)
+        service.add(watch)
         if service.ready:
             if watch.paths <= service.values.keys():
                 self._hand_over(service, watch)
@@ -221,7 +242,7 @@ class Watcher:
                 continue
             if service.generation != generation:
                 return
-            service.values = {p: _finite(items.get(p)) for p in service.wanted()}
+            service.values = {p: _finite(items.get(p)) for p in service.wanted}
             service.ready = True
             for watch in list(service.watches):
                 self._hand_over(service, watch)
@@ -271,23 +292,30 @@ class Watcher:
             self._owner_changed(event.name, event.owner)
 
     def _changed(self, service: _Service, values: dict[str, JsonValue]) -> None:
-        known = service.values
-        wanted = service.wanted()
+        """Hand on what really changed, to each watch that wants it (once per signal).
+
+        A watch that wants every path changed gets the one dict of changes itself (the
+        one watch of most services): subscribers read it, they never change or keep it."""
+        known, wanted = service.values, service.wanted
         changed: dict[str, JsonValue] = {}
         for p, v in values.items():
             if p in wanted:
-                if type(v) is float and not math.isfinite(v):
+                if type(v) is float and not _isfinite(v):
                     v = None
-                if p not in known or known[p] != v:  # a repeat is no change
+                if known.get(p, _UNKNOWN) != v:  # a repeat is no change
                     changed[p] = v
         if not changed:
             return
         known.update(changed)
         name = service.name
+        instance = DEVICE_INSTANCE in changed
         for watch in service.watches:
             if name not in watch.services:
-                if DEVICE_INSTANCE in changed and watch.accepts(service):
+                if instance and watch.accepts(service):
                     self._hand_over(service, watch)  # its instance now matches
+                continue
+            if watch in service.whole and (not instance or DEVICE_INSTANCE in watch.paths):
+                watch.subscriber.values_changed(name, changed)
                 continue
             mine = {p: v for p, v in changed.items() if p in watch.paths}
             if mine:
@@ -344,7 +372,7 @@ class Watcher:
 
 def _finite(value: JsonValue) -> JsonValue:
     """A NaN or infinite Double as invalid (None); any other value as it is."""
-    return None if type(value) is float and not math.isfinite(value) else value
+    return None if type(value) is float and not _isfinite(value) else value
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
