@@ -58,7 +58,7 @@ from typing import Any
 
 import gmqtt  # type: ignore[import-untyped]
 from gmqtt.mqtt.connection import MQTTConnection  # type: ignore[import-untyped]
-from gmqtt.mqtt.constants import MQTTv311  # type: ignore[import-untyped]
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311  # type: ignore[import-untyped]
 from gmqtt.mqtt.handler import MQTTConnectError  # type: ignore[import-untyped]
 from gmqtt.mqtt.protocol import MQTTProtocol  # type: ignore[import-untyped]
 
@@ -67,6 +67,7 @@ from flowengine.errors import NotConnected
 from flowengine.model import Secret
 from flowengine.node import option
 from nodes.mqtt import batching
+from nodes.mqtt.wire import publish_packet
 
 __all__ = ["CONNECTION_KINDS", "Broker", "MqttBrokerConfig", "Subscription", "backoff_s",
            "cleartext_password_warning", "is_loopback", "lint_broker", "topic_matches"]
@@ -237,6 +238,11 @@ class _GmqttClient(gmqtt.Client):  # type: ignore[misc]
 
     def publish(self, topic: str, payload: Payload, qos: int = 0,
                 retain: bool = False, keep: bool = False) -> None:
+        if qos == 0:  # the same bytes as gmqtt's, made in one go (nodes/mqtt/wire.py)
+            protocol = self._connection._protocol
+            protocol.write_data(publish_packet(topic, payload, retain=retain,
+                                               v5=protocol.proto_ver >= MQTTv50))
+            return
         message = gmqtt.Message(topic, payload, qos=qos, retain=retain)
         mid, package = self._connection.publish(message)
         if qos > 0:
