@@ -357,13 +357,14 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
             elif self._unsaved_name == name:  # else: renamed again meanwhile, store that
                 self._unsaved_name = None
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
         batch = self.config.batch_topic
         if batch is not None and msg.topic == batch and isinstance(msg.value, dict):
             for topic, value in msg.value.items():
                 self._from_flow(str(topic), value)
         else:
             self._from_flow(msg.topic, msg.value)
+        return True
 
     def _from_flow(self, topic: str, value: JsonValue) -> None:
         path = self._path_of(topic)
