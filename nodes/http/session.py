@@ -22,14 +22,20 @@ status page searched with a regex, an on/off URL), any 2xx status, at most
 `MAX_TEXT_BYTES`.
 
 aiohttp is imported when the first session opens, not with this module: it costs
-about 20 MB of memory, which a GX without HTTP devices should not pay.
+about 11 MB of memory, which a GX without HTTP devices should not pay. Its import makes
+two TLS contexts that load the system's CA store at once (2 MB here, for the https that
+Shelly devices rarely speak); imported from here, they load it when their first TLS
+connection starts instead (`_StoreOnFirstUse`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Container
+import ssl
+import sys
+import weakref
+from collections.abc import AsyncIterator, Container, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
@@ -56,9 +62,66 @@ class DeviceUnreachable(DeviceError):
 
 
 def _aiohttp() -> ModuleType:
-    import aiohttp  # here, not at the top: see the module docstring
+    if "aiohttp" not in sys.modules:
+        with _ca_store_on_first_use():
+            import aiohttp  # here, not at the top: see the module docstring
+    import aiohttp
 
     return aiohttp
+
+
+class _StoreOnFirstUse(ssl.SSLContext):
+    """A TLS context whose CA store is loaded when its first connection starts (asyncio's
+    TLS starts with wrap_bio): the loads asked for before are made then, and it is a
+    plain SSLContext again."""
+
+    def load_default_certs(self, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
+        _PENDING.setdefault(self, []).append(("load_default_certs", (purpose,)))
+
+    def set_default_verify_paths(self) -> None:
+        _PENDING.setdefault(self, []).append(("set_default_verify_paths", ()))
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        self._load()
+        return ssl.SSLContext.wrap_bio(self, *args, **kwargs)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self._load()
+        return ssl.SSLContext.wrap_socket(self, *args, **kwargs)
+
+    def _load(self) -> None:
+        self.__class__ = ssl.SSLContext  # type: ignore[assignment]  # loading for real now
+        for method, args in _PENDING.pop(self, ()):
+            getattr(self, method)(*args)
+
+
+_PENDING: weakref.WeakKeyDictionary[ssl.SSLContext, list[tuple[str, tuple[Any, ...]]]] = \
+    weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _ca_store_on_first_use() -> Iterator[None]:
+    """While aiohttp is imported, a TLS context told to load the CA store becomes a
+    `_StoreOnFirstUse`, which loads it at its first connection."""
+    def deferred(method: str) -> Any:
+        def defer(self: ssl.SSLContext, *args: Any) -> None:
+            self.__class__ = _StoreOnFirstUse
+            getattr(self, method)(*args)
+        return defer
+
+    names = ("load_default_certs", "set_default_verify_paths")
+    own = {name: ssl.SSLContext.__dict__[name] for name in names
+           if name in ssl.SSLContext.__dict__}  # the others are _ssl._SSLContext's
+    for name in names:
+        setattr(ssl.SSLContext, name, deferred(name))
+    try:
+        yield
+    finally:
+        for name in names:
+            if name in own:
+                setattr(ssl.SSLContext, name, own[name])
+            else:
+                delattr(ssl.SSLContext, name)
 
 
 @dataclass(frozen=True, slots=True)
