@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from flowengine import __version__
-from flowengine.admin import commands as admin
 from flowengine.admin.access import AdminAddress
 from flowengine.connections import Connections
-from flowengine.docs import render_nodes_md
 from flowengine.errors import (
     ConfigError,
     ConfigErrors,
@@ -517,6 +515,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     texts = {path: json.dumps(schema, indent=2, sort_keys=False) + "\n"
              for path, schema in files.items()}
     if args.docs:
+        from flowengine.docs import render_nodes_md  # for `schemas --docs` only
+
         texts[Path(args.docs)] = render_nodes_md(registry)
     if args.check:
         stale = [p for p, t in texts.items()
@@ -669,6 +669,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _admin(name: str) -> Callable[[argparse.Namespace], int]:
+    """The admin command `name`; its client (http.client) is imported when it runs, so
+    that `run` does not carry it."""
+    def command(args: argparse.Namespace) -> int:
+        from flowengine.admin import commands
+
+        result: int = getattr(commands, name)(args)
+        return result
+    return command
+
+
 def _admin_parsers(sub: Any) -> None:
     """status, deploy, watch, stop, start: they talk to a running runtime (docs/admin.md)."""
     def reach(p: argparse.ArgumentParser) -> None:
@@ -686,7 +697,7 @@ def _admin_parsers(sub: Any) -> None:
                                    "restarts and dropped messages, and the guardian.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     reach(p)
-    p.set_defaults(func=admin.cmd_status)
+    p.set_defaults(func=_admin("cmd_status"))
 
     p = sub.add_parser("deploy", help="validate files, then restart only the changed flows",
                        description="Validate the site (or flow) files completely; on any "
@@ -699,7 +710,7 @@ def _admin_parsers(sub: Any) -> None:
     p.add_argument("--var", action="append", metavar="NAME=VALUE",
                    help="value of a flow var (flow files only; default: those of `run`)")
     reach(p)
-    p.set_defaults(func=admin.cmd_deploy)
+    p.set_defaults(func=_admin("cmd_deploy"))
 
     p = sub.add_parser("watch", help="show the messages of a flow or node, live",
                        description="Print each message a node (or every node of a flow) "
@@ -708,14 +719,14 @@ def _admin_parsers(sub: Any) -> None:
     p.add_argument("target", metavar="FLOW[/NODE]")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     reach(p)
-    p.set_defaults(func=admin.cmd_watch)
+    p.set_defaults(func=_admin("cmd_watch"))
 
     for name, text in (("stop", "stop a flow (it stays stopped until start or a restart)"),
                        ("start", "start a stopped flow again from its last deployed plan")):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("flow", metavar="FLOW")
         reach(p)
-        p.set_defaults(func=admin.cmd_stop if name == "stop" else admin.cmd_start)
+        p.set_defaults(func=_admin("cmd_stop" if name == "stop" else "cmd_start"))
 
     import migrate.cli  # its arguments only (2 ms); the converter loads when it runs
 
