@@ -239,9 +239,13 @@ class _GmqttClient(gmqtt.Client):  # type: ignore[misc]
     def publish(self, topic: str, payload: Payload, qos: int = 0,
                 retain: bool = False, keep: bool = False) -> None:
         if qos == 0:  # the same bytes as gmqtt's, made in one go (nodes/mqtt/wire.py)
-            protocol = self._connection._protocol
-            protocol.write_data(publish_packet(topic, payload, retain=retain,
-                                               v5=protocol.proto_ver >= MQTTv50))
+            connection = self._connection
+            transport = connection._transport
+            if transport.is_closing():
+                return  # gmqtt drops it too (Broker.publish checked the link just now)
+            connection._last_data_out = time.monotonic()  # what gmqtt's keepalive reads
+            transport.write(publish_packet(topic, payload, retain=retain,
+                                           v5=connection._protocol.proto_ver >= MQTTv50))
             return
         message = gmqtt.Message(topic, payload, qos=qos, retain=retain)
         mid, package = self._connection.publish(message)
@@ -358,7 +362,10 @@ class Broker:
 
     def backlog(self) -> int:
         """Bytes handed to the socket and not yet sent (0 while disconnected)."""
-        transport = getattr(getattr(self._client, "_connection", None), "_transport", None)
+        try:
+            transport = self._client._connection._transport
+        except AttributeError:
+            return 0
         if transport is None:
             return 0
         try:
