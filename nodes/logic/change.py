@@ -78,6 +78,8 @@ class Change(Node[ChangeConfig]):
         self._map = None if config.map is None else \
             {map_key(k): v for k, v in config.map.items()}
         self._arithmetic = config.scale != 1.0 or config.offset != 0.0
+        self._only_arithmetic = self._arithmetic and not config.invert \
+            and config.decimals is None
         self._templated = config.topic is not None and "{topic}" in config.topic
         self._problem = ""
 
@@ -102,14 +104,17 @@ class Change(Node[ChangeConfig]):
                     return True
                 elif cfg.unmapped == "invalid":
                     value = None
-            try:
-                value = self._convert(value)
-            except _Unusable as exc:
-                self._warn(str(exc))
-                value = None
+            if self._only_arithmetic and value.__class__ is float and not self._problem:
+                value = value * cfg.scale + cfg.offset  # what _convert does to it, inline
             else:
-                if self._problem:
-                    self._recover()
+                try:
+                    value = self._convert(value)
+                except _Unusable as exc:
+                    self._warn(str(exc))
+                    value = None
+                else:
+                    if self._problem:
+                        self._recover()
         self.ctx.emit(msg.with_value(value, topic))
         return True
 

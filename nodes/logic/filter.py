@@ -147,12 +147,13 @@ class Filter(Node[FilterConfig]):
 
     def _pass(self, msg: Message) -> None:
         topic = msg.topic
-        held = self._held.pop(topic, None)
-        if held is not None:
-            self._release_timers.pop(topic).cancel()
-            self._reject(held)
+        if self._interval is not None:  # held messages and pass times: min_interval_ms only
+            held = self._held.pop(topic, None)
+            if held is not None:
+                self._release_timers.pop(topic).cancel()
+                self._reject(held)
+            self._passed_at[topic] = self.ctx.now()
         self._last[topic] = msg.value
-        self._passed_at[topic] = self.ctx.now()
         self.ctx.emit(msg)
 
     def _hold(self, msg: Message, wait: float) -> None:

@@ -75,8 +75,9 @@ def test_change_unmapped_policy(tmp_path: Path, policy: str,
     assert changed(tmp_path, f"map: {{'0': 'off'}}\nunmapped: {policy}", 7) == expected
 
 
+@pytest.mark.parametrize("good", [3, 3.0])  # a float also takes the short way once ok
 def test_change_text_with_scale_gives_invalid_and_warns_once(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, good: float) -> None:
     async def scenario() -> None:
         async with harness(tmp_path, "scale: 2") as h:
             await h.send("power", "high")
@@ -84,11 +85,15 @@ def test_change_text_with_scale_gives_invalid_and_warns_once(
             assert h.values() == [None, None]
             assert h.node_status.level == "warning"
             assert h.node_status.text == "cannot scale 'low'"
-            await h.send("power", 3)
+            await h.send("power", good)
             assert h.values()[-1] == 6
             assert h.node_status.level == "ok"
+            await h.send("power", 2.5)
+            await h.send("power", "again")
+            assert h.values()[-2:] == [5.0, None]
+            assert h.node_status.level == "warning"
     asyncio.run(scenario())
-    assert len([r for r in caplog.records if "cannot scale" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "cannot scale" in r.getMessage()]) == 2  # one a spell
 
 
 
