@@ -26,7 +26,7 @@ from testkit.process import RuntimeProcess
 
 from sim.site import SimSite, SiteOptions
 
-WARMUP_S = 4.0  # after "running ...": the first announcements and their answers settle
+WARMUP_S = 4.0  # after the start and the last login: the first announcements settle
 WINDOW_S = 12.0  # twelve polls of every 1 s poll; the 30 s and 60 s timers may fall in it
 
 
@@ -44,6 +44,8 @@ def test_an_idle_runtime_wakes_up_only_for_its_configured_polls(tmp_path: Path) 
             try:
                 await runtime.until(lambda: f"running {flows} of {flows} flow(s)"
                                     in runtime.output(), 30, "every shipped flow running")
+                await runtime.until(lambda: sim.wattpilot is not None and
+                                    sim.wattpilot.clients > 0, 30, "the Wattpilot's login")
                 await asyncio.sleep(WARMUP_S)  # the measurement itself: time passing idle
                 os.kill(runtime.pid, signal.SIGUSR1)  # the window opens (the start's counts)
                 await runtime.until(counts.exists, 10, "the start's wake-up counts")
