@@ -13,7 +13,10 @@ may kill this process soon); when the loop comes back, the watchdog logs how lon
 turn held it.
 
 It never wakes the loop itself: an idle loop sleeps until its next timer or event. On
-the hot path, a clock read per turn and a timer syscall at most every TICK_S.
+the hot path, a clock read per turn and a timer syscall at most every TICK_S: while
+the loop wakes more often than every TICK_S, the alarm is not taken off before each
+sleep (it goes off at most once, in the selector, after the last wake-up of a busy
+spell: the process wakes, the loop does not turn).
 """
 
 from __future__ import annotations
@@ -92,6 +95,11 @@ class LoopWatchdog:
         self._armed_at: float | None = None  # None: the alarm is off
         self._turn_started = 0.0
         self._caught_at = 0.0
+        self._busy = False
+        """the last sleep was shorter than TICK_S (messages keep coming): the alarm stays
+        armed while the loop sleeps, instead of two timer syscalls a wake-up. When the
+        messages stop, it goes off once in the selector, which ignores it and sleeps on
+        (Python retries the interrupted epoll_wait: the loop does not turn)"""
 
     def start(self) -> None:
         if not self._hook.install():
@@ -117,13 +125,15 @@ class LoopWatchdog:
         if self.culprit is not None:  # the alarm went off: the turn now ending held the loop
             self._report(time.monotonic())
         armed_at = self._armed_at
-        if timeout != 0 and armed_at is not None and (
+        if timeout != 0 and armed_at is not None and not self._busy and (
                 timeout is None
                 or time.monotonic() + timeout + LATE_S > armed_at + self.blocked_s):
             signal.setitimer(signal.ITIMER_REAL, 0)  # going to sleep: no alarm in there
             self._armed_at = armed_at = None
         events = inner(timeout)
-        now = self._turn_started = time.monotonic()
+        now = time.monotonic()
+        self._busy = now - self._turn_started < TICK_S
+        self._turn_started = now
         if armed_at is None or now - armed_at >= TICK_S:
             self._arm(now)
         return events

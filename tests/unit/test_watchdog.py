@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 
 import pytest
@@ -37,7 +38,7 @@ def test_a_turn_over_one_second_is_logged_with_the_task_that_held_the_loop(
     low, high = (float(x) for x in after.split(" s, in ")[0].rsplit(" ", 1)[1].split("-"))
     assert low <= 1.4 <= high + 0.05  # the 1.4 s it was held, within the watchdog's tick
     assert after.startswith("the event loop was held for ")
-    assert after.endswith(", in task heating/formula:inputs, tests/unit/test_watchdog.py:24 "
+    assert after.endswith(", in task heating/formula:inputs, tests/unit/test_watchdog.py:25 "
                           "stuck")
 
 
@@ -56,3 +57,49 @@ def test_short_turns_are_not_reported(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="flowengine.watchdog"):
         assert run(scenario()) == 0
     assert caplog.records == []
+
+
+def test_a_busy_loop_arms_the_alarm_a_few_times_a_second_not_twice_a_wake_up(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    calls: list[float] = []
+    real = signal.setitimer
+
+    def counting(which: int, seconds: float, interval: float = 0.0) -> tuple[float, float]:
+        calls.append(seconds)
+        return real(which, seconds, interval)
+
+    monkeypatch.setattr(signal, "setitimer", counting)
+
+    async def scenario() -> tuple[int, int, int]:
+        watchdog = LoopWatchdog()
+        watchdog.start()
+        try:
+            writer = await asyncio.create_subprocess_exec(  # data every 2 ms, 250 times
+                sys.executable, "-c", "import sys, time\nfor _ in range(250):\n"
+                "    sys.stdout.write('x'); sys.stdout.flush(); time.sleep(0.002)",
+                stdout=asyncio.subprocess.PIPE)
+            assert writer.stdout is not None
+            await writer.stdout.read(1)
+            calls.clear()
+            wakes = 0
+            while await writer.stdout.read(1):  # woken by the pipe: no timer near
+                wakes += 1
+            await writer.wait()
+            during = len(calls)
+            await asyncio.sleep(1.5)  # the alarm goes off in the selector: not a block
+            time.sleep(1.3)  # and a real block after the busy spell is still caught
+            await asyncio.sleep(0.3)
+            return wakes, during, watchdog.blocked_turns
+        finally:
+            await watchdog.stop()
+
+    with caplog.at_level(logging.WARNING, logger="flowengine.watchdog"):
+        wakes, during, blocked = run(scenario())
+    assert wakes > 100
+    assert during <= 8, calls  # every TICK_S (0.25 s), not two for each of the wakes
+    assert blocked == 1
+    during_block, after_block = (r.getMessage() for r in caplog.records)
+    assert during_block.startswith("the event loop has been blocked for over 1 s")
+    assert after_block.startswith("the event loop was held for")
