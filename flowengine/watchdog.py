@@ -14,9 +14,10 @@ turn held it.
 
 It never wakes the loop itself: an idle loop sleeps until its next timer or event. On
 the hot path, a clock read per turn and a timer syscall at most every TICK_S: while
-the loop wakes more often than every TICK_S, the alarm is not taken off before each
-sleep (it goes off at most once, in the selector, after the last wake-up of a busy
-spell: the process wakes, the loop does not turn).
+messages keep coming (`_stays_armed`), the alarm is not taken off before each sleep. It
+goes off at most once after such a busy spell, in the selector, which ignores it; the
+loop wakes for that once (the signal's byte in asyncio's self-pipe), so an idle loop's
+own timers never count as busy.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ BLOCKED_S = 1.0
 TICK_S = 0.25
 LATE_S = 0.1
 """how late a sleeping selector may come back before the alarm would go off in it"""
+BUSY_S, BUSY_RUN = 0.02, 8
+"""busy: the last BUSY_RUN wake-ups each came within BUSY_S of the one before"""
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 Select = Callable[[float | None], list[tuple[selectors.SelectorKey, int]]]
@@ -95,11 +98,8 @@ class LoopWatchdog:
         self._armed_at: float | None = None  # None: the alarm is off
         self._turn_started = 0.0
         self._caught_at = 0.0
-        self._busy = False
-        """the last sleep was shorter than TICK_S (messages keep coming): the alarm stays
-        armed while the loop sleeps, instead of two timer syscalls a wake-up. When the
-        messages stop, it goes off once in the selector, which ignores it and sleeps on
-        (Python retries the interrupted epoll_wait: the loop does not turn)"""
+        self._cycle_s = 1.0  # from the wake-up before the last one to the last one
+        self._short_run = 0  # wake-ups in a row that came within BUSY_S
 
     def start(self) -> None:
         if not self._hook.install():
@@ -125,18 +125,26 @@ class LoopWatchdog:
         if self.culprit is not None:  # the alarm went off: the turn now ending held the loop
             self._report(time.monotonic())
         armed_at = self._armed_at
-        if timeout != 0 and armed_at is not None and not self._busy and (
+        if timeout != 0 and armed_at is not None and not self._stays_armed(timeout) and (
                 timeout is None
                 or time.monotonic() + timeout + LATE_S > armed_at + self.blocked_s):
             signal.setitimer(signal.ITIMER_REAL, 0)  # going to sleep: no alarm in there
             self._armed_at = armed_at = None
         events = inner(timeout)
         now = time.monotonic()
-        self._busy = now - self._turn_started < TICK_S
+        self._cycle_s = cycle = now - self._turn_started
+        self._short_run = self._short_run + 1 if cycle < BUSY_S else 0
         self._turn_started = now
         if armed_at is None or now - armed_at >= TICK_S:
             self._arm(now)
         return events
+
+    def _stays_armed(self, timeout: float | None) -> bool:
+        """Messages keep coming: the alarm stays armed over the sleep (no two timer
+        syscalls a wake-up). Busy is BUSY_RUN wake-ups in a row within BUSY_S, or, when no
+        timer will wake the loop (timeout None), the last one within TICK_S. An idle
+        loop's timers (a poll a second) are never busy, so it never wakes for the alarm."""
+        return self._short_run >= BUSY_RUN or (timeout is None and self._cycle_s < TICK_S)
 
     def _report(self, now: float) -> None:
         self.blocked_turns += 1
