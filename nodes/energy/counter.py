@@ -105,16 +105,17 @@ class EnergyCounter(Node[EnergyCounterConfig]):
     async def stop(self) -> None:
         self._persist()
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
         index = self._index.get(msg.topic)
         if index is None:
-            return
+            return True
         self._integrate(msg.ts)
         power = self._power[index] = finite_number(msg.value)
         if power is None:
             self._unknown.add(index)
         else:
             self._unknown.discard(index)
+        return True
 
     # -- counting ----------------------------------------------------------------------
     def _integrate(self, now: float) -> None:
