@@ -40,19 +40,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import json
 import math
 import os
-import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 import gmqtt  # type: ignore[import-untyped]  # noqa: E402
 from dbus_fast import Message, MessageType, NameFlag, Variant  # noqa: E402
 from dbus_fast.aio import MessageBus  # noqa: E402
+from mqtt import mosquitto  # noqa: E402  # bench/mqtt.py, beside this file
 
 from nodes.dbus.daemon import PrivateBus  # noqa: E402
 
@@ -229,32 +227,6 @@ def wakeups(pid: int) -> int:
         if text.startswith("voluntary_ctxt_switches:"):
             return int(text.split()[1])
     return 0
-
-
-@contextlib.contextmanager
-def mosquitto(directory: Path) -> Iterator[int]:
-    """A mosquitto of our own on a free loopback port (as bench/mqtt.py starts it)."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    conf = directory / "mosquitto.conf"
-    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n"
-                    "allow_anonymous true\npersistence false\nmax_queued_messages 100000\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("mosquitto did not start (scripts/system-deps installs it)")
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def mosquitto(directory: Path) -> Iterator[int]:
+    """A mosquitto of our own on a free loopback port (bench/exporter.py uses it too)."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = free_port()
     conf = directory / "mosquitto.conf"
@@ -145,7 +146,7 @@ def mosquitto(directory: Path) -> Iterator[int]:
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
                 break
-            if time.monotonic() > deadline:
+            if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("mosquitto did not start (scripts/system-deps installs it)")
             time.sleep(0.05)
         yield port
