@@ -205,9 +205,11 @@ class NodeRunner:
         self.mailbox.reopen()
         ctx = NodeContext(self, self.logger)
         self.phase = "running"
+        self._ready = False  # until start() is done: what comes meanwhile waits in line
         self.started_at = self.clock.monotonic()
         async with asyncio.timeout(START_TIMEOUT_S):
             await self.node.start(ctx)
+        self._ready = self._direct and self._phase == "running"
         self.spawn_task(self.work(self.node), "inputs")
 
     async def work(self, node: Node[Any]) -> None:

@@ -74,6 +74,7 @@ def registry() -> Registry:
     reg = test_registry()
     reg.add(Relay)
     reg.add(Gate)
+    reg.add(SlowStart)
     reg.add_module(nodes.logic.delay)
     return reg
 
@@ -254,3 +255,51 @@ def test_a_derived_message_is_a_frozen_message_like_any_other(cls: type[Message]
     assert dataclasses.replace(derived, value=7).value == 7
     made = cls("t", 1)
     assert made.ts > 0 and made.wall > 1e9 and made.meta is None
+
+
+def test_a_node_gets_nothing_directly_before_its_start_is_done() -> None:
+    flow = """
+        id: restart
+        nodes:
+          - {id: a, type: t.relay, to: [slow]}
+          - {id: slow, type: t.slowstart}
+    """
+
+    async def scenario() -> None:
+        async with FlowHarness(flow, registry=registry()) as h:
+            slow = h.runner("slow")
+            await slow.stop_now()
+            SlowStart.release = asyncio.Event()
+            starting = asyncio.create_task(slow.start())  # a restart, as after a failure
+            await asyncio.sleep(0)
+            h.runner("a").deliver("in", KeptMessage("x", 1))
+            h.runner("a").deliver("in", KeptMessage("x", 2))
+            node = slow.node
+            assert isinstance(node, SlowStart)
+            assert node.seen == [] and len(slow.mailbox) == 2  # waiting, not lost
+            SlowStart.release.set()
+            await starting
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert node.seen == [1, 2]
+            h.runner("a").deliver("in", KeptMessage("x", 3))
+            assert node.seen == [1, 2, 3]  # running now: directly
+
+    run(scenario())
+
+
+@node_type("t.slowstart", config=GateConfig)
+class SlowStart(Node[GateConfig]):
+    """Its start waits for `release` (a broker that takes a while); records what came."""
+
+    release: asyncio.Event | None = None
+
+    async def start(self, ctx: NodeContext) -> None:
+        await super().start(ctx)
+        self.seen: list[object] = []
+        if SlowStart.release is not None:
+            await SlowStart.release.wait()
+
+    def receive(self, port: str, msg: Message) -> bool:
+        self.seen.append(msg.value)
+        return True
