@@ -101,59 +101,44 @@ def test_a_chain_of_direct_nodes_runs_in_the_emitting_call() -> None:
     run(scenario())
 
 
-def test_a_busy_node_queues_and_keeps_the_order() -> None:
-    flow = """
-        id: order
-        nodes:
-          - {id: gate, type: t.gate, to: [end]}
-          - {id: end, type: t.relay}
-    """
+GATED = """
+    id: gated
+    nodes:
+      - {id: gate, type: t.gate, to: [end]}
+      - {id: end, type: t.relay}
+"""
 
-    async def scenario() -> None:
-        async with FlowHarness(flow, registry=registry()) as h:
+
+def gate_busy_then_open(make: type[Message], later: list[object]) -> tuple[int, list[object]]:
+    """Busy the gate (a "wait" goes to on_message, which waits), deliver `later` while it
+    is, then open it: (what waited in its queue, what came out at the end)."""
+    async def scenario() -> tuple[int, list[object]]:
+        async with FlowHarness(GATED, registry=registry()) as h:
             gate = h.runner("gate")
-            gate.deliver("in", KeptMessage("cmd", "wait"))  # to on_message, which waits
+            gate.deliver("in", make("cmd", "wait"))
             await asyncio.sleep(0)
             await asyncio.sleep(0)
-            for i in range(3):
-                gate.deliver("in", KeptMessage("cmd", i))  # busy: these wait in line
+            for value in later:
+                gate.deliver("in", make("cmd", value))
             assert values(h, "end") == []
-            assert len(gate.mailbox) == 3
+            waited = len(gate.mailbox)
             node = gate.node
             assert isinstance(node, Gate)
             node.opened.set()
             for _ in range(10):
                 await asyncio.sleep(0)
-            assert values(h, "end") == ["wait", 0, 1, 2]
+            return waited, values(h, "end")
 
-    run(scenario())
+    return run(scenario())
+
+
+def test_a_busy_node_queues_and_keeps_the_order() -> None:
+    assert gate_busy_then_open(KeptMessage, [0, 1, 2]) == (3, ["wait", 0, 1, 2])
 
 
 def test_telemetry_still_coalesces_while_the_node_is_busy() -> None:
-    flow = """
-        id: coalesce
-        nodes:
-          - {id: gate, type: t.gate, to: [end]}
-          - {id: end, type: t.relay}
-    """
-
-    async def scenario() -> None:
-        async with FlowHarness(flow, registry=registry()) as h:
-            gate = h.runner("gate")
-            gate.deliver("in", Message("soc", "wait"))
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            for i in range(1000):
-                gate.deliver("in", Message("soc", i))
-            assert len(gate.mailbox) == 1  # the latest value of the topic only
-            node = gate.node
-            assert isinstance(node, Gate)
-            node.opened.set()
-            for _ in range(10):
-                await asyncio.sleep(0)
-            assert values(h, "end") == ["wait", 999]
-
-    run(scenario())
+    # the latest value of the topic only waits; the events above all did
+    assert gate_busy_then_open(Message, list(range(1000))) == (1, ["wait", 999])
 
 
 def test_a_direct_node_that_raises_fails_itself_not_the_sender() -> None:
