@@ -6,9 +6,6 @@ runtime it leaves running is killed after it."""
 
 from __future__ import annotations
 
-import gc
-import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,23 +18,10 @@ from nodes.dbus.daemon import PrivateBus
 
 @pytest.fixture(autouse=True)
 def _no_leftover_runtimes() -> Iterator[None]:
-    _collect()  # what a failed test before left (its frames lived on in its report)
+    flowctl.collect_quietly()  # what a failed test before left (its frames lived on in its report)
     yield
     if process.kill_leftovers() + flowctl.kill_leftovers():
-        _collect()  # the dead runtimes' pipe transports here, not in a later test
-
-
-def _collect() -> None:
-    """Collect garbage of a failed test's runtimes here, quietly: their transports warn and
-    may raise (their loop is closed) when collected, which would fail the test running then."""
-    hook = sys.unraisablehook
-    sys.unraisablehook = lambda _unraisable: None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
-    finally:
-        sys.unraisablehook = hook
+        flowctl.collect_quietly()  # the dead runtimes' pipe transports here, not in a later test
 
 
 @pytest.fixture

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +19,19 @@ from conftest import ROOT
 __all__ = ["Runner", "kill_leftovers", "site"]
 
 _started: list[int] = []  # pids of runtimes started by tests
+
+
+def collect_quietly() -> None:
+    """Collect garbage of a failed test's runtimes here, quietly: their transports warn and
+    may raise (their loop is closed) when collected, which would fail the test running then."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda _unraisable: None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 def kill_leftovers() -> int:
