@@ -288,3 +288,43 @@ class SlowStart(Node[GateConfig]):
     def receive(self, port: str, msg: Message) -> bool:
         self.seen.append(msg.value)
         return True
+
+
+@node_type("t.driver", config=RelayConfig)
+class Driver(Node[RelayConfig]):
+    """Drives something directly; raises on one value; records its safe states."""
+
+    safe_states = 0
+
+    def receive(self, port: str, msg: Message) -> bool:
+        if msg.value == self.config.crash_on:
+            raise ValueError("crash requested")
+        return True
+
+    async def safe_state(self) -> None:
+        Driver.safe_states += 1
+
+
+def test_a_direct_node_that_fails_is_put_into_its_safe_state() -> None:
+    flow = """
+        id: driven
+        nodes:
+          - {id: a, type: t.relay, to: [drive]}
+          - {id: drive, type: t.driver, crash_on: 7}
+    """
+
+    async def scenario() -> None:
+        Driver.safe_states = 0
+        reg = registry()
+        reg.add(Driver)
+        async with FlowHarness(flow, registry=reg) as h:
+            h.runner("a").deliver("in", Message("x", 1))
+            assert Driver.safe_states == 0
+            h.runner("a").deliver("in", Message("x", 7))  # fails in the sender's call
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert h.runner("drive").phase == "failed"
+            assert Driver.safe_states == 1
+            assert h.runner("a").phase == "running"
+
+    run(scenario())
