@@ -1,7 +1,8 @@
 """Registry: node type name -> class, connection kind name -> how to open it.
 
 Built-in node modules are listed in BUILTIN_MODULES; other packages add theirs
-through the entry point group "esess.nodes" (the entry point names a module). A
+through the entry point group "esess.nodes" (the entry point names a module; read by
+`flowengine.plugins`, which does not need `importlib.metadata`). A
 Registry is an ordinary object passed in: importing a module registers nothing.
 """
 
@@ -11,7 +12,6 @@ import importlib
 import inspect
 import logging
 from collections.abc import Iterable
-from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
@@ -19,6 +19,7 @@ from flowengine.connections import ConnectionKind
 from flowengine.errors import UnknownNodeType, shown
 from flowengine.model import SourceMark
 from flowengine.node import Node
+from flowengine.plugins import entry_points
 from flowengine.schema import did_you_mean
 
 __all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "Registry"]

@@ -55,9 +55,9 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
+from flowengine import __version__
 from flowengine.context import NodeContext
 from flowengine.errors import ConfigError, NotConnected
 from flowengine.model import JsonValue, Message, NodeSpec
@@ -85,10 +85,7 @@ CUSTOM_NAME = "/CustomName"
 DEVICE_INSTANCE = "/DeviceInstance"
 _JSON_TYPES = (type(None), bool, int, float, str, list, dict)
 
-try:
-    PROCESS_VERSION = version("esess-flows")
-except PackageNotFoundError:  # running from a source tree or a release archive
-    from flowengine import __version__ as PROCESS_VERSION
+PROCESS_VERSION = __version__  # pyproject's version (a test keeps the two equal)
 
 
 @dataclass(frozen=True, kw_only=True)
