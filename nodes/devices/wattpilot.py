@@ -1,4 +1,4 @@
-"""The Fronius Wattpilot's local websocket API: the only module that imports websockets.
+"""The Fronius Wattpilot's local websocket API (over `wsclient`, our RFC 6455 client).
 
     async with WattpilotClient("192.168.1.60", password) as wp:
         await wp.wait_ready(timeout_s=30)
@@ -53,9 +53,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
-
 from flowengine.errors import DeviceError, NotConnected, shown
 from flowengine.jsontext import JsonTextError, load_json
 from flowengine.model import JsonValue, Secret
@@ -68,6 +65,7 @@ from nodes.devices.wattpilot_status import (
     call_listener,
     request_number,
 )
+from nodes.devices.wsclient import ConnectionClosed, InvalidURL, WebSocket, WebSocketError, connect
 from nodes.mqtt.broker import backoff_s
 
 __all__ = ["StatusListener", "WattpilotClient", "WattpilotHello", "WattpilotRefused"]
@@ -131,7 +129,7 @@ class WattpilotClient:
         self.next_attempt_in_s: float | None = None
 
         self._login = WattpilotLogin(self.name, self._password)
-        self._ws: ClientConnection | None = None
+        self._ws: WebSocket | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._write_lock = asyncio.Lock()
@@ -347,15 +345,13 @@ class WattpilotClient:
     async def _connection(self) -> None:
         try:
             ws = await connect(self.url, open_timeout=self.connect_timeout_s,
-                               close_timeout=1.0, max_size=self.max_frame_bytes,
-                               compression=None, proxy=None, user_agent_header=None,
-                               ping_interval=None)
+                               close_timeout=1.0, max_size=self.max_frame_bytes)
         except TimeoutError:
             raise _Lost(f"no answer from {self.url} within "
                         f"{self.connect_timeout_s:g} s") from None
-        except InvalidURI as exc:
+        except InvalidURL as exc:
             raise LoginRefused(f"cannot connect: {exc}") from None
-        except (OSError, WebSocketException) as exc:
+        except (OSError, WebSocketError) as exc:
             raise _Lost(f"cannot connect to {self.url}: "
                         f"{_why(exc)}") from None
         self._ws, self.connected = ws, True
@@ -382,7 +378,7 @@ class WattpilotClient:
             self._down(None)
             await _close_quietly(ws)
 
-    async def _log_in(self, ws: ClientConnection) -> None:
+    async def _log_in(self, ws: WebSocket) -> None:
         self._login.begin()
         while True:
             message = await self._receive(ws)
@@ -412,7 +408,7 @@ class WattpilotClient:
         self.last_error = None
         self._notify_state()
 
-    async def _read(self, ws: ClientConnection) -> None:
+    async def _read(self, ws: WebSocket) -> None:
         """Handle frames until the link ends or stays quiet for idle_timeout_s. Half way
         there, a requestFullStatus probes it (a live charger answers with its status);
         a full status that has not come FULL_STATUS_WAIT_S after the login is asked for."""
@@ -446,14 +442,14 @@ class WattpilotClient:
             if message is not None:
                 self._handle(message)
 
-    async def _send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+    async def _send(self, ws: WebSocket, message: dict[str, Any]) -> None:
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 await ws.send(json.dumps(message))
         except TimeoutError:
             raise _Lost(f"could not send within {self.connect_timeout_s:g} s") from None
 
-    async def _receive(self, ws: ClientConnection) -> dict[str, Any] | None:
+    async def _receive(self, ws: WebSocket) -> dict[str, Any] | None:
         """The next message; None (counted, logged) for a frame that is not one."""
         frame = await ws.recv()
         self._last_frame = time.monotonic()
@@ -471,7 +467,7 @@ class WattpilotClient:
         return message
 
     def _too_large(self, exc: ConnectionClosed) -> None:
-        if exc.sent is not None and exc.sent.code == 1009:  # we closed: message too big
+        if exc.by_us and exc.code == 1009:  # we closed: message too big
             self._bad(f"a frame larger than {self.max_frame_bytes} bytes (reconnecting)")
 
     def _bad(self, what: str) -> None:
@@ -527,16 +523,15 @@ class WattpilotClient:
 
 def _why(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed):
-        frame = exc.rcvd or exc.sent
-        if frame is None:
+        if exc.code == 1006:
             return "no close frame"
-        return f"code {frame.code}{': ' + frame.reason if frame.reason else ''}"
+        return f"code {exc.code}{': ' + exc.reason if exc.reason else ''}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
 
 
-async def _close_quietly(ws: ClientConnection) -> None:
-    with contextlib.suppress(OSError, TimeoutError, WebSocketException):
+async def _close_quietly(ws: WebSocket) -> None:
+    with contextlib.suppress(OSError, TimeoutError, WebSocketError):
         async with asyncio.timeout(1.5):
             await ws.close()
