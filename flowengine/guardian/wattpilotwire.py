@@ -3,7 +3,8 @@
 Standard library only, blocking, one deadline for the whole exchange (as mqttwire). The
 websocket is a minimal RFC 6455 client: the HTTP/1.1 upgrade with its accept check,
 masked text frames out, fragmented and unmasked frames in (pings answered, one message
-at most 1 MiB: the full status is about 20 kB in several frames).
+at most 1 MiB: the full status is about 20 kB in several frames). The framing rules are
+`flowengine.wsframe`'s (stdlib only, pure), shared with the runtime's asyncio client.
 
 The conversation is docs/design/wattpilot-protocol.md §1-§2: `hello` (its serial is
 checked when one is given: the password hash HP is per serial), `authRequired` answered
@@ -19,7 +20,6 @@ Imported by the guardian only when a wattpilot.set is applied: hashlib loads Ope
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -27,8 +27,10 @@ import json
 import os
 import secrets
 import socket
-import struct
 import time
+
+from flowengine import wsframe
+from flowengine.wsframe import CLOSE, CONTINUATION, PING, PONG, TEXT, ProtocolError
 
 TYPE_CHECKING = False  # typing costs the guardian 2 MB resident; mypy still sees these
 if TYPE_CHECKING:
@@ -38,10 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["WattpilotWireError", "auth_hash", "secured_message", "set_values"]
 
 MAX_MESSAGE = 1024 * 1024
-MAX_HEAD = 16 * 1024
 CLOSE_WAIT_S = 0.5
-_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0, 1, 2, 8, 9, 10
 
 
 class WattpilotWireError(OSError):
@@ -96,109 +95,74 @@ class _Link:
         self.sock.sendall(data)
 
     def _upgrade(self, host: str, port: int, path: str) -> None:
-        key = base64.b64encode(os.urandom(16)).decode()
-        name = f"[{host}]" if ":" in host else host
-        if port != 80:
-            name += f":{port}"
-        self._send(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
-        while b"\r\n\r\n" not in self.buffer:
-            if len(self.buffer) > MAX_HEAD:
+        key = wsframe.new_key()
+        self._send(wsframe.upgrade_request(host, port, path, key))
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            if len(self.buffer) > wsframe.MAX_HEAD:
                 raise WattpilotWireError("the Wattpilot's HTTP answer is too long")
             self._recv()
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)  # frames may follow at once
-        status, *lines = head.decode("latin-1").split("\r\n")
-        parts = status.split(" ", 2)
-        if len(parts) < 2 or parts[1] != "101":
-            raise WattpilotWireError(f"no websocket at {path}: the device answered "
-                                     f"{status[:80]!r}")
-        headers: dict[str, str] = {}
-        for line in lines:
-            field, _, value = line.partition(":")
-            headers[field.strip().lower()] = value.strip()
-        expected = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
-        if headers.get("sec-websocket-accept") != expected:
-            raise WattpilotWireError("the device's websocket upgrade has a wrong "
-                                     "Sec-WebSocket-Accept")
+        head, self.buffer = self.buffer[:end], self.buffer[end + 4:]  # frames may follow
+        try:
+            wsframe.check_upgrade(head, key)
+        except ProtocolError as exc:
+            raise WattpilotWireError(f"no websocket at {path}: {exc}") from None
 
     def send_frame(self, opcode: int, payload: bytes) -> None:
-        size = len(payload)
-        if size < 126:
-            head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
-        elif size < 65536:
-            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
-        else:
-            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-        mask = os.urandom(4)
-        self._send(head + mask + _masked(payload, mask))
+        self._send(wsframe.encode_frame(opcode, payload, os.urandom(4)))
 
     def send_json(self, message: Mapping[str, Any]) -> None:
-        self.send_frame(_TEXT, json.dumps(message).encode())
+        self.send_frame(TEXT, json.dumps(message).encode())
 
     def read_message(self) -> bytes:
         """The next text or binary message, its fragments joined; pings are answered."""
         parts: list[bytes] = []
         size = 0
         while True:
-            fin, opcode, payload = self._frame(MAX_MESSAGE - size)
-            if opcode == _PING:
-                self.send_frame(_PONG, payload)
-            elif opcode == _CLOSE:
-                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
-                raise WattpilotWireError(f"the Wattpilot closed the websocket (code {code})")
-            elif opcode == _PONG:
+            try:
+                fin, opcode, payload = self._frame(MAX_MESSAGE - size)
+                if opcode == CLOSE:
+                    code = wsframe.parse_close(payload)[0]
+                    raise WattpilotWireError(f"the Wattpilot closed the websocket "
+                                             f"(code {code})")
+            except ProtocolError as exc:
+                raise WattpilotWireError(f"the Wattpilot broke the websocket protocol: "
+                                         f"{exc}") from None
+            if opcode == PING:
+                self.send_frame(PONG, payload)
+            elif opcode == PONG:
                 pass
-            elif (opcode == _CONTINUATION) != bool(parts):
+            elif (opcode == CONTINUATION) != bool(parts):
                 raise WattpilotWireError("the Wattpilot sent a frame out of sequence")
-            elif opcode in (_CONTINUATION, _TEXT, _BINARY):
+            else:
                 parts.append(payload)
                 size += len(payload)
                 if fin:
                     return b"".join(parts)
-            else:
-                raise WattpilotWireError(f"the Wattpilot sent a frame of opcode {opcode}")
 
     def _frame(self, room: int) -> tuple[bool, int, bytes]:
         """(FIN, opcode, payload) of the next frame; a data frame larger than `room` fails
         before its payload is read."""
-        while len(self.buffer) < 2:
+        while (header := wsframe.parse_header(self.buffer)) is None:
             self._recv()
-        first, second = self.buffer[0], self.buffer[1]
-        if second & 0x80:
-            raise WattpilotWireError("the Wattpilot sent a masked frame")
-        size, at = second & 0x7F, 2
-        if size >= 126:
-            at = 4 if size == 126 else 10
-            while len(self.buffer) < at:
-                self._recv()
-            size = int.from_bytes(self.buffer[2:at], "big")
-        opcode = first & 0x0F
-        if size > (125 if opcode >= _CLOSE else room):
+        fin, opcode, size, at = header
+        if opcode < CLOSE and size > room:
             raise WattpilotWireError(f"a message from the Wattpilot exceeds "
                                      f"{MAX_MESSAGE // 1024} KiB")
         while len(self.buffer) < at + size:
             self._recv()
         payload, self.buffer = self.buffer[at:at + size], self.buffer[at + size:]
-        return bool(first & 0x80), opcode, payload
+        return fin, opcode, payload
 
     def close(self) -> None:
         """Say goodbye (close frame, a short wait for the echo), then close the socket."""
         with contextlib.suppress(OSError):  # the values are written: nothing can fail now
             self.deadline = min(self.deadline, time.monotonic() + CLOSE_WAIT_S)
-            self.send_frame(_CLOSE, struct.pack("!H", 1000))
+            self.send_frame(CLOSE, wsframe.close_payload(1000))
             while True:
                 self.read_message()
 
     def abort(self) -> None:
         self.sock.close()
-
-
-def _masked(payload: bytes, mask: bytes) -> bytes:
-    size = len(payload)
-    keystream = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(
-        size, "big")
 
 
 def _receive(link: _Link) -> dict[str, Any]:
