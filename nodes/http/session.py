@@ -1,17 +1,20 @@
-"""The HTTP client: the only module that imports aiohttp's client side.
+"""The HTTP client adapter: every poller's GETs go through here.
 
-One `aiohttp.ClientSession` serves every poller of the runtime (connection kind
-`http`, name `default`; it needs no site-file entry). A node asks the session for a
-`JsonClient` bound to one device's credentials and polls through it:
+One `HttpSession` serves every poller of the runtime (connection kind `http`, name
+`default`; it needs no site-file entry). A node asks the session for a `JsonClient`
+bound to one device's credentials and polls through it:
 
     session = await ctx.connections.get("http")
     device = session.client(HttpAuth("digest", "admin", password))
     reply = await device.get_json("http://192.168.1.50/rpc/EM.GetStatus?id=0", timeout_s=0.8)
 
-Digest authentication (Shelly Gen2+, SHA-256) uses aiohttp's own middleware, one per
-client, so the device's nonce is reused between polls instead of costing a 401 each
-time. Basic authentication (Shelly Gen1) is a precomputed header. Every failure —
-timeout, refused connection, HTTP error status, a body that is not JSON — raises
+The protocol is our own small asyncio HTTP/1.1 GET client (`nodes.http.client`: a
+keep-alive pool of at most `max_connections`, one per session; `reply`, `digest`):
+aiohttp's client cost about 8 MB of memory and most of the CPU of a Shelly poll.
+Digest authentication (Shelly Gen2+, SHA-256) keeps the device's nonce between polls,
+so a poll costs no 401 round trip. Basic authentication (Shelly Gen1) is a precomputed
+header. No redirect is followed. Every failure — timeout, refused connection, HTTP
+error status, a malformed or too large reply, a body that is not JSON — raises
 `DeviceUnreachable` with a short text that never contains the password.
 
 `decode_json` is the one JSON decoder of device replies. What `flowengine.jsontext`
@@ -20,108 +23,39 @@ deeper than `MAX_DEPTH`, lone surrogates) is a `DeviceUnreachable` (a failed pol
 never a failed node). `get_text` is the same GET for answers read as text (a relay's
 status page searched with a regex, an on/off URL), any 2xx status, at most
 `MAX_TEXT_BYTES`.
-
-aiohttp is imported when the first session opens, not with this module: it costs
-about 11 MB of memory, which a GX without HTTP devices should not pay. Its import makes
-two TLS contexts that load the system's CA store at once (2 MB here, for the https that
-Shelly devices rarely speak); imported from here, they load it when their first TLS
-connection starts instead (`_StoreOnFirstUse`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
-import sys
-import weakref
-from collections.abc import AsyncIterator, Container, Iterator
+from collections.abc import AsyncIterator, Container
 from dataclasses import dataclass
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from flowengine.connections import ConnectionKind
 from flowengine.errors import DeviceError
 from flowengine.jsontext import JsonTextError, load_json
 from flowengine.model import Secret
 from flowengine.node import option
+from nodes.http.client import Client, HttpError, Pool, basic_authorization
+from nodes.http.digest import Digest
 
-if TYPE_CHECKING:
-    import aiohttp
-
-__all__ = ["CONNECTION_KINDS", "DeviceUnreachable", "HttpAuth", "HttpSession",
-           "HttpSessionConfig", "JsonClient", "decode_json"]
+__all__ = ["CONNECTION_KINDS", "MAX_BODY_BYTES", "MAX_TEXT_BYTES", "DeviceUnreachable",
+           "HttpAuth", "HttpSession", "HttpSessionConfig", "JsonClient", "decode_json",
+           "open_session"]
 
 AuthKind = Literal["none", "basic", "digest"]
 MAX_BODY_BYTES = 1 << 20  # a device reply larger than this is not a status document
 MAX_TEXT_BYTES = 1 << 16  # a text answer (a relay's status page) is a few KiB
+JSON_ACCEPT = "application/json, */*;q=0.5"
+TEXT_ACCEPT = "*/*"
+OK_JSON = (200,)
+OK_TEXT = range(200, 300)
 
 
 class DeviceUnreachable(DeviceError):
     """A device did not answer, or answered something that is not its JSON status."""
-
-
-def _aiohttp() -> ModuleType:
-    if "aiohttp" not in sys.modules:
-        with _ca_store_on_first_use():
-            import aiohttp  # here, not at the top: see the module docstring
-    import aiohttp
-
-    return aiohttp
-
-
-class _StoreOnFirstUse(ssl.SSLContext):
-    """A TLS context whose CA store is loaded when its first connection starts (asyncio's
-    TLS starts with wrap_bio): the loads asked for before are made then, and it is a
-    plain SSLContext again."""
-
-    def load_default_certs(self, purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH) -> None:
-        _PENDING.setdefault(self, []).append(("load_default_certs", (purpose,)))
-
-    def set_default_verify_paths(self) -> None:
-        _PENDING.setdefault(self, []).append(("set_default_verify_paths", ()))
-
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
-        self._load()
-        return ssl.SSLContext.wrap_bio(self, *args, **kwargs)
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-        self._load()
-        return ssl.SSLContext.wrap_socket(self, *args, **kwargs)
-
-    def _load(self) -> None:
-        self.__class__ = ssl.SSLContext  # type: ignore[assignment]  # loading for real now
-        for method, args in _PENDING.pop(self, ()):
-            getattr(self, method)(*args)
-
-
-_PENDING: weakref.WeakKeyDictionary[ssl.SSLContext, list[tuple[str, tuple[Any, ...]]]] = \
-    weakref.WeakKeyDictionary()
-
-
-@contextlib.contextmanager
-def _ca_store_on_first_use() -> Iterator[None]:
-    """While aiohttp is imported, a TLS context told to load the CA store becomes a
-    `_StoreOnFirstUse`, which loads it at its first connection."""
-    def deferred(method: str) -> Any:
-        def defer(self: ssl.SSLContext, *args: Any) -> None:
-            self.__class__ = _StoreOnFirstUse
-            getattr(self, method)(*args)
-        return defer
-
-    names = ("load_default_certs", "set_default_verify_paths")
-    own = {name: ssl.SSLContext.__dict__[name] for name in names
-           if name in ssl.SSLContext.__dict__}  # the others are _ssl._SSLContext's
-    for name in names:
-        setattr(ssl.SSLContext, name, deferred(name))
-    try:
-        yield
-    finally:
-        for name in names:
-            if name in own:
-                setattr(ssl.SSLContext, name, own[name])
-            else:
-                delattr(ssl.SSLContext, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,22 +80,22 @@ class HttpSessionConfig:
 class JsonClient:
     """GET JSON (or text) from one device with its credentials."""
 
-    def __init__(self, session: aiohttp.ClientSession, auth: HttpAuth) -> None:
-        lib = _aiohttp()
-        self._session = session
-        self._client_error: type[Exception] = lib.ClientError
-        self._headers: dict[str, str] = {}
-        self._middlewares: tuple[aiohttp.DigestAuthMiddleware, ...] = ()
-        if auth.kind == "basic" and auth.password is not None:
-            self._headers["Authorization"] = lib.encode_basic_auth(
-                auth.username, auth.password.reveal())
-        elif auth.kind == "digest" and auth.password is not None:
-            self._middlewares = (lib.DigestAuthMiddleware(
-                auth.username, auth.password.reveal(), preemptive=True),)
+    __slots__ = ("_client",)
+
+    def __init__(self, pool: Pool, auth: HttpAuth) -> None:
+        password = auth.password.reveal() if auth.password is not None else ""
+        if auth.kind == "basic":
+            self._client = Client(pool, authorization=basic_authorization(auth.username,
+                                                                          password))
+        elif auth.kind == "digest":
+            self._client = Client(pool, digest=Digest(auth.username, password))
+        else:
+            self._client = Client(pool)
 
     async def get_json(self, url: str, *, timeout_s: float) -> Any:
         """The decoded JSON body of `GET url`; DeviceUnreachable on any failure."""
-        return decode_json(await self._get(url, timeout_s, MAX_BODY_BYTES, ok=(200,)))
+        return decode_json(await self._get(url, timeout_s, MAX_BODY_BYTES, JSON_ACCEPT,
+                                           OK_JSON))
 
     async def get_text(self, url: str, *, timeout_s: float,
                        max_bytes: int = MAX_TEXT_BYTES) -> str:
@@ -169,29 +103,29 @@ class JsonClient:
         whose answer is searched with a regex or not read at all (a relay's on/off URL).
         Any 2xx answer counts; DeviceUnreachable on every failure, as `get_json`, and for
         a body longer than `max_bytes`."""
-        body = await self._get(url, timeout_s, max_bytes, ok=range(200, 300))
+        body = await self._get(url, timeout_s, max_bytes, TEXT_ACCEPT, OK_TEXT)
         return body.decode("utf-8", errors="replace")
 
-    async def _get(self, url: str, timeout_s: float, max_bytes: int,
+    async def _get(self, url: str, timeout_s: float, max_bytes: int, accept: str,
                    ok: Container[int]) -> bytes:
         try:
             async with asyncio.timeout(timeout_s):
-                async with self._session.get(url, headers=self._headers,
-                                             middlewares=self._middlewares,
-                                             allow_redirects=False) as reply:
-                    if reply.status not in ok:
-                        reason = "wrong credentials" if reply.status == 401 else reply.reason
-                        raise DeviceUnreachable(f"HTTP {reply.status} ({reason})")
-                    body = await reply.content.read(max_bytes + 1)
+                reply = await self._client.get(url, accept=accept, max_bytes=max_bytes)
         except TimeoutError:
             raise DeviceUnreachable(f"no answer within {timeout_s * 1000:.0f} ms") from None
-        except self._client_error as exc:
-            raise DeviceUnreachable(_short(exc)) from None
-        except OSError as exc:
-            raise DeviceUnreachable(exc.strerror or type(exc).__name__) from None
-        if len(body) > max_bytes:
-            raise DeviceUnreachable(f"reply larger than {max_bytes} bytes")
-        return body
+        except HttpError as exc:
+            if exc.status and exc.status not in ok:  # too large, but an error anyway
+                raise DeviceUnreachable(_status(exc.status, exc.reason)) from None
+            raise DeviceUnreachable(str(exc)) from None
+        if reply.status not in ok:
+            raise DeviceUnreachable(_status(reply.status, reply.reason))
+        return reply.body
+
+
+def _status(status: int, reason: str) -> str:
+    if status == 401:
+        reason = "wrong credentials"
+    return f"HTTP {status} ({reason[:60]})" if reason else f"HTTP {status}"
 
 
 def decode_json(body: bytes) -> Any:
@@ -205,29 +139,26 @@ def decode_json(body: bytes) -> Any:
 class HttpSession:
     """The runtime's one HTTP session; hands out per-device clients."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
 
     def client(self, auth: HttpAuth | None = None) -> JsonClient:
-        return JsonClient(self._session, auth or HttpAuth())
+        return JsonClient(self._pool, auth or HttpAuth())
 
-
-def _short(exc: BaseException) -> str:
-    lib = _aiohttp()
-    if isinstance(exc, lib.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}"
-    if isinstance(exc, lib.ServerDisconnectedError):
-        return "the device closed the connection"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:160] if text else type(exc).__name__
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (idle ones included), over all devices."""
+        return self._pool.open_connections
 
 
 @contextlib.asynccontextmanager
 async def open_session(name: str, config: HttpSessionConfig) -> AsyncIterator[HttpSession]:
-    lib = _aiohttp()
-    connector = lib.TCPConnector(limit=config.max_connections, ttl_dns_cache=300)
-    async with lib.ClientSession(connector=connector) as session:
-        yield HttpSession(session)
+    """The session; every connection is closed when it ends."""
+    pool = Pool(max_connections=config.max_connections)
+    try:
+        yield HttpSession(pool)
+    finally:
+        await pool.close()
 
 
 CONNECTION_KINDS = (
