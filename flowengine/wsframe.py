@@ -140,7 +140,8 @@ def parse_header(data: bytes | bytearray, at: int = 0) -> tuple[bool, int, int, 
 
 def close_payload(code: int, reason: str = "") -> bytes:
     """The payload of a close frame we send."""
-    return code.to_bytes(2, "big") + reason.encode()[:123]
+    text = reason.encode()[:123].decode(errors="ignore")  # no character cut in two
+    return code.to_bytes(2, "big") + text.encode()
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:

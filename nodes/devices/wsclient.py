@@ -1,9 +1,9 @@
 """A small asyncio websocket client (RFC 6455): what a device's local API needs.
 
-    ws = await connect("ws://192.168.1.60/ws", open_timeout=5, max_size=1 << 20)
-    await ws.send('{"type": "requestFullStatus"}')
-    message = await ws.recv()          # str for text, bytes for binary
-    await ws.close()                   # waits at most close_timeout for the server
+    async with await connect("ws://192.168.1.60/ws", open_timeout=5) as ws:
+        await ws.send('{"type": "requestFullStatus"}')
+        message = await ws.recv()      # str for text, bytes for binary
+    # leaving the block is `await ws.close()`: at most close_timeout for the server
 
 `ws://` and `wss://` (TLS verified against the system's CA store unless `ssl` is given).
 No extensions (no compression), no subprotocols, no proxy, no User-Agent, and no pings
@@ -24,7 +24,7 @@ import asyncio
 import collections
 import os
 import ssl as tls
-from typing import Final
+from typing import Final, Self
 from urllib.parse import urlsplit
 
 from flowengine.wsframe import (
@@ -101,7 +101,7 @@ async def connect(url: str, *, open_timeout: float = 10.0, close_timeout: float 
             lambda: WebSocket(key, max_size, close_timeout), parts.hostname, port, ssl=ssl)
         try:
             ws.transport.write(upgrade_request(parts.hostname, port, path, key, tls=secure))
-            await ws.opened
+            await ws._opened
         except BaseException:
             await ws.abort()
             raise
@@ -129,10 +129,21 @@ class WebSocket(asyncio.Protocol):
         self._close: tuple[int, str, bool] | None = None  # the first close frame's
         self._abort_timer: asyncio.TimerHandle | None = None
         loop = asyncio.get_running_loop()
-        self.opened: asyncio.Future[None] = loop.create_future()
-        self.lost: asyncio.Future[None] = loop.create_future()
+        self._opened: asyncio.Future[None] = loop.create_future()
+        self._lost: asyncio.Future[None] = loop.create_future()
 
     # -- what a user calls -----------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        """The TCP connection is gone."""
+        return self._lost.done()
+
     async def recv(self) -> str | bytes:
         """The next message; ConnectionClosed once the connection closes."""
         while not self._messages:
@@ -167,19 +178,19 @@ class WebSocket(asyncio.Protocol):
         TCP connection, all within close_timeout; after that the transport is dropped."""
         if self._state == _OPEN:
             self._send_close(code, reason)
-        if not self.lost.done():
+        if not self._lost.done():
             try:
                 async with asyncio.timeout(self.close_timeout):
-                    await asyncio.shield(self.lost)
+                    await asyncio.shield(self._lost)
             except TimeoutError:
                 pass
         await self.abort()
 
     async def abort(self) -> None:
         """Drop the transport at once (no close handshake)."""
-        if not self.lost.done():
+        if not self._lost.done():
             self.transport.abort()
-        await asyncio.shield(self.lost)
+        await asyncio.shield(self._lost)
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -214,12 +225,12 @@ class WebSocket(asyncio.Protocol):
         self._state = _DONE
         if self._abort_timer is not None:
             self._abort_timer.cancel()
-        if not self.opened.done():
+        if not self._opened.done():
             self._not_opened(exc or HandshakeError("the connection closed during the upgrade"))
         self.resume_writing()
         self._wake()
-        if not self.lost.done():
-            self.lost.set_result(None)
+        if not self._lost.done():
+            self._lost.set_result(None)
 
     # -- the details ---------------------------------------------------------------------
     def _upgraded(self) -> bool:
@@ -236,7 +247,7 @@ class WebSocket(asyncio.Protocol):
             return False
         del buffer[:end + 4]  # frames may follow at once
         self._state = _OPEN
-        self.opened.set_result(None)
+        self._opened.set_result(None)
         return True
 
     def _refuse(self, why: str) -> None:
@@ -245,8 +256,8 @@ class WebSocket(asyncio.Protocol):
         self.transport.abort()
 
     def _not_opened(self, exc: BaseException) -> None:
-        self.opened.set_exception(exc)
-        self.opened.exception()  # retrieved: connect() may have stopped waiting
+        self._opened.set_exception(exc)
+        self._opened.exception()  # retrieved: connect() may have stopped waiting
 
     def _closed(self) -> ConnectionClosed:
         code, reason, by_us = self._close or (1006, "", False)
