@@ -18,9 +18,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-
-from flowengine.schema import DIALECT, config_schema
+from flowengine.schema import DIALECT, config_schema, make_validator
 
 if TYPE_CHECKING:
     from flowengine.registry import Registry
@@ -189,7 +187,7 @@ def accept_var_refs(schema: dict[str, Any], *, wrap: bool = True) -> dict[str, A
     for key in ("anyOf", "oneOf"):
         if key in out:  # the members' insides; the whole is wrapped once, below
             out[key] = [accept_var_refs(member, wrap=False) for member in out[key]]
-    if not wrap or Draft202012Validator(out).is_valid("${name}"):
+    if not wrap or make_validator(out).is_valid("${name}"):
         return out
     shown = {k: out.pop(k) for k in _SHOWN if k in out}
     return {**shown, "anyOf": [out, _VAR_REF]}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowengine.errors import ConfigError, ConfigErrors, GraphError
+from flowengine.jsoncheck import Validator
 from flowengine.model import FlowSpec, JsonValue, NodeSpec, SourceMark
 from flowengine.node import Node, UpstreamInfo
 from flowengine.registry import Registry
@@ -28,7 +29,7 @@ from flowengine.vars import blame_var
 
 __all__ = ["FlowPlan", "PlannedNode", "plan_flow"]
 
-_VALIDATORS: dict[type, Any] = {}
+_VALIDATORS: dict[type, Validator] = {}
 
 
 @dataclass
@@ -64,7 +65,7 @@ class FlowPlan:
         return spec, cls, cfg, node
 
 
-def _validator(cls: type) -> Any:
+def _validator(cls: type) -> Validator:
     found = _VALIDATORS.get(cls)
     if found is None:
         found = _VALIDATORS[cls] = make_validator(config_schema(cls))

@@ -16,11 +16,8 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Union, get_args, get_origin
 
-import jsonschema
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-
 from flowengine.errors import ConfigError, SchemaError, shorten, shown
+from flowengine.jsoncheck import Validator, Violation
 from flowengine.model import JsonValue, Secret, SourceMark
 from flowengine.node import CONNECTION_META
 
@@ -134,18 +131,10 @@ def config_schema(cls: type) -> dict[str, Any]:
 
 # -- validation ---------------------------------------------------------------------------
 
-def _is_string(checker: Any, instance: Any) -> bool:
-    return isinstance(instance, str | Secret)
-
-
-_TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine("string", _is_string)
-_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator, type_checker=_TYPE_CHECKER)
-
-
-def make_validator(schema: Mapping[str, Any]) -> Any:
-    """A draft 2020-12 validator that also accepts `!secret` values as strings."""
-    return _Validator(schema)
+def make_validator(schema: Mapping[str, Any]) -> Validator:
+    """A draft 2020-12 validator that also accepts `!secret` values as strings
+    (flowengine.jsoncheck: the keywords these schemas use, with jsonschema's messages)."""
+    return Validator(schema)
 
 
 _TYPE_WORDS = {"integer": "a whole number", "number": "a number", "string": "a text",
@@ -184,8 +173,8 @@ def _describe(schema: Any) -> str | None:
     return _describe_type(kind)
 
 
-def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
-    """(path, message, hint) for one jsonschema error."""
+def _friendly(error: Violation) -> tuple[Path, str, str | None]:
+    """(path, message, hint) for one schema violation."""
     path: Path = tuple(error.absolute_path)
     where = f"option '{shorten('.'.join(str(p) for p in path))}'" if path else "this mapping"
     validator: Any = error.validator
@@ -245,7 +234,7 @@ def _friendly(error: ValidationError) -> tuple[Path, str, str | None]:
     return path, f"{where}: {error.message.replace(repr(instance), shown(instance))}", None
 
 
-def _missing(error: ValidationError) -> str:
+def _missing(error: Violation) -> str:
     message = error.message
     if message.startswith("'"):
         return message.split("'")[1]
@@ -262,9 +251,9 @@ def _yaml_inline(value: Any) -> str:
     return json.dumps(value)
 
 
-def _deepest(errors: Iterable[ValidationError]) -> list[ValidationError]:
+def _deepest(errors: Iterable[Violation]) -> list[Violation]:
     """Flatten anyOf/oneOf contexts to the most specific errors."""
-    out: list[ValidationError] = []
+    out: list[Violation] = []
     for error in errors:
         if error.context and error.validator in ("anyOf", "oneOf"):
             # report the branch that got furthest
@@ -280,13 +269,13 @@ def _deepest(errors: Iterable[ValidationError]) -> list[ValidationError]:
     return out
 
 
-def _fitting_branch(error: ValidationError) -> list[ValidationError]:
+def _fitting_branch(error: Violation) -> list[Violation]:
     """The errors of the one anyOf/oneOf branch the value's type fits, if just one does.
 
     `dict | None` given a mapping without a required key says what key is missing,
     not that the value fits no branch.
     """
-    by_branch: dict[Any, list[ValidationError]] = {}
+    by_branch: dict[Any, list[Violation]] = {}
     for sub in error.context or ():
         by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
     fitting = [errs for errs in by_branch.values()
@@ -296,7 +285,7 @@ def _fitting_branch(error: ValidationError) -> list[ValidationError]:
 
 
 def schema_errors(
-    validator: Any,
+    validator: Validator,
     instance: Any,
     marks: MarkLookup,
     *,

@@ -23,6 +23,7 @@ from flowengine.yamlsrc import Marks, SecretRef
 __all__ = ["Substitution", "blame_var", "substitute", "var_names", "var_specs", "var_values"]
 
 _VAR_RE = re.compile(r"\$(\$?)\{([^}]*)\}")
+_OF_TYPE = {t: make_validator({"type": t}) for t in VAR_TYPES.values() if t is not None}
 
 
 def var_specs(raw: Mapping[str, Any], marks: Marks) -> dict[str, VarSpec]:
@@ -101,8 +102,7 @@ def _check_var_type(spec: VarSpec, value: Any) -> str | None:
     json_type = VAR_TYPES[spec.type]
     if json_type is None:
         return None
-    errs = list(make_validator({"type": json_type}).iter_errors(value))
-    if errs:
+    if not _OF_TYPE[json_type].is_valid(value):
         return f"must be of type {spec.type}, got {shown(value)}"
     limits: Mapping[str, Any] = spec.limits
     if "enum" in limits and value not in limits["enum"]:
