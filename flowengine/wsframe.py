@@ -117,7 +117,29 @@ def parse_header(data: bytes | bytearray, at: int = 0) -> tuple[bool, int, int, 
     against its limit before it waits for the payload."""
     if len(data) - at < 2:
         return None
-    first, second = data[at], data[at + 1]
+    first, size = data[at], data[at + 1]
+    opcode = first & 0x0F
+    if first & 0x70 or size & 0x80 or opcode not in _OPCODES \
+            or (opcode >= CLOSE and (size > 125 or first < 0x80)):
+        _refuse(first, size)
+    start = at + 2
+    if size == 126:
+        start += 2
+        if len(data) < start:
+            return None
+        size = data[at + 2] << 8 | data[at + 3]
+    elif size == 127:
+        start += 8
+        if len(data) < start:
+            return None
+        size = int.from_bytes(data[at + 2:start], "big")
+        if size >> 63:
+            raise ProtocolError("a frame length with its top bit set")
+    return first >= 0x80, opcode, size, start
+
+
+def _refuse(first: int, second: int) -> None:
+    """Raise the ProtocolError that the frame header `first`, `second` deserves."""
     opcode = first & 0x0F
     if first & 0x70:
         raise ProtocolError("a frame with an RSV bit set (no extension was agreed)")
@@ -125,17 +147,7 @@ def parse_header(data: bytes | bytearray, at: int = 0) -> tuple[bool, int, int, 
         raise ProtocolError(f"a frame with the reserved opcode {opcode}")
     if second & 0x80:
         raise ProtocolError("a masked frame from the server")
-    size, start = second & 0x7F, at + 2
-    if opcode >= CLOSE and (size > 125 or not first & 0x80):
-        raise ProtocolError("a control frame that is fragmented or over 125 bytes")
-    if size >= 126:
-        start += 2 if size == 126 else 8
-        if len(data) < start:
-            return None
-        size = int.from_bytes(data[at + 2:start], "big")
-        if size >> 63:
-            raise ProtocolError("a frame length with its top bit set")
-    return bool(first & 0x80), opcode, size, start
+    raise ProtocolError("a control frame that is fragmented or over 125 bytes")
 
 
 def close_payload(code: int, reason: str = "") -> bytes:

@@ -27,23 +27,8 @@ import ssl as tls
 from typing import Final, Self
 from urllib.parse import urlsplit
 
-from flowengine.wsframe import (
-    BINARY,
-    CLOSE,
-    CONTINUATION,
-    MAX_HEAD,
-    PING,
-    PONG,
-    TEXT,
-    ProtocolError,
-    check_upgrade,
-    close_payload,
-    encode_frame,
-    new_key,
-    parse_close,
-    parse_header,
-    upgrade_request,
-)
+from flowengine import wsframe
+from flowengine.wsframe import CLOSE, CONTINUATION, PING, TEXT, ProtocolError, parse_header
 
 __all__ = ["ConnectionClosed", "HandshakeError", "InvalidURL", "WebSocket",
            "WebSocketError", "connect"]
@@ -94,13 +79,14 @@ async def connect(url: str, *, open_timeout: float = 10.0, close_timeout: float 
     if secure and ssl is None:
         ssl = tls.create_default_context()
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    key = new_key()
+    key = wsframe.new_key()
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(open_timeout):
         _, ws = await loop.create_connection(
             lambda: WebSocket(key, max_size, close_timeout), parts.hostname, port, ssl=ssl)
         try:
-            ws.transport.write(upgrade_request(parts.hostname, port, path, key, tls=secure))
+            ws.transport.write(wsframe.upgrade_request(parts.hostname, port, path, key,
+                                                       tls=secure))
             await ws._opened
         except BaseException:
             await ws.abort()
@@ -122,7 +108,7 @@ class WebSocket(asyncio.Protocol):
         self._parts_size = 0
         self._parts_text = False
         self._messages: collections.deque[str | bytes] = collections.deque()
-        self._queued = 0  # payload bytes in _messages
+        self._queued = 0  # the length of the messages in _messages (str: characters)
         self._reading = True
         self._waiter: asyncio.Future[None] | None = None  # a recv() waits
         self._drain: asyncio.Future[None] | None = None  # a send() waits for the buffer
@@ -146,6 +132,8 @@ class WebSocket(asyncio.Protocol):
 
     async def recv(self) -> str | bytes:
         """The next message; ConnectionClosed once the connection closes."""
+        if self._waiter is not None:
+            raise RuntimeError("another recv() is already waiting")
         while not self._messages:
             if self._state != _OPEN:
                 raise self._closed()
@@ -169,9 +157,11 @@ class WebSocket(asyncio.Protocol):
         if isinstance(message, str):
             self._write(TEXT, message.encode())
         else:
-            self._write(BINARY, message)
+            self._write(wsframe.BINARY, message)
         if self._drain is not None:
             await asyncio.shield(self._drain)
+            if self._lost.done():
+                raise self._closed()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """The close handshake: our close frame, then the server's, then its end of the
@@ -235,13 +225,13 @@ class WebSocket(asyncio.Protocol):
     # -- the details ---------------------------------------------------------------------
     def _upgraded(self) -> bool:
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+        end = buffer.find(b"\r\n\r\n", 0, wsframe.MAX_HEAD + 4)
         if end < 0:
-            if len(buffer) > MAX_HEAD:
-                self._refuse(f"an upgrade answer over {MAX_HEAD} bytes")
+            if len(buffer) > wsframe.MAX_HEAD:
+                self._refuse(f"an upgrade answer over {wsframe.MAX_HEAD} bytes")
             return False
         try:
-            check_upgrade(bytes(buffer[:end]), self._key)
+            wsframe.check_upgrade(bytes(buffer[:end]), self._key)
         except ProtocolError as exc:
             self._refuse(str(exc))
             return False
@@ -264,25 +254,34 @@ class WebSocket(asyncio.Protocol):
         return ConnectionClosed(code, reason, by_us)
 
     def _frames(self) -> None:
-        buffer, at, limit = self._buffer, 0, self.max_size
+        buffer, at, limit, messages = self._buffer, 0, self.max_size, self._messages
         try:
             while self._state != _DONE:
                 header = parse_header(buffer, at)
                 if header is None:
-                    return
+                    break
                 fin, opcode, size, start = header
                 if opcode < CLOSE and self._parts_size + size > limit:
                     raise ProtocolError(f"a message over {limit} bytes", 1009)
                 end = start + size
                 if len(buffer) < end:
-                    return
-                payload, at = bytes(buffer[start:end]), end
-                if opcode < CLOSE:
-                    self._data(fin, opcode, payload)
+                    break
+                if opcode == TEXT and fin and not self._parts and self._state == _OPEN:
+                    text = _text(buffer[start:end])  # the common case, inline
+                    messages.append(text)
+                    self._queued += len(text)
+                elif opcode < CLOSE:
+                    self._data(fin, opcode, bytes(buffer[start:end]))
                 else:
-                    self._control(opcode, payload)
+                    self._control(opcode, bytes(buffer[start:end]))
+                at = end
         finally:
             del buffer[:at]
+        if messages:
+            self._wake()
+            if self._queued > limit and self._reading:
+                self._reading = False
+                self.transport.pause_reading()
 
     def _data(self, fin: bool, opcode: int, payload: bytes) -> None:
         if (opcode == CONTINUATION) != bool(self._parts):
@@ -291,40 +290,28 @@ class WebSocket(asyncio.Protocol):
                                 "fragmented one")
         if opcode != CONTINUATION:
             self._parts_text = opcode == TEXT
+        self._parts.append(payload)
+        self._parts_size += len(payload)
         if not fin:
-            self._parts.append(payload)
-            self._parts_size += len(payload)
             return
-        if self._parts:
-            self._parts.append(payload)
-            payload = b"".join(self._parts)
-            self._parts.clear()
+        payload = b"".join(self._parts) if len(self._parts) > 1 else payload
+        self._parts.clear()
         self._parts_size = 0
-        if self._state != _OPEN:
-            return  # closing: what still comes is dropped
-        message: str | bytes = payload
-        if self._parts_text:
-            try:
-                message = payload.decode()
-            except UnicodeDecodeError:
-                raise ProtocolError("a text message that is not UTF-8", 1007) from None
-        self._messages.append(message)
-        self._queued += len(message)
-        if self._queued > self.max_size and self._reading:
-            self._reading = False
-            self.transport.pause_reading()
-        self._wake()
+        if self._state == _OPEN:  # closing: what still comes is dropped
+            message = _text(payload) if self._parts_text else payload
+            self._messages.append(message)
+            self._queued += len(message)
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == PING:
             if self._state == _OPEN:
-                self._write(PONG, payload)
+                self._write(wsframe.PONG, payload)
         elif opcode == CLOSE:
-            code, reason = parse_close(payload)
+            code, reason = wsframe.parse_close(payload)
             if self._close is None:  # the server begins: answer, then wait for its end
                 self._close = (code, reason, False)
                 self._state = _CLOSING
-                self._write(CLOSE, close_payload(code) if code != 1005 else b"")
+                self._write(CLOSE, wsframe.close_payload(code) if code != 1005 else b"")
                 self._wake()
             self._abort_later()
         # a PONG answers nothing we sent: ignored
@@ -332,7 +319,7 @@ class WebSocket(asyncio.Protocol):
     def _send_close(self, code: int, reason: str) -> None:
         self._close = (code, reason, True)
         self._state = _CLOSING
-        self._write(CLOSE, close_payload(code, reason))
+        self._write(CLOSE, wsframe.close_payload(code, reason))
         self._wake()
 
     def _fail(self, code: int, why: str) -> None:
@@ -350,9 +337,16 @@ class WebSocket(asyncio.Protocol):
                 self.close_timeout, self.transport.abort)
 
     def _write(self, opcode: int, payload: bytes) -> None:
-        self.transport.write(encode_frame(opcode, payload, os.urandom(4)))
+        self.transport.write(wsframe.encode_frame(opcode, payload, os.urandom(4)))
 
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def _text(data: bytes | bytearray) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("a text message that is not UTF-8", 1007) from None

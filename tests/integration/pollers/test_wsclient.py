@@ -215,16 +215,30 @@ def test_a_message_of_exactly_max_size_is_fine() -> None:
 def test_reading_pauses_while_the_queue_holds_max_size_and_resumes() -> None:
     async def handler(ws: ServerConnection) -> None:
         for n in range(200):
-            await ws.send(f"{n:04d}" + "." * 996)
+            await ws.send(f"{n:04d}" + "é" * 996)  # 2 bytes each: the queue counts alike
         await ws.wait_closed()
 
     async def scenario() -> None:
         async with library_server(handler) as port, \
                 await connect(url(port), max_size=LIMIT) as ws:
             await eventually(lambda: not ws.transport.is_reading())
-            got = [await ws.recv() for _ in range(200)]
+            async with asyncio.timeout(5):
+                got = [await ws.recv() for _ in range(200)]
             assert [str(message)[:4] for message in got] == [f"{n:04d}" for n in range(200)]
             assert ws.transport.is_reading()
+
+    run(scenario())
+
+
+def test_a_second_recv_while_one_waits_is_refused() -> None:
+    async def scenario() -> None:
+        async with library_server(echo) as port, await connect(url(port)) as ws:
+            first = asyncio.ensure_future(ws.recv())
+            await asyncio.sleep(0.01)
+            with pytest.raises(RuntimeError, match="already waiting"):
+                await ws.recv()
+            await ws.send("for the first")
+            assert await first == "for the first"
 
     run(scenario())
 
