@@ -1,44 +1,195 @@
-"""The HTTP session imports aiohttp with its TLS contexts' CA store unloaded (2 MB less
-resident memory); the store is loaded, and verification is as strict as before, when a
-context's first TLS connection starts. In a fresh interpreter: aiohttp is imported once."""
+"""https through the HTTP session: the TLS context (and with it the system's CA store) is
+made when the first https connection starts, not before; certificate and host name are
+verified, so a self-signed certificate or one for another name is refused. Certificates
+are made here with the openssl command (offline); SSL_CERT_FILE stands for the system
+store where a test needs a certificate it trusts."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import shutil
 import ssl
 import subprocess
-import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import run
 
-PROBE = """
-import json, ssl
-from nodes.http.session import _aiohttp
+from nodes.http.session import DeviceUnreachable, HttpSessionConfig, open_session
 
-_aiohttp()
-import aiohttp.connector as connector
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
+                                reason="the openssl command makes the test certificates")
 
-verified = connector._SSL_CONTEXT_VERIFIED
-before = verified.cert_store_stats()["x509_ca"]
-verified.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="device.lan")
-print(json.dumps({
-    "before": before, "after": verified.cert_store_stats()["x509_ca"],
-    "class": type(verified).__name__, "verify": int(verified.verify_mode),
-    "hostname": verified.check_hostname,
-    "other_contexts": ssl.create_default_context().cert_store_stats()["x509_ca"],
-    "patch_gone": "set_default_verify_paths" not in vars(ssl.SSLContext),
-}))
-"""
+ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n' \
+         b'{"ok": true}'
 
 
-def test_the_ca_store_is_loaded_at_the_first_tls_connection_not_at_the_import() -> None:
-    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
-    if not system:
-        pytest.skip("this machine has no CA store to load")
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True)
-    got = json.loads(out.stdout)
-    assert got == {"before": 0, "after": system, "class": "SSLContext",
-                   "verify": int(ssl.CERT_REQUIRED), "hostname": True,
-                   "other_contexts": system, "patch_gone": True}
+@dataclass(frozen=True)
+class Certs:
+    ca: Path  # a CA the tests may trust
+    signed: tuple[Path, Path]  # (cert, key) for IP 127.0.0.1, signed by `ca`
+    self_signed: tuple[Path, Path]  # (cert, key) for IP 127.0.0.1, signed by itself
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    d = tmp_path_factory.mktemp("certs")
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
+             "-subj", "/CN=esess test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    _openssl("req", *key, "-keyout", "dev.key", "-out", "dev.csr", "-subj", "/CN=device",
+             cwd=d)
+    (d / "dev.ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                               "keyUsage=critical,digitalSignature\n"
+                               "extendedKeyUsage=serverAuth\n"
+                               "authorityKeyIdentifier=keyid\n")
+    _openssl("x509", "-req", "-in", "dev.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "dev.pem", "-days", "30", "-extfile", "dev.ext", cwd=d)
+    _openssl("req", "-x509", *key, "-keyout", "self.key", "-out", "self.pem", "-days", "30",
+             "-subj", "/CN=device", "-addext", "subjectAltName=IP:127.0.0.1", cwd=d)
+    return Certs(d / "ca.pem", (d / "dev.pem", d / "dev.key"), (d / "self.pem", d / "self.key"))
+
+
+class TlsDevice:
+    """An https server on a free loopback port; counts connections."""
+
+    def __init__(self, cert: tuple[Path, Path], answer: bytes = ANSWER, *,
+                 close: bool = False) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(*cert)
+        self.answer, self.close = answer, close
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> TlsDevice:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0,
+                                                  ssl=self.context)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(self.answer)
+                await writer.drain()
+                if self.close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> list[ssl.SSLContext]:
+    """The TLS contexts ssl.create_default_context made from now on."""
+    contexts: list[ssl.SSLContext] = []
+    real: Callable[..., ssl.SSLContext] = ssl.create_default_context
+
+    def spy(*args: object, **kwargs: object) -> ssl.SSLContext:
+        contexts.append(real(*args, **kwargs))
+        return contexts[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", spy)
+    return contexts
+
+
+def test_the_ca_store_loads_at_the_first_https_connection_and_a_self_signed_cert_is_refused(
+        certs: Certs, made: list[ssl.SSLContext]) -> None:
+    system = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    system.load_default_certs()
+    system_cas = system.cert_store_stats()["x509_ca"]
+
+    async def scenario() -> None:
+        async with TlsDevice(certs.self_signed) as device, \
+                open_session("default", HttpSessionConfig()) as http:
+            client = http.client()
+            with pytest.raises(DeviceUnreachable):  # plain http to a TLS port: no TLS context
+                await client.get_text(f"http://127.0.0.1:{device.port}/", timeout_s=2)
+            assert made == []
+            with pytest.raises(DeviceUnreachable) as caught:
+                await client.get_json(f"https://127.0.0.1:{device.port}/", timeout_s=2)
+            assert str(caught.value) == \
+                f"cannot connect to 127.0.0.1:{device.port}: self-signed certificate"
+            with pytest.raises(DeviceUnreachable, match="self-signed certificate"):
+                await client.get_json(f"https://127.0.0.1:{device.port}/", timeout_s=2)
+            assert len(made) == 1  # one context for the session, made once
+            context = made[0]
+            assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+            assert context.cert_store_stats()["x509_ca"] == system_cas
+            assert http.open_connections == 0
+
+    run(scenario())
+
+
+def test_a_trusted_certificate_is_accepted_and_its_connection_kept_alive(
+        certs: Certs, made: list[ssl.SSLContext], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))  # the store: our CA alone
+
+    async def scenario() -> None:
+        async with TlsDevice(certs.signed) as device, \
+                open_session("default", HttpSessionConfig()) as http:
+            client = http.client()
+            for _ in range(3):
+                assert await client.get_json(f"https://127.0.0.1:{device.port}/status",
+                                             timeout_s=2) == {"ok": True}
+            assert device.connections == 1
+            assert made[0].cert_store_stats()["x509_ca"] == 1
+
+    run(scenario())
+
+
+def test_a_certificate_for_another_name_is_refused(
+        certs: Certs, made: list[ssl.SSLContext], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+
+    async def scenario() -> None:
+        async with TlsDevice(certs.signed) as device, \
+                open_session("default", HttpSessionConfig()) as http:
+            # localhost is 127.0.0.1, but the certificate names only the IP address
+            with pytest.raises(DeviceUnreachable,
+                               match=rf"^cannot connect to localhost:{device.port}: "
+                                     r"Hostname mismatch") as caught:
+                await http.client().get_json(f"https://localhost:{device.port}/", timeout_s=2)
+            assert "'localhost'" in str(caught.value)
+            assert http.open_connections == 0
+
+    run(scenario())
+
+
+def test_an_answer_until_close_over_tls_is_read_to_its_end(
+        certs: Certs, made: list[ssl.SSLContext], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))
+    answer = b"HTTP/1.1 200 OK\r\n\r\n" + b"relay: on " * 500
+
+    async def scenario() -> None:
+        async with TlsDevice(certs.signed, answer, close=True) as device, \
+                open_session("default", HttpSessionConfig()) as http:
+            text = await http.client().get_text(f"https://127.0.0.1:{device.port}/",
+                                                timeout_s=2)
+            assert text == "relay: on " * 500
+
+    run(scenario())
