@@ -30,7 +30,8 @@ by itself, for as long as it runs:
 - **Reconnects** with jittered backoff (`backoff_s` of the MQTT adapter) when the link
   drops, a connect or login times out, or nothing arrives for `idle_timeout_s` (after a
   `requestFullStatus` probe at half that time: whether the charger answers websocket
-  pings is not known, so they are off and the liveness check is the protocol's own).
+  pings is not known, so we send none (its own are answered) and the liveness check is
+  the protocol's own).
   A fresh status is merged after each reconnect; requestIds start again per connection.
 - **Survives what it receives**: a frame that is not a JSON object, a message of an
   unknown type, a frame larger than `max_frame_bytes` (the link is closed and opened
