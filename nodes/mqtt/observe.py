@@ -11,7 +11,11 @@ Switched on in the site file with `observe: [mqtt.main]`. Then, on that broker:
   `"<local time YYYY-mm-dd HH:MM:SS> | <text>"`, as in es-ESS.
 - `es-ESS/<flow>/Status/<node>` (retained): the node's status as JSON,
   `{"level": "ok", "text": "...", "since": "<local time>"}`; level is idle, ok,
-  warning or error.
+  warning or error. A new level goes out at once. A new text at the same level goes out
+  at once too when the node's status was last sent `STATUS_TEXT_EVERY_S` (5 s) ago or
+  more; otherwise it waits, and the latest text of every waiting node goes out together
+  when the first of them has waited that long. Nodes whose text carries a live figure
+  (time to go, the power of a poll) would otherwise cost a publish each second each.
 
 `es-ESS` is the connection's `topic_prefix`. `es-ESS/$SYS/Status` (Online/Offline) is
 published by the broker connection itself.
@@ -19,6 +23,7 @@ published by the broker connection itself.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -30,7 +35,9 @@ if TYPE_CHECKING:
     from flowengine.state import NodeState
     from nodes.mqtt.broker import Broker
 
-__all__ = ["Observer", "message_type"]
+__all__ = ["STATUS_TEXT_EVERY_S", "Observer", "message_type"]
+
+STATUS_TEXT_EVERY_S = 5.0
 
 
 def message_type(level: int) -> str:
@@ -57,6 +64,9 @@ class Observer:
         self._slots = broker.config.service_message_count
         self._width = max(2, len(str(self._slots - 1)))
         self._next: NodeState | None = None  # "<flow> <type>" -> next slot, persisted
+        self._sent: dict[tuple[str, str], tuple[str, float]] = {}  # -> level, when (mono)
+        self._waiting: dict[tuple[str, str], NodeStatus] = {}
+        self._flush: asyncio.TimerHandle | None = None
 
     def attach(self, runtime: Runtime) -> None:
         # flow ids start with a letter or digit: "_runtime" is no flow's state directory
@@ -79,6 +89,28 @@ class Observer:
                              retain=True)
 
     def on_status(self, flow: str, node: str, status: NodeStatus) -> None:
+        key = (flow, node)
+        sent = self._sent.get(key)
+        now = time.monotonic()
+        if sent is None or sent[0] != status.level or now - sent[1] >= STATUS_TEXT_EVERY_S:
+            self._waiting.pop(key, None)
+            self._publish_status(key, status, now)
+            return
+        self._waiting[key] = status  # the latest text wins
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(
+                STATUS_TEXT_EVERY_S - (now - sent[1]), self._send_waiting)
+
+    def _send_waiting(self) -> None:
+        self._flush = None
+        waiting, self._waiting = self._waiting, {}
+        now = time.monotonic()
+        for key, status in waiting.items():
+            self._publish_status(key, status, now)
+
+    def _publish_status(self, key: tuple[str, str], status: NodeStatus, now: float) -> None:
+        self._sent[key] = (status.level, now)
+        flow, node = key
         payload = json.dumps({"level": status.level, "text": status.text,
                               "since": local_time(status.since)}, ensure_ascii=False)
         self._broker.publish(f"{self._prefix}/{flow}/Status/{node}", payload, qos=0,
