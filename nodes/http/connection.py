@@ -32,6 +32,9 @@ class Closed(Exception):
 class Connection(asyncio.Protocol):
     """One TCP (or TLS) connection; carries one request at a time."""
 
+    __slots__ = ("_gone", "_reply", "_waiter", "closed", "counted", "idle_since", "key",
+                 "pool", "reused", "transport")
+
     def __init__(self, pool: Pool, key: Key) -> None:
         self.pool = pool
         self.key = key

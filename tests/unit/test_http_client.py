@@ -413,3 +413,20 @@ def test_urls_the_client_refuses(url: str, error: str) -> None:
 
 def test_basic_authorization_is_utf8_base64() -> None:
     assert basic_authorization("admin", "pässword") == "Basic YWRtaW46cMOkc3N3b3Jk"
+
+
+@given(st.binary(max_size=400), st.lists(st.integers(1, 50), max_size=20))
+def test_any_bytes_in_any_pieces_are_a_reply_or_a_reply_error(data: bytes,
+                                                             cuts: list[int]) -> None:
+    for prefix in (b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+                   b"chunked\r\n\r\n"):
+        reply, rest = Reply(64), prefix + data
+        try:
+            for size in [*cuts, len(rest)]:
+                piece, rest = rest[:size], rest[size:]
+                if reply.feed(piece):
+                    break
+            reply.feed_eof()
+        except ReplyError:
+            continue
+        assert len(reply.body) <= 64

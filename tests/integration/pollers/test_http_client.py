@@ -542,6 +542,13 @@ def test_a_host_name_is_resolved_once_and_kept() -> None:
                 await device.get_json(f"http://localhost:{server.port}/", timeout_s=2)
             await device.get_json(server.url, timeout_s=2)  # an IP address: not resolved
             assert calls == ["localhost"] and server.connections == 4
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(client_module, "DNS_TTL_S", 0.0)  # kept no time: asked again
+                async with session() as other:
+                    for _ in range(2):
+                        await other.client().get_json(f"http://localhost:{server.port}/",
+                                                      timeout_s=2)
+            assert calls == ["localhost"] * 3
 
     run(scenario())
 
