@@ -2,7 +2,7 @@
 
 The schemas the engine builds (flowengine.schema, flowengine.formats) use a small part
 of JSON Schema draft 2020-12. This module checks that part with jsonschema's semantics
-and error texts, without its import cost (about 3 MB resident on a GX). A schema is
+and error texts, without its import cost (3 to 4 MB resident). A schema is
 compiled once into plain checks: `is_valid` runs them, and only an instance that fails
 is walked again by `iter_errors`, which explains it with `Violation`s carrying what
 jsonschema's ValidationError carries (message, validator, validator_value, instance,
@@ -22,7 +22,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from numbers import Number
-from typing import Any
+from typing import Any, NoReturn
 
 from flowengine.model import Secret
 
@@ -32,6 +32,7 @@ Schema = Mapping[str, Any] | bool
 Path = deque[str | int]
 Check = Callable[[Any], bool]
 Explain = Callable[[Any], Iterator["Violation"]]
+How = Callable[[Any], Any]  # a keyword's one message (str), or all its errors (Violations)
 
 ANNOTATIONS = frozenset({
     "$schema", "$comment", "title", "description", "default", "examples", "deprecated",
@@ -85,7 +86,7 @@ class _Node:
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
         self.checks: tuple[Check, ...] = ()
-        self.keywords: tuple[tuple[str, Any, Explain], ...] = ()
+        self.keywords: tuple[tuple[str, Any, Check, How], ...] = ()
 
     def valid(self, instance: Any) -> bool:
         for check in self.checks:  # noqa: SIM110 (a loop: faster than all() on a generator)
@@ -100,8 +101,14 @@ class _Node:
         if self.schema is False:  # jsonschema places this one nowhere
             yield _false_schema(instance)
             return
-        for keyword, value, explain in self.keywords:
-            for error in explain(instance):
+        for keyword, value, check, how in self.keywords:
+            if keyword in _ONE_ERROR:
+                if check(instance):
+                    continue
+                errors: Iterable[Violation] = (Violation(how(instance)),)
+            else:
+                errors = how(instance)
+            for error in errors:
                 if error._bare:
                     error._bare = False
                     error.validator, error.validator_value = keyword, value
@@ -142,6 +149,7 @@ _TYPES: dict[str, Check] = {
     "string": lambda x: isinstance(x, (str, Secret)),
 }
 
+
 def _equal(one: Any, two: Any) -> bool:
     """jsonschema's equality: 1 == 1.0, but True != 1, also inside lists and mappings."""
     if one is two:
@@ -159,27 +167,43 @@ def _equal(one: Any, two: Any) -> bool:
 
 # -- compiling ---------------------------------------------------------------------------
 
-class _Compiler:
-    def __init__(self, resources: Mapping[str, Schema]) -> None:
-        self.resources = resources
-        self.nodes: dict[tuple[int, int], _Node] = {}
+class _At:
+    """A place in a schema being compiled: the schema there, the document it is in, and
+    what every place shares: the nodes compiled so far, the documents `$ref` may name."""
 
-    def node(self, schema: Any, root: Any, where: str) -> _Node:
-        """The compiled `schema` (written in the document `root`), compiled once."""
+    __slots__ = ("nodes", "resources", "root", "schema", "where")
+
+    def __init__(self, nodes: dict[tuple[int, int], _Node], resources: Mapping[str, Any],
+                 root: Any, schema: Any, where: str) -> None:
+        self.nodes, self.resources, self.root = nodes, resources, root
+        self.schema, self.where = schema, where
+
+    def need(self, ok: bool, problem: str) -> None:
+        if not ok:
+            self.refuse(problem)
+
+    def refuse(self, problem: str) -> NoReturn:
+        raise ValueError(f"schema {self.where}: {problem}")
+
+    def node(self, schema: Any, *steps: str | int, root: Any = None) -> _Node:
+        """`schema`, found at `steps` from here (in the document `root`), compiled once."""
+        root = self.root if root is None else root
         key = (id(schema), id(root))
         found = self.nodes.get(key)
         if found is not None:
             return found
         node = self.nodes[key] = _Node(schema)
+        here = _At(self.nodes, self.resources, root, schema,
+                   "/".join((self.where, *map(str, steps))))
         if schema is False:
             node.checks = (lambda x: False,)
         if isinstance(schema, bool):
             return node
-        _need(isinstance(schema, Mapping), where, "a schema must be a mapping or a boolean")
+        here.need(isinstance(schema, Mapping), "a schema must be a mapping or a boolean")
         checks: list[Check] = []
-        keywords: list[tuple[str, Any, Explain]] = []
+        keywords: list[tuple[str, Any, Check, How]] = []
         for keyword, value in schema.items():
-            at = _At(self, schema, root, f"{where}/{keyword}")
+            at = _At(self.nodes, self.resources, root, schema, f"{here.where}/{keyword}")
             if keyword in ("$defs", "definitions"):
                 at.need(isinstance(value, Mapping), "must be a mapping of schemas")
                 for name, sub in value.items():
@@ -187,87 +211,71 @@ class _Compiler:
             elif keyword in ("then", "else"):
                 at.node(value)  # checked by `if`, if there is one
             elif keyword not in ANNOTATIONS and not keyword.startswith("x-"):
-                make = KEYWORDS.get(keyword)
-                if make is None:
-                    raise ValueError(
-                        f"schema {where}: flowengine.jsoncheck does not check the keyword "
-                        f"{keyword!r}: add it there, with a test against jsonschema, or keep "
-                        "it out of the schema")
-                check, explain = make(value, at)
-                checks.append(check)
-                keywords.append((keyword, value, explain))
+                make = KEYWORDS.get(keyword) or at.refuse(
+                    f"flowengine.jsoncheck does not check {keyword!r}: add it there, with a "
+                    "test against jsonschema, or leave it out")
+                shared = _shared(keyword, value)
+                compiled = _SHARED.get(shared) if shared else None
+                if compiled is None:
+                    compiled = make(value, at)
+                    if shared:
+                        _SHARED[shared] = compiled
+                checks.append(compiled[0])
+                keywords.append((keyword, value, *compiled))
         node.checks, node.keywords = tuple(checks), tuple(keywords)
         return node
 
-    def resolve(self, ref: str, root: Any, where: str) -> tuple[Any, Any]:
-        """(target schema, its document) of a `$ref`: `#/json/pointer` in the same
-        document, or `name` / `name#/pointer` of a resource given to the Validator."""
+    def resolve(self, ref: str) -> tuple[Any, Any]:
+        """(target schema, its document) of a `$ref`: `#/json/pointer` in this document,
+        or `name` / `name#/pointer` of a document given to the Validator."""
         base, _, fragment = ref.partition("#")
-        if base:
-            _need(base in self.resources, where, f"$ref {ref!r}: no resource {base!r}")
-            root = self.resources[base]
+        self.need(not base or base in self.resources, f"$ref {ref!r}: no document {base!r}")
+        root = self.resources[base] if base else self.root
+        self.need(fragment == "" or (fragment.startswith("/") and "%" not in fragment),
+                  f"$ref {ref!r}: only JSON pointers are supported")
         target = root
-        _need(fragment == "" or (fragment.startswith("/") and "%" not in fragment), where,
-              f"$ref {ref!r}: only JSON pointers are supported")
         for part in fragment.split("/")[1:]:
             part = part.replace("~1", "/").replace("~0", "~")
             try:
                 target = target[part] if isinstance(target, Mapping) else target[int(part)]
             except (KeyError, IndexError, ValueError, TypeError):
-                raise ValueError(f"schema {where}: $ref {ref!r} points at nothing") from None
+                self.refuse(f"$ref {ref!r} points at nothing")
         return target, root
 
 
-def _need(ok: bool, where: str, problem: str) -> None:
-    if not ok:
-        raise ValueError(f"schema {where}: {problem}")
+def _shared(keyword: str, value: Any) -> tuple[Any, ...] | None:
+    """How a one-error keyword with a scalar value, or a list of them, is found compiled
+    (`type: string` is written hundreds of times); True, 1 and 1.0 are three values."""
+    values = value if isinstance(value, list) else [value]
+    if keyword not in _ONE_ERROR or not all(v is None or isinstance(v, str | int | float)
+                                            for v in values):
+        return None
+    return (keyword, type(value), *((type(v), v) for v in values))
 
 
-class _At:
-    """Where a keyword is compiled: the schema it is in, that schema's document, the place."""
-
-    __slots__ = ("compiler", "root", "schema", "where")
-
-    def __init__(self, compiler: _Compiler, schema: Mapping[str, Any], root: Any,
-                 where: str) -> None:
-        self.compiler, self.schema, self.root, self.where = compiler, schema, root, where
-
-    def node(self, schema: Any, *steps: str | int) -> _Node:
-        return self.compiler.node(schema, self.root, "/".join((self.where, *map(str, steps))))
-
-    def need(self, ok: bool, problem: str) -> None:
-        _need(ok, self.where, problem)
-
-
-Compiled = tuple[Check, Explain]
-
-
-def _simple(check: Check, message: Callable[[Any], str]) -> Compiled:
-    """A keyword with at most one error, its message made from the instance."""
-    def explain(x: Any) -> Iterator[Violation]:
-        if not check(x):
-            yield Violation(message(x))
-    return check, explain
+Compiled = tuple[Check, How]
+"""A keyword's check, and either its one error's message (the `_ONE_ERROR` keywords) or
+what explains its errors."""
 
 
 def _type(value: Any, at: _At) -> Compiled:
     names = [value] if isinstance(value, str) else value
-    at.need(isinstance(names, list) and all(n in _TYPES for n in names),
+    at.need(isinstance(names, list) and bool(names) and all(n in _TYPES for n in names),
             f"unknown type {value!r}")
     tests = tuple(_TYPES[n] for n in names)
     reprs = ", ".join(repr(n) for n in names)
     check = tests[0] if len(tests) == 1 else lambda x: any(test(x) for test in tests)
-    return _simple(check, lambda x: f"{x!r} is not of type {reprs}")
+    return check, lambda x: f"{x!r} is not of type {reprs}"
 
 
 def _enum(value: Any, at: _At) -> Compiled:
     at.need(isinstance(value, list), "must be a list")
-    return _simple(lambda x: any(_equal(each, x) for each in value),
-                   lambda x: f"{x!r} is not one of {value!r}")
+    return (lambda x: any(_equal(each, x) for each in value),
+            lambda x: f"{x!r} is not one of {value!r}")
 
 
 def _const(value: Any, at: _At) -> Compiled:
-    return _simple(lambda x: _equal(x, value), lambda x: f"{value!r} was expected")
+    return lambda x: _equal(x, value), lambda x: f"{value!r} was expected"
 
 
 def _pattern(value: Any, at: _At) -> Compiled:
@@ -277,15 +285,15 @@ def _pattern(value: Any, at: _At) -> Compiled:
     def check(x: Any) -> bool:
         text = _text(x)
         return text is None or search(text) is not None
-    return _simple(check, lambda x: f"{x!r} does not match {value!r}")
+    return check, lambda x: f"{x!r} does not match {value!r}"
 
 
 def _bound(fails: Callable[[Any, Any], bool], words: str) -> Keyword:
     """minimum, maximum, exclusiveMinimum, exclusiveMaximum."""
     def make(value: Any, at: _At) -> Compiled:
         at.need(_is_number(value), "must be a number")
-        return _simple(lambda x: not _is_number(x) or not fails(x, value),
-                       lambda x: f"{x!r} {words} {value!r}")
+        return (lambda x: not _is_number(x) or not fails(x, value),
+                lambda x: f"{x!r} {words} {value!r}")
     return make
 
 
@@ -295,8 +303,8 @@ def _size(kind: Check, size: Callable[[Any], int], fails: Callable[[int, int], b
     def make(value: Any, at: _At) -> Compiled:
         at.need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                 "must be a whole number, 0 or more")
-        return _simple(lambda x: not kind(x) or not fails(size(x), value),
-                       lambda x: f"{x!r} {words(value)}")
+        return (lambda x: not kind(x) or not fails(size(x), value),
+                lambda x: f"{x!r} {words(value)}")
     return make
 
 
@@ -336,14 +344,18 @@ def _additional_properties(value: Any, at: _At) -> Compiled:
     at.need(isinstance(value, bool | dict), "must be a schema")
     known = frozenset(at.schema.get("properties", ()))
     if value is True:
-        return _simple(lambda x: True, str)
+        return (lambda x: True), lambda x: iter(())
     if value is False:
-        def extras(x: Any) -> str:
-            names = sorted((k for k in x if k not in known), key=str)
-            verb = "was" if len(names) == 1 else "were"
-            return f"Additional properties are not allowed " \
-                f"({', '.join(repr(n) for n in names)} {verb} unexpected)"
-        return _simple(lambda x: not isinstance(x, dict) or all(k in known for k in x), extras)
+        def closed(x: Any) -> bool:
+            return not isinstance(x, dict) or all(k in known for k in x)
+
+        def extras(x: Any) -> Iterator[Violation]:
+            if not closed(x):
+                names = sorted((k for k in x if k not in known), key=str)
+                verb = "was" if len(names) == 1 else "were"
+                yield Violation(f"Additional properties are not allowed "
+                                f"({', '.join(repr(n) for n in names)} {verb} unexpected)")
+        return closed, extras
     sub = at.node(value)
     return _parts(lambda x: [(x[k], sub, k, None) for k in set(k for k in x if k not in known)]
                   if isinstance(x, dict) else ())  # in the order of a set, as jsonschema's
@@ -410,20 +422,24 @@ def _one_of(value: Any, at: _At) -> Compiled:
 
 def _if(value: Any, at: _At) -> Compiled:
     test = at.node(value)
-    place = at.where.rpartition("/")[0]
-    then, other = ((at.compiler.node(at.schema[k], at.root, f"{place}/{k}"), k)
-                   if k in at.schema else None for k in ("then", "else"))
+    then, other = ((at.node(at.schema[k], "..", k), k) if k in at.schema else None
+                   for k in ("then", "else"))
     return _parts(lambda x: [(x, branch[0], None, branch[1])]
                   if (branch := then if test.valid(x) else other) else ())
 
 
 def _ref(value: Any, at: _At) -> Compiled:
     at.need(isinstance(value, str), "must be a reference")
-    target = at.compiler.node(*at.compiler.resolve(value, at.root, at.where), value)
+    target, root = at.resolve(value)
+    target = at.node(target, root=root)
     return target.valid, lambda x: target.explain(x)
 
 
 Keyword = Callable[[Any, _At], Compiled]
+_SHARED: dict[Any, Compiled] = {}  # the one-error keywords with a scalar value, compiled
+_ONE_ERROR = frozenset({"type", "enum", "const", "pattern", "minProperties", "minItems",
+                        "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
+                        "exclusiveMaximum"})
 
 KEYWORDS: dict[str, Keyword] = {
     "type": _type,
@@ -469,7 +485,7 @@ class Validator:
     def __init__(self, schema: Schema, *, resources: Mapping[str, Schema] | None = None
                  ) -> None:
         self.schema = schema
-        self._root = _Compiler(resources or {}).node(schema, schema, "#")
+        self._root = _At({}, resources or {}, schema, schema, "#").node(schema)
 
     def is_valid(self, instance: Any) -> bool:
         return self._root.valid(instance)
