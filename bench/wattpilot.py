@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/: its http.py would shadow the standard library's http
+sys.path[0] = str(ROOT)  # the repository, not bench/, first
 
 from websockets.asyncio.client import connect as library_connect  # noqa: E402
 

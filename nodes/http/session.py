@@ -11,7 +11,7 @@ bound to one device's credentials and polls through it:
 The protocol is our own small asyncio HTTP/1.1 GET client (`nodes.http.client`: one
 keep-alive pool per session, at most `max_connections` open; `connection`, `reply`,
 `digest`). aiohttp's client, which it replaces, cost the runtime about 10 MB of resident
-memory and 1.6 times the CPU per poll (bench/http.py); aiohttp stays for the servers.
+memory and 1.6 times the CPU per poll (bench/http_client.py); aiohttp stays for the servers.
 Digest authentication (Shelly Gen2+, SHA-256) keeps the device's nonce between polls,
 so a poll costs no 401 round trip. Basic authentication (Shelly Gen1) is a precomputed
 header. No redirect is followed. Every failure — timeout, refused connection, HTTP

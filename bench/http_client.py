@@ -12,7 +12,7 @@ importing each client adds in a fresh interpreter (over what `esess-flowctl run`
 anyway: asyncio, ssl, hashlib, secrets, urllib.parse and the engine's modules), and after
 50 polls as well.
 
-    .venv/bin/python bench/http.py [--polls 2000] [--rounds 5]
+    .venv/bin/python bench/http_client.py [--polls 2000] [--rounds 5]
 """
 
 from __future__ import annotations
