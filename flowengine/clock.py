@@ -11,7 +11,13 @@ __all__ = ["Clock", "LoopClock", "ManualClock"]
 
 
 class Clock:
-    """Monotonic time, wall time, and sleeping until a monotonic deadline."""
+    """Monotonic time, wall time, and sleeping until a monotonic deadline.
+
+    `origin` is the monotonic time the clock was made: periodic timers tick on
+    multiples of their interval from it (`NodeContext.every`), so those of one interval
+    share their wake-ups."""
+
+    origin: float = 0.0
 
     def monotonic(self) -> float:
         raise NotImplementedError
@@ -25,6 +31,9 @@ class Clock:
 
 class LoopClock(Clock):
     """The real clock: time.monotonic() and asyncio.sleep."""
+
+    def __init__(self) -> None:
+        self.origin = time.monotonic()
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -41,7 +50,7 @@ class ManualClock(Clock):
     """A clock that moves only when a test calls `advance()`."""
 
     def __init__(self, start: float = 1000.0, wall_start: float = 1_750_000_000.0) -> None:
-        self._now = start
+        self._now = self.origin = start
         self._wall_offset = wall_start - start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()

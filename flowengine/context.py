@@ -105,6 +105,13 @@ class Timer:
         return not self._task.done()
 
 
+def _tick_after(now: float, interval: float, origin: float) -> float:
+    """The first tick of the grid `origin + k * interval` later than `now` (a late
+    timer skips the ticks it missed and keeps the grid)."""
+    tick = origin + ((now - origin) // interval + 1) * interval
+    return tick if tick > now else tick + interval  # float rounding at a tick
+
+
 class NodeContext:
     """The narrow interface between one node incarnation and the runtime."""
 
@@ -140,8 +147,14 @@ class NodeContext:
               first_ms: float | None = None) -> Timer:
         """Call `callback` every `interval_ms`, without drift; late ticks are skipped.
 
-        The first call comes after `first_ms` (default: one interval). An exception
-        in the callback fails the node like one in on_message.
+        The first call comes after `first_ms` (default: at most one interval: the next
+        tick of the grid below). An exception in the callback fails the node like one
+        in on_message.
+
+        Ticks lie on a grid of the runtime's clock, its origin plus multiples of the
+        interval, so every timer of one interval (and of its multiples) ticks in the
+        same wake-up of the loop, whenever its node started: twelve flows with 1 s
+        timers wake the process once a second, not twelve times.
         """
         if interval_ms <= 0:
             raise ValueError("interval_ms must be positive")
@@ -151,16 +164,16 @@ class NodeContext:
     async def _every(self, interval: float, callback: TimerCallback,
                      first_ms: float | None) -> None:
         clock = self.clock
-        deadline = clock.monotonic() + (interval if first_ms is None else first_ms / 1000)
+        now = clock.monotonic()
+        origin = clock.origin
+        deadline = _tick_after(now, interval, origin) if first_ms is None \
+            else now + first_ms / 1000
         while True:
             await clock.sleep_until(deadline)
             result = callback()
             if result is not None:
                 await result
-            now = clock.monotonic()
-            deadline += interval
-            if deadline <= now:  # we were late: skip the missed ticks, keep the phase
-                deadline += ((now - deadline) // interval + 1) * interval
+            deadline = _tick_after(max(deadline, clock.monotonic()), interval, origin)
 
     def after(self, delay_ms: float, callback: TimerCallback, *, name: str = "after") -> Timer:
         """Call `callback` once after `delay_ms`."""

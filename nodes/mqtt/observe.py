@@ -14,7 +14,8 @@ Switched on in the site file with `observe: [mqtt.main]`. Then, on that broker:
   warning or error. A new level goes out at once. A new text at the same level goes out
   at once too when the node's status was last sent `STATUS_TEXT_EVERY_S` (5 s) ago or
   more; otherwise it waits, and the latest text of every waiting node goes out together
-  when the first of them has waited that long. Nodes whose text carries a live figure
+  when the first of them has waited that long (on the next whole second of the
+  runtime's clock, when its 1 s timers wake it anyway). Nodes whose text carries a live figure
   (time to go, the power of a poll) would otherwise cost a publish each second each.
 
 `es-ESS` is the connection's `topic_prefix`. `es-ESS/$SYS/Status` (Online/Offline) is
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -67,10 +69,12 @@ class Observer:
         self._sent: dict[tuple[str, str], tuple[str, float]] = {}  # -> level, when (mono)
         self._waiting: dict[tuple[str, str], NodeStatus] = {}
         self._flush: asyncio.TimerHandle | None = None
+        self._origin = time.monotonic()  # the runtime clock's, once attached
 
     def attach(self, runtime: Runtime) -> None:
         # flow ids start with a letter or digit: "_runtime" is no flow's state directory
         self._next = runtime.state.node_state("_runtime", f"observe-{self._broker.name}")
+        self._origin = runtime.clock.origin
         runtime.on_event(self.on_event)
         runtime.on_status(self.on_status)
 
@@ -97,9 +101,11 @@ class Observer:
             self._publish_status(key, status, now)
             return
         self._waiting[key] = status  # the latest text wins
-        if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(
-                STATUS_TEXT_EVERY_S - (now - sent[1]), self._send_waiting)
+        if self._flush is None:  # on a whole second of the runtime's clock: with its
+            due = sent[1] + STATUS_TEXT_EVERY_S  # 1 s timers, not a wake-up of its own
+            step = min(1.0, STATUS_TEXT_EVERY_S)
+            due = self._origin + math.ceil((due - self._origin) / step) * step
+            self._flush = asyncio.get_running_loop().call_later(due - now, self._send_waiting)
 
     def _send_waiting(self) -> None:
         self._flush = None

@@ -120,3 +120,32 @@ def test_timer_refuses_a_bad_cron_with_its_line(tmp_path: Path, cron: str,
 def test_timer_refuses_a_too_short_interval(tmp_path: Path) -> None:
     text = plan_errors(tmp_path, "interval_ms: 1")
     assert "option 'interval_ms' must be at least 10" in text
+
+
+def test_interval_ticks_lie_on_the_grid_of_the_clock_whenever_the_node_starts(
+        tmp_path: Path) -> None:
+    """Timers of one interval share their wake-ups: a node started 0.3 s after the
+    clock's origin ticks at origin + 1 s, + 2 s, ..., not at its start + 1 s."""
+    async def scenario() -> None:
+        h = harness(tmp_path, "interval_ms: 1000")
+        h.clock.origin -= 0.3  # the runtime started 0.3 s before this node
+        async with h:
+            start = h.clock.wall()
+            await h.advance(699)
+            assert h.values() == []
+            await h.advance(1)
+            await h.advance(1000)
+            assert h.values() == [pytest.approx(start + 0.7), pytest.approx(start + 1.7)]
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("now", "interval", "origin", "tick"), [
+    (1000.0, 1.0, 1000.0, 1001.0), (1000.3, 1.0, 1000.0, 1001.0),
+    (1000.999, 0.5, 1000.0, 1001.0), (1001.0, 0.1, 1000.0, 1001.1),
+    (1003.7, 2.0, 1000.0, 1004.0), (5.0, 0.3, 0.2, 5.3)])
+def test_the_next_tick_is_the_first_grid_point_after_now(
+        now: float, interval: float, origin: float, tick: float) -> None:
+    from flowengine.context import _tick_after
+    found = _tick_after(now, interval, origin)
+    assert found > now
+    assert found == pytest.approx(tick)
