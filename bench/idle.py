@@ -8,8 +8,9 @@ of `--seconds` (SIGUSR1 opens and closes it), then prints:
 
 - wake-ups per minute, against what the configured polls explain (`testkit.idle.budget`:
   each node's timers with the periods of its configuration, the MQTT keep-alives, the
-  Wattpilot's liveness probe, aiohttp's pool housekeeping, and what their requests bring
-  back), each source with what it was allowed; anything no line explains is a finding;
+  Wattpilot's liveness probe, the observer's waiting status texts, and what their
+  requests bring back), each source with what it was allowed; anything no line explains
+  is a finding;
 - RSS (MB) and CPU (% of one core over the window) of the runtime, with the goals of
   issue 17 (<= 40 MB, <= 0.3 %).
 

@@ -5,11 +5,12 @@ runtime's event loop wakes up only for the configured polls (issue 17).
 flowengine.watchdog.WakeupCounter); `testkit.idle.budget` says what the site's
 configuration explains: each node timer at most once per period of its config (exactly:
 a drift-free timer fires at most window / period + 1 times in a window), the MQTT
-keep-alive checks, the Wattpilot's liveness probe, aiohttp's pool housekeeping, and up
-to 2 to 4 reads for what each request brings back (an HTTP answer, the announcements
-and allowances the broker hands back to us, the charger's status in its parts). A
-source nothing explains fails the test, so does one that woke the loop more often than
-its period allows. bench/idle.py is the same measurement over a minute, with RSS and CPU.
+keep-alive checks, the Wattpilot's liveness probe, the observer's waiting status
+texts, and up to 2 to 4 reads for what each request brings back (an HTTP answer, the
+announcements and allowances the broker hands back to us, the charger's status in its
+parts). A source nothing explains fails the test, so does one that woke the loop more
+often than its period allows. bench/idle.py is the same measurement over a minute, with
+RSS and CPU.
 """
 
 from __future__ import annotations

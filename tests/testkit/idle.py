@@ -9,7 +9,7 @@ against a simulated site (`where`: the addresses `esess-flowctl sim` prints, or
 runtime, each with its period from the configuration: the timers of the nodes (a poll
 every `interval_ms`, an announce every `announce_s`, ...), the MQTT keep-alive of each
 connection, the Wattpilot client's liveness probe, the state store's throttled writes,
-aiohttp's connection pool housekeeping; and what their requests bring back (HTTP
+the observer's waiting status texts; and what their requests bring back (HTTP
 answers, MQTT echoes of the runtime's own announcements and allowances, the charger's
 status). `explain(report, budget)` compares the sources of a wake-up report
 (`flowengine.watchdog.WakeupCounter`, `ESESS_WAKEUPS`) with it: a source no line
@@ -35,7 +35,6 @@ WHERE_KEYS = ("bus", "broker", "grid", "pv", "boiler", "heater", "sensor", "evch
               "wattpilot")
 
 # what the runtime's libraries do on their own, with its period in seconds
-AIOHTTP_POOL_S = 15.0  # aiohttp's TCPConnector closes idle connections every keepalive_timeout
 WATTPILOT_PROBE_S = 30.0  # the client asks for the status after idle_timeout_s / 2 (60 s) quiet
 STATE_FLUSH_S = 60.0  # StateStore(min_interval_s=60): changed node states, written at most so
 
@@ -207,18 +206,20 @@ def budget(site_file: Path) -> Budget:
         out.add(Line(why, r"gmqtt\.mqtt\.connection\.MQTTConnection\._keep_connection",
                      keepalive / 2, times=len(names)))
         mqtt.append(why)  # a ping's answer
-    if http:
-        out.add(Line(f"aiohttp: idle connections closed every {AIOHTTP_POOL_S:g} s",
-                     r"aiohttp\.helpers\._weakref_handle", AIOHTTP_POOL_S))
+    if site is not None and site.observe:
+        from nodes.mqtt.observe import STATUS_TEXT_EVERY_S
+        out.add(Line(f"observe: status texts that waited, sent at most every "
+                     f"{STATUS_TEXT_EVERY_S:g} s",
+                     r"nodes\.mqtt\.observe\.Observer\._send_waiting", STATUS_TEXT_EVERY_S))
     out.add(Line(f"node states written at most every {STATE_FLUSH_S:g} s",
                  r"task runtime:state-flush", STATE_FLUSH_S))
     # what the requests bring back
-    out.add(Line("HTTP answers to the polls", r"aiohttp\.client_proto\.ResponseHandler ",
+    out.add(Line("HTTP answers to the polls", r"nodes\.http\.connection\.Connection ",
                  follows=tuple(http), up_to=2))
     out.add(Line("MQTT: announcements, allowances and pings coming back",
                  r"gmqtt\.mqtt\.protocol\.MQTTProtocol ", follows=tuple(mqtt), up_to=3))
     out.add(Line("Wattpilot: the status parts it answers with",
-                 r"websockets\.asyncio\.client\.ClientConnection ", follows=tuple(wattpilots),
+                 r"nodes\.devices\.wsclient\.WebSocket ", follows=tuple(wattpilots),
                  up_to=4))
     out.add(Line("the signal that ends the window (SIGUSR1)",
                  r"asyncio\.unix_events\._UnixSelectorEventLoop\._read_from_self", extra=1))
