@@ -80,3 +80,18 @@ def test_the_version_services_publish_is_the_package_version() -> None:
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml")
                               .read_text())
     assert PROCESS_VERSION == flowengine.__version__ == pyproject["project"]["version"]
+
+
+def test_the_launcher_loads_none_of_the_libraries_the_runtime_replaced() -> None:
+    """jsonschema, aiohttp's client, websockets and importlib.metadata cost the runtime
+    about 15 MB together; `esess-flowctl` (what the GX service runs) imports none."""
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-X", "importtime", str(root / "esess-flowctl"),
+                             "validate", str(root / "flows" / "shelly3em-grid.yaml")],
+                            capture_output=True, text=True, timeout=60, cwd=root)
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "flowengine.cli" in imported
+    assert not imported & {"jsonschema", "aiohttp", "websockets", "importlib.metadata",
+                           "email", "referencing", "rpds"}
