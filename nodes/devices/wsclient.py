@@ -28,6 +28,7 @@ from typing import Final, Self
 from urllib.parse import urlsplit
 
 from flowengine import wsframe
+from flowengine.reads import small_reads
 from flowengine.wsframe import CLOSE, CONTINUATION, PING, TEXT, ProtocolError, parse_header
 
 __all__ = ["ConnectionClosed", "HandshakeError", "InvalidURL", "WebSocket",
@@ -185,6 +186,7 @@ class WebSocket(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        small_reads(transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from flowengine.reads import small_reads
 from nodes.http.reply import Reply, ReplyError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Connection(asyncio.Protocol):
         self._gone: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        small_reads(transport)
         self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
