@@ -25,12 +25,18 @@ installed and the writes go out one by one, as before.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import time
 from typing import Any
+
+from flowengine.reads import small_reads
 
 __all__ = ["BatchingTransport", "install", "install_direct_reading"]
 
 log = logging.getLogger(__name__)
+
+MQTT_V5 = 5  # gmqtt.mqtt.constants.MQTTv50
 
 
 class BatchingTransport:
@@ -96,6 +102,7 @@ def install(protocol_cls: type, connection_cls: type) -> bool:
         return bool(getattr(protocol_cls, "_esess_batching", False))
 
     def connection_made(self: Any, transport: asyncio.Transport) -> None:
+        small_reads(transport)
         made(self, transport)
         if getattr(self, "_transport", None) is transport:
             self._transport = BatchingTransport(transport, asyncio.get_running_loop())
@@ -113,9 +120,14 @@ def install(protocol_cls: type, connection_cls: type) -> bool:
     return True
 
 
-def install_direct_reading(protocol_cls: type) -> bool:
+def install_direct_reading(protocol_cls: type, package_cls: type | None = None) -> bool:
     """Parse and handle packets in `data_received` instead of gmqtt's reader task; False
-    (and nothing changed) when the class does not have the expected parts."""
+    (and nothing changed) when the class does not have the expected parts.
+
+    With `package_cls` (gmqtt's Package) the packets are split here, and a QoS 0
+    PUBLISH without properties goes straight to the client's (synchronous) on_message
+    with what gmqtt's handler would give it (`_publish`); every other packet goes to
+    gmqtt's connection as gmqtt's own parser would hand it over."""
     read_packet = getattr(protocol_cls, "_read_packet", None)
     if getattr(protocol_cls, "_esess_direct", False):
         return True
@@ -136,7 +148,8 @@ def install_direct_reading(protocol_cls: type) -> bool:
         if batching:
             transport.holding = True
         try:
-            parsed = read_packet(self, buffer)
+            parsed = read_packet(self, buffer) if package_cls is None \
+                else _packets(self._connection, buffer, package_cls)
         finally:
             if batching:
                 transport.holding = False
@@ -150,4 +163,77 @@ def install_direct_reading(protocol_cls: type) -> bool:
 
     protocol_cls.data_received = data_received  # type: ignore[attr-defined]
     protocol_cls._esess_direct = True  # type: ignore[attr-defined]
+    return True
+
+
+def _packets(connection: Any, buffer: bytes, package_cls: type) -> int:
+    """Hand every whole packet of `buffer` on; the bytes used, or -1 for a remaining
+    length of more than four bytes (MQTT's limit; gmqtt's parser says the same)."""
+    handler: Any = getattr(connection, "_handler", None)
+    fast = handler is not None and handler.current_connection is connection \
+        and _synchronous(handler)
+    v5 = False
+    if fast:  # what gmqtt's connection notes for every packet, for its keep-alive
+        connection._last_data_in = handler._last_msg_in = time.monotonic()
+        v5 = handler._connection_state.protocol_version >= MQTT_V5
+    size, at = len(buffer), 0
+    while size - at >= 2:
+        length, shift, i = 0, 0, at + 1
+        while True:
+            if i >= size:
+                return at  # the length is not all here yet
+            byte = buffer[i]
+            length |= (byte & 0x7F) << shift
+            i += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                return -1
+        end = i + length
+        if end > size:
+            return at
+        command = buffer[at]
+        if not (fast and command & 0xF6 == 0x30 and _publish(handler, buffer, command, i,
+                                                             end, v5)):
+            connection.put_package(package_cls(command, buffer[i:end]))
+        at = end
+    return at
+
+
+def _synchronous(handler: Any) -> bool:
+    """Whether the client's on_message is a plain function (the adapter's is; gmqtt runs
+    a coroutine function in a task of its own, which only gmqtt's path does)."""
+    receiver = handler.on_message
+    if handler.__dict__.get("_esess_receiver") is not receiver:
+        handler._esess_receiver = receiver
+        handler._esess_synchronous = not inspect.iscoroutinefunction(receiver)
+    return bool(handler._esess_synchronous)
+
+
+def _publish(handler: Any, buffer: bytes, command: int, start: int, end: int,
+             v5: bool) -> bool:
+    """A QoS 0 PUBLISH in `buffer[start:end]` to on_message as gmqtt's handler calls it:
+    (topic, payload, 0, {"dup": 0|1, "retain": 0|1}). False, and nothing done, for what
+    gmqtt's own handler must see: properties, a topic alias (empty topic), a topic that
+    is not UTF-8, a packet too short for its topic."""
+    if end - start < 2:
+        return False
+    topic_end = start + 2 + ((buffer[start] << 8) | buffer[start + 1])
+    if topic_end == start + 2 or topic_end > end:
+        return False
+    at = topic_end
+    if v5:
+        if at >= end or buffer[at] != 0:  # a property length of 0 is one zero byte
+            return False
+        at += 1
+    try:
+        topic = buffer[start + 2:topic_end].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    properties = {"dup": (command & 0x08) >> 3, "retain": command & 0x01}
+    try:
+        handler.on_message(topic, buffer[at:end], 0, properties)
+    except Exception:  # as gmqtt's handler: logged, the link goes on
+        log.exception("mqtt: error handling a message on %s", topic)
     return True

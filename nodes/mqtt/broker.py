@@ -60,6 +60,7 @@ import gmqtt  # type: ignore[import-untyped]
 from gmqtt.mqtt.connection import MQTTConnection  # type: ignore[import-untyped]
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311  # type: ignore[import-untyped]
 from gmqtt.mqtt.handler import MQTTConnectError  # type: ignore[import-untyped]
+from gmqtt.mqtt.package import Package  # type: ignore[import-untyped]
 from gmqtt.mqtt.protocol import MQTTProtocol  # type: ignore[import-untyped]
 
 from flowengine.connections import ConnectionKind
@@ -77,7 +78,7 @@ log = logging.getLogger(__name__)
 WRITES_BATCHED = batching.install(MQTTProtocol, MQTTConnection)
 """the writes of one loop turn go out in one socket call (nodes/mqtt/batching.py)"""
 ROUTES_KEPT = 1024  # topics whose subscribers are remembered (a few hundred on a GX)
-READ_DIRECTLY = batching.install_direct_reading(MQTTProtocol)
+READ_DIRECTLY = batching.install_direct_reading(MQTTProtocol, Package)
 """packets are handled in the turn they arrive, not by gmqtt's reader task a turn later"""
 
 _GMQTT_LOG = logging.getLogger("gmqtt.client")

@@ -147,3 +147,139 @@ def test_a_chunk_that_cannot_be_parsed_closes_the_link() -> None:
         assert got.transport.is_closing()
         server.close()
     run(scenario())
+
+
+class _Connection:
+    """gmqtt's connection as the protocol sees it: hands packets to the real handler."""
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+        self._last_data_in = 0.0
+        self.sent: list[bytes] = []
+        handler.set_connection(self)
+
+    def put_package(self, pkg: Any) -> None:  # as MQTTConnection.put_package
+        self._handler(pkg)
+
+    def send_package(self, package: Any) -> None:
+        self.sent.append(package if isinstance(package, bytes) else package.encode())
+
+
+def _packet(command: int, body: bytes) -> bytes:
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes([command]) + bytes(encoded) + body
+
+
+def _topic(name: bytes) -> bytes:
+    return len(name).to_bytes(2, "big") + name
+
+
+def _v5_properties(raw: bytes) -> bytes:
+    return bytes([len(raw)]) + raw
+
+
+V311_PACKETS = [
+    _packet(0x30, _topic(b"in/a") + b"1.5"),
+    _packet(0x31, _topic(b"in/retained") + b"7"),                      # retain
+    _packet(0x38, _topic(b"in/dup") + b""),                            # dup, empty payload
+    _packet(0x30, _topic("in/grüße/€".encode()) + "ü".encode()),       # UTF-8
+    _packet(0x30, _topic(b"in/\xff\xfe") + b"x"),                      # not UTF-8: gmqtt's
+    _packet(0x30, _topic(b"in/big") + b"9" * 300),                      # two length bytes
+    _packet(0x32, _topic(b"in/qos1") + b"\x00\x07" + b"q"),            # QoS 1: gmqtt's
+    _packet(0xD0, b""),                                                 # PINGRESP
+]
+V5_PACKETS = [
+    _packet(0x30, _topic(b"in/a") + b"\x00" + b"1.5"),
+    _packet(0x31, _topic(b"in/r") + b"\x00" + b"{}"),
+    _packet(0x30, _topic(b"in/p") + _v5_properties(b"\x02\x00\x00\x00\x3c") + b"p"),  # expiry
+    _packet(0x30, _topic(b"in/alias") + _v5_properties(b"\x23\x00\x05") + b"a"),  # alias 5
+    _packet(0x30, _topic(b"") + _v5_properties(b"\x23\x00\x05") + b"b"),   # by alias only
+    _packet(0x32, _topic(b"in/qos1") + b"\x00\x08\x00" + b"q"),
+]
+
+
+def _handler(version: int) -> Any:
+    """The package handler of a real gmqtt client (not connected) speaking `version`."""
+    import gmqtt  # type: ignore[import-untyped]
+
+    handler = gmqtt.Client("test")._package_handler
+    handler._connection_state.protocol_version = version
+    return handler
+
+
+def _received(version: int, stream: bytes, *, ours: bool) -> tuple[list[Any], list[bytes]]:
+    """What on_message got for `stream`: through gmqtt's own handler, packet by packet,
+    or through the direct reading (the fast path for QoS 0)."""
+    from gmqtt.mqtt.package import Package  # type: ignore[import-untyped]
+    from gmqtt.mqtt.protocol import MQTTProtocol  # type: ignore[import-untyped]
+    from gmqtt.mqtt.utils import IdGenerator  # type: ignore[import-untyped]
+
+    import nodes.mqtt.broker  # noqa: F401 - installs the direct reading
+
+    async def scenario() -> tuple[list[Any], list[bytes]]:
+        handler = _handler(version)
+        state = handler._connection_state
+        got: list[Any] = []
+
+        def on_message(topic: Any, payload: bytes, qos: int, properties: Any) -> int:
+            got.append((topic, payload, qos, dict(properties)))
+            return 0
+
+        handler.on_message = on_message
+        connection = _Connection(handler)
+        if ours:
+            transport, _, server = await _pair()
+            protocol = MQTTProtocol(loop=asyncio.get_running_loop(), connection_state=state,
+                                    id_generator=IdGenerator())
+            protocol._connection, protocol._transport = connection, transport
+            for cut in range(0, len(stream), 7):  # chunks that split packets anywhere
+                protocol.data_received(stream[cut:cut + 7])
+            transport.close()
+            server.close()
+        else:
+            at = 0
+            while at < len(stream):
+                header, length, shift, i = stream[at], 0, 0, at + 1
+                while True:
+                    length |= (stream[i] & 0x7F) << shift
+                    i += 1
+                    if not stream[i - 1] & 0x80:
+                        break
+                    shift += 7
+                handler(Package(header, stream[i:i + length]))
+                at = i + length
+        return got, connection.sent
+
+    return asyncio.run(scenario())  # type: ignore[no-any-return]
+
+
+def test_the_direct_reading_hands_on_messages_exactly_as_gmqtt_does() -> None:
+    for version, packets in ((4, V311_PACKETS), (5, V5_PACKETS)):
+        stream = b"".join(packets)
+        theirs, their_acks = _received(version, stream, ours=False)
+        ours, our_acks = _received(version, stream, ours=True)
+        assert ours == theirs, version
+        assert our_acks == their_acks  # the QoS 1 PUBACK, from gmqtt's handler in both
+        assert len(theirs) >= len(packets) - 2  # the packets did reach on_message
+        assert ("in/a", b"1.5", 0, {"dup": 0, "retain": 0}) in ours
+
+
+def test_a_coroutine_on_message_is_left_to_gmqtt() -> None:
+    from nodes.mqtt.batching import _synchronous
+
+    async def scenario() -> tuple[bool, bool]:
+        handler = _handler(4)
+
+        async def later(*_: Any) -> int:
+            return 0
+
+        handler.on_message = lambda *_: 0
+        plain = _synchronous(handler)
+        handler.on_message = later
+        return plain, _synchronous(handler)
+
+    assert asyncio.run(scenario()) == (True, False)
