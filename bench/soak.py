@@ -5,9 +5,10 @@ broker and devices) and, in a second process, `esess-flowctl run` on a site file
 enables every shipped flow against it (`testkit.idle.write_site`), as a user would on a
 GX. Samples the runtime's resident memory and CPU time every `--every` seconds and
 prints them with the growth since the first sample after warm-up, so a leak shows as a
-steady climb. CPU is per wall second (a Cerbo GX is about ten times slower than a
-desktop). `bench/idle.py` is the same set-up with the simulator frozen, counting the
-runtime's wake-ups.
+steady climb, and how often the runtime's loop woke up meanwhile (`ESESS_WAKEUPS`: the
+count itself costs a little CPU). CPU is per wall second (a Cerbo GX is about ten times
+slower than a desktop). `bench/idle.py` is the same set-up with the simulator frozen,
+checking each wake-up against the configured polls.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--every 30] [--speed 60] [--json]
 """
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the site of every flow lives with the tests
@@ -90,12 +92,16 @@ def main() -> None:
     sim, where = start_sim(args.speed)
     samples: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="esess-soak-") as tmp:
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=where["bus"], PYTHONPATH=str(REPO))
+        wakeups_file = Path(tmp) / "wakeups.json"
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=where["bus"], PYTHONPATH=str(REPO),
+                   ESESS_WAKEUPS=str(wakeups_file))
         runtime = subprocess.Popen([*FLOWCTL, "run", str(write_site(Path(tmp), where))],
                                    cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
+        wakeups: dict[str, Any] = {}
         try:
             time.sleep(args.warmup)
+            runtime.send_signal(signal.SIGUSR1)  # the wake-up count starts here
             start, cpu0 = time.monotonic(), cpu_s(runtime.pid)
             end = start + args.minutes * 60
             while time.monotonic() < end and runtime.poll() is None:
@@ -103,6 +109,7 @@ def main() -> None:
                 samples.append({"t_s": round(now - start, 1), "rss_kb": rss_kb(runtime.pid),
                                 "cpu_s": round(cpu_s(runtime.pid) - cpu0, 2)})
                 time.sleep(args.every)
+            wakeups = _wakeups(runtime, wakeups_file)
         finally:
             runtime.send_signal(signal.SIGTERM)
             _, err = runtime.communicate(timeout=15)
@@ -115,7 +122,7 @@ def main() -> None:
     result = {"minutes": round(span / 60, 2), "rss_first_kb": first["rss_kb"],
               "rss_last_kb": last["rss_kb"], "rss_growth_kb": last["rss_kb"] - first["rss_kb"],
               "cpu_percent": round(100 * last["cpu_s"] / span, 2),
-              "errors_logged": err.count(" ERROR "), "samples": samples}
+              "errors_logged": err.count(" ERROR "), "samples": samples, "wakeups": wakeups}
     if args.json:
         print(json.dumps(result, indent=1))
         return
@@ -127,6 +134,26 @@ def main() -> None:
     print(f"RSS {first['rss_kb'] / 1024:.1f} -> {last['rss_kb'] / 1024:.1f} MB "
           f"({result['rss_growth_kb']:+d} kB); CPU {result['cpu_percent']} % of one core; "
           f"{result['errors_logged']} ERROR line(s) in the runtime's log")
+    if wakeups:
+        print(f"wake-ups {wakeups['per_min']}/min (bench/wakeup.py: what one costs here); "
+              "most: " + ", ".join(f"{name} {rate}" for name, rate in wakeups["top"]))
+
+
+def _wakeups(runtime: subprocess.Popen[str], file: Path) -> dict[str, Any]:
+    """The runtime's wake-ups per minute since the warm-up and its five most frequent
+    sources (flowengine.watchdog.WakeupCounter, written on SIGUSR1)."""
+    file.unlink(missing_ok=True)
+    runtime.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while not file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not file.exists():
+        return {}
+    report = json.loads(file.read_text())
+    minutes = max(float(report["window_s"]), 1e-9) / 60
+    top = [(name, round(count / minutes)) for name, count in
+           list(report["sources"].items())[:5]]
+    return {"per_min": round(report["wakeups"] / minutes), "top": top}
 
 
 if __name__ == "__main__":
