@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run
+from testkit.servers import LoopbackServer
 
 from nodes.http.session import DeviceUnreachable, HttpSessionConfig, open_session
 
@@ -57,38 +58,17 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return Certs(d / "ca.pem", (d / "dev.pem", d / "dev.key"), (d / "self.pem", d / "self.key"))
 
 
-class TlsDevice:
+class TlsDevice(LoopbackServer):
     """An https server on a free loopback port; counts connections."""
 
     def __init__(self, cert: tuple[Path, Path], answer: bytes = ANSWER, *,
                  close: bool = False) -> None:
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(*cert)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*cert)
+        super().__init__(tls=context)
         self.answer, self.close = answer, close
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
 
-    async def __aenter__(self) -> TlsDevice:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0,
-                                                  ssl=self.context)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 await reader.readuntil(b"\r\n\r\n")
@@ -98,9 +78,6 @@ class TlsDevice:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
 
 
 @pytest.fixture

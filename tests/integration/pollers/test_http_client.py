@@ -13,10 +13,10 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Self
 
 import pytest
 from conftest import ROOT, eventually, free_port, run
+from testkit.servers import LoopbackServer
 
 from flowengine.model import Secret
 from nodes.http import client as client_module
@@ -54,41 +54,21 @@ def ok(body: bytes = JSON, *extra: str) -> Answer:
 Script = Callable[[int, int, bytes], Answer]  # (request number, connection number, head)
 
 
-class Crafted:
+class Crafted(LoopbackServer):
     """An HTTP server on a free loopback port answering what `script` says."""
 
     def __init__(self, script: Script) -> None:
+        super().__init__()
         self.script = script
-        self.connections = 0
         self.open = 0
         self.most_open = 0
         self.requests: list[bytes] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         number = self.connections
         self.open += 1
         self.most_open = max(self.most_open, self.open)
@@ -117,8 +97,6 @@ class Crafted:
             return
         finally:
             self.open -= 1
-            self._tasks.discard(task)
-            writer.close()
 
 
 def always(answer: Answer) -> Script:
