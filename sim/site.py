@@ -70,6 +70,9 @@ class SiteOptions:
     """an MQTT broker to use instead of the embedded one"""
     step_s: float = 0.5
     """real seconds between model steps"""
+    system_every_s: float | None = 1.0
+    """real seconds between publications of com.victronenergy.system, as systemcalc's
+    1 s timer (None: every model step); the other services follow every step"""
     scripted_consumers: bool = True
     """run the scripted solar overhead consumers (EV charger, pool heater)"""
     consumer_interval_s: float = 5.0
@@ -198,7 +201,8 @@ class SimSite:
                 await stack.enter_async_context(ModelDriver(self.model,
                                                             interval_s=self.options.step_s))
             self.venus = await stack.enter_async_context(
-                SimVenus(self.model, address=self.bus_address))
+                SimVenus(self.model, address=self.bus_address,
+                         system_every_s=self.options.system_every_s))
             grid = await stack.enter_async_context(Shelly3EMGen1(self.model))
             pro = await stack.enter_async_context(ShellyPro3EM(self.model))
             pv = await stack.enter_async_context(ShellyPMMiniGen3(self.model))

@@ -20,10 +20,18 @@ step go out as one ItemsChanged per service. `/Relay/<n>/State` on system is
 writable (0 or 1), as on a GX. `venus.evcharger` (sim.venus.evcharger) has the controls
 a test needs: plug_in, charge(power_w), stop, unplug (`evcharger=None`: no charger);
 `model.lose_grid()` is a grid failure.
+
+`system_every_s=1.0` publishes the system service as dbus-systemcalc-py does: on a timer
+of its own, once a second, with the values of the latest step, and only when a step came
+since the last tick (systemcalc recomputes on `GLib.timeout_add_seconds(1, ...)` and only
+`if self._changed`). The site (`sim.site`) runs it so; the default (None) publishes every
+step, which tests that step the model many times a second read as a fine-grained series.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self
@@ -64,8 +72,12 @@ class SimVenus:
                  battery_name: str = "com.victronenergy.battery.ttyS7",
                  vebus_name: str = "com.victronenergy.vebus.ttyS4",
                  solarcharger_name: str = "com.victronenergy.solarcharger.ttyS5",
-                 evcharger: str | None = EVCHARGER) -> None:
+                 evcharger: str | None = EVCHARGER,
+                 system_every_s: float | None = None) -> None:
+        if system_every_s is not None and not system_every_s > 0:
+            raise ValueError(f"system_every_s must be > 0 or None, got {system_every_s}")
         self.model = model
+        self.system_every_s = system_every_s
         self.address = address
         self.relays: dict[int, int] = dict.fromkeys(range(relays), 0)
         battery_service = f"com.victronenergy.battery/{BATTERY_INSTANCE}"
@@ -103,7 +115,10 @@ class SimVenus:
         self.evcharger = None if evcharger is None else SimEvCharger(model, name=evcharger)
         self._stop_following: Callable[[], None] | None = None
         self._started: list[SimService] = []
+        self._system_due: Snapshot | None = None  # a step since the system's last tick
+        self._system_timer: asyncio.Task[None] | None = None
         self._follow(model.snapshot)
+        self._publish_system(model.snapshot)
 
     @property
     def services(self) -> list[SimService]:
@@ -117,7 +132,10 @@ class SimVenus:
         return 0
 
     def _follow(self, s: Snapshot) -> None:
-        self.system.update(system_values(s, self.relays, battery_service=self._battery_service))
+        if self.system_every_s is None:
+            self._publish_system(s)
+        else:
+            self._system_due = s  # the latest step wins; the timer publishes it
         self.battery.update(battery_values(self.model, s))
         self.vebus.update(vebus_values(s))
         self.hub4.update(hub4_values(s))
@@ -125,6 +143,19 @@ class SimVenus:
             self.solarcharger.update(solarcharger_values(s))
         if self.evcharger is not None:
             self.evcharger.follow(s)
+
+    def _publish_system(self, s: Snapshot) -> None:
+        self.system.update(system_values(s, self.relays, battery_service=self._battery_service))
+
+    async def _tick_system(self, every_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
+        while True:
+            tick = max(tick + every_s, loop.time())  # a late tick does not catch up
+            await asyncio.sleep(tick - loop.time())
+            due, self._system_due = self._system_due, None
+            if due is not None:
+                self._publish_system(due)
 
     async def start(self) -> None:
         try:
@@ -135,11 +166,19 @@ class SimVenus:
             await self.close()
             raise
         self._stop_following = self.model.subscribe(self._follow)
+        if self.system_every_s is not None:
+            self._system_timer = asyncio.create_task(self._tick_system(self.system_every_s),
+                                                     name="sim/venus:system-timer")
 
     async def close(self) -> None:
         stop, self._stop_following = self._stop_following, None
         if stop is not None:
             stop()
+        timer, self._system_timer = self._system_timer, None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
         while self._started:
             await self._started.pop().close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from testkit.dbus import VictronClient
 
 from flowengine.testing import NodeHarness
 from nodes.dbus.daemon import PrivateBus
-from sim import EnergyModel, ModelParams
+from sim import EnergyModel, ModelDriver, ModelParams
 from sim.venus import SETTINGS_INTERFACE, SimVenus
 
 SYSTEM = "com.victronenergy.system"
@@ -242,3 +244,41 @@ def test_settings_answer_add_setting_as_localsettings_does() -> None:
             assert await client.set_value(SETTINGS, SETPOINT, Variant("s", "250")) == 0
             assert model.settings.setpoint_w == 250.0
     run(scenario())
+
+
+def test_with_systemcalcs_timer_the_system_service_signals_once_a_second_the_latest_step(
+        ) -> None:
+    """`system_every_s=1.0`: twenty model steps a second, yet com.victronenergy.system
+    signals at most once a second, with the values of the latest step (as
+    dbus-systemcalc-py's 1 s timer); with no step since its last tick it stays quiet."""
+    async def scenario() -> None:
+        model = morning_model()
+        async with PrivateBus() as address, \
+                SimVenus(model, address=address, system_every_s=1.0), \
+                VictronClient(address) as client:
+            await client.follow(SYSTEM)
+            loop = asyncio.get_running_loop()
+            times: list[float] = []  # when each system signal came
+            async with ModelDriver(model, interval_s=0.05) as driver:
+                end = loop.time() + 3.2
+                while loop.time() < end:
+                    before = len(client.changed())
+                    await asyncio.sleep(0.01)
+                    times += [loop.time()] * (len(client.changed()) - before)
+                steps = driver.steps
+            assert steps >= 50 and 3 <= len(times) <= 4, (steps, times)
+            assert all(b - a > 0.9 for a, b in itertools.pairwise(times))
+            await asyncio.sleep(1.2)  # the next tick publishes the last step
+            items = await client.items(SYSTEM)
+            s = model.snapshot
+            assert phases(items, "/Ac/Grid/L{}/Power") == pytest.approx(sum(s.grid_l), abs=0.3)
+            assert items["/Dc/Battery/Soc"] == pytest.approx(s.soc, abs=0.1)
+            quiet = len(client.changed())
+            await asyncio.sleep(1.5)  # no step since: nothing changed, nothing sent
+            assert len(client.changed()) == quiet
+    run(scenario())
+
+
+def test_system_every_s_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="system_every_s"):
+        SimVenus(morning_model(), address="unix:path=/nonexistent", system_every_s=0.0)
