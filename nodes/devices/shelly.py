@@ -62,7 +62,8 @@ class ShellyMeterConfig:
         "which of the device's own energy counters to send", default="both")
     switch_state: bool = option("also send `on`, the switch state (switches only)",
                                 default=False)
-    interval_ms: float = option("time from the end of one poll to the start of the next",
+    interval_ms: float = option("time between the starts of two polls (a poll still running "
+                                "skips the next turn)",
                                 default=1000, minimum=100)
     timeout_ms: float = option("give up on one request after this long", default=800,
                                minimum=50)

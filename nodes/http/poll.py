@@ -9,8 +9,8 @@
         power: /total_power
         l1_power: /emeters/0/power
 
-The next poll starts `interval_ms` after the previous one ended, so a slow device never
-gets requests piled up. A pointer that does not resolve gives None for its topic (and a
+Polls start every `interval_ms`; one still running skips the next turn, so a slow
+device never gets requests piled up. A pointer that does not resolve gives None for its topic (and a
 warning status). After `offline_after` failed polls in a row every topic becomes None
 and the status says "offline"; the first good answer brings the values back.
 """
@@ -39,7 +39,8 @@ class HttpPollConfig:
                                     schema={"minProperties": 1,
                                             "additionalProperties": {"type": "string",
                                                                      "pattern": "^(/.*)?$"}})
-    interval_ms: float = option("time from the end of one poll to the start of the next",
+    interval_ms: float = option("time between the starts of two polls (a poll still running "
+                                "skips the next turn)",
                                 default=1000, minimum=100)
     timeout_ms: float = option("give up on one poll after this long", default=800, minimum=50)
     offline_after: int = option("failed polls in a row before the values become invalid",

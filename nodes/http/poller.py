@@ -1,7 +1,10 @@
 """The polling loop shared by `http.poll` and the Shelly nodes.
 
-A poll starts `interval_ms` after the previous one *ended*, so requests never pile up
-on a slow device. After `offline_after` failed polls in a row the device counts as
+Polls start every `interval_ms` on the runtime's timer grid (`NodeContext.every`), so
+every poll and timer of that interval shares one wake-up of the loop. A poll still
+running when the next one is due skips that turn, as es-ESS's timers do, so requests
+never pile up on a slow device: the next one starts on the first tick after the answer
+(or the timeout). After `offline_after` failed polls in a row the device counts as
 offline: every value it delivers becomes None (invalid, never 0), the status says
 "offline", `connected` goes to 0 and one warning is logged; the first good answer
 brings it back (`connected` 1) with one info line. Earlier failures are logged at DEBUG.
@@ -54,19 +57,15 @@ class Poller(Node[ConfigT]):
         self.polls = 0
         self.failed_polls = 0
         ctx.status.warning("waiting for the first answer")
-        ctx.after(0, self._poll, name="poll")
+        ctx.every(self.interval_ms, self._poll, name="poll", first_ms=0)
 
     async def _poll(self) -> None:
-        ctx = self.ctx
         try:
             values = await self.fetch(self._client)
         except DeviceUnreachable as exc:
             self._failed(str(exc))
         else:
             self._answered(values)
-        # not in `finally`: a cancelled poll (stop) must not arm another; a bug that
-        # escapes fails the node, and its restart starts polling again
-        ctx.after(self.interval_ms, self._poll, name="poll")
 
     def _answered(self, values: Mapping[str, Any]) -> None:
         ctx = self.ctx

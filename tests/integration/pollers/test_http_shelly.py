@@ -186,6 +186,38 @@ def test_next_poll_waits_for_the_slow_answer(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_polls_start_on_the_runtime_grid_whenever_the_flow_starts(tmp_path: Path) -> None:
+    """Polls start at the runtime clock's origin plus multiples of the interval, so they
+    share the wake-up of every other timer of that interval; a flow started half an
+    interval off the grid polls once at once, then on the grid."""
+    interval = 0.5
+
+    async def scenario() -> None:
+        async with ShellyPMMiniGen3(model()) as device:
+            registry = Registry.default(plugins=False)
+            path = tmp_path / "flow.yaml"
+            path.write_text(textwrap.dedent(meter_flow(device.url, interval_ms=500,
+                                                       phases=1)))
+            secrets = Secrets(None, {"ESESS_SECRET_SHELLY": PASSWORD})
+            plan = plan_flow(load_flow(path, secrets=secrets), registry)
+            runtime = Runtime(registry)
+            seen = Seen()
+            try:
+                origin = runtime.clock.origin
+                await asyncio.sleep(origin + interval * 1.5 - runtime.clock.monotonic())
+                await runtime.start_flow(plan, tap=seen)
+                await eventually(lambda: len(seen.times("power")) >= 5, 5)
+            finally:
+                await runtime.stop()
+            times = seen.times("power")
+            phases = [(t - origin) % interval for t in times]
+            assert phases[0] >= 0.2  # the first poll at once, off the grid
+            assert all(phase < 0.15 for phase in phases[1:]), phases  # then on its ticks
+            assert all(0.35 < b - a < 0.65 for a, b in itertools.pairwise(times[1:]))
+
+    run(scenario())
+
+
 def test_garbage_answer_counts_as_a_failed_poll(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with ShellyPMMiniGen3(model()) as device, \
