@@ -175,6 +175,11 @@ class NodeContext:
                 await result
             deadline = _tick_after(max(deadline, clock.monotonic()), interval, origin)
 
+    def next_tick(self, interval_ms: float) -> float:
+        """The monotonic time of the next tick of the `interval_ms` grid (see `every`):
+        two moments lie in one period of the grid when their next ticks are equal."""
+        return _tick_after(self.clock.monotonic(), interval_ms / 1000, self.clock.origin)
+
     def after(self, delay_ms: float, callback: TimerCallback, *, name: str = "after") -> Timer:
         """Call `callback` once after `delay_ms`."""
         return Timer(self._host.spawn_task(self._after(delay_ms / 1000, callback), name))

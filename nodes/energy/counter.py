@@ -13,10 +13,16 @@ energy += power x time between readings.
 - **net** (saldierend): the phases' powers are summed first, and only the sum is counted as
   import or export, as German, Austrian and Swiss utility meters do.
 
-Outputs (every `emit_every_ms` while they change): `energy_forward` and `energy_reverse`
-(kWh, by the chosen metering) and, with more than one phase, `<phase>/energy_forward` and
-`<phase>/energy_reverse` per phase (always gross: a single phase has nothing to net);
-`<phase>` is the input topic without a trailing `/power`.
+Outputs: `energy_forward` and `energy_reverse` (kWh, by the chosen metering) and, with
+more than one phase, `<phase>/energy_forward` and `<phase>/energy_reverse` per phase
+(always gross: a single phase has nothing to net); `<phase>` is the input topic without
+a trailing `/power`. The totals change only with a reading, so they are sent with it:
+the changed ones at the end of the loop turn the reading came in (the readings of one
+poll are counted first, and go on in the same turn as the meter's other values, so a
+D-Bus service signals them together), at most once per period of the runtime's
+`emit_every_ms` timer grid: readings that come faster are sent when their period
+ends, the latest totals once. Nothing wakes the node between readings (es-ESS
+also counts on every poll).
 
 An output is invalid (None) while a phase it is counted from is unknown: when the
 source sends None for a phase (a meter offline, a phase it marks invalid), that phase's
@@ -32,11 +38,12 @@ when the flow stops, and restored at start, so a crash loses at most that much.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from typing import Literal
 
-from flowengine.context import NodeContext
+from flowengine.context import NodeContext, Timer
 from flowengine.errors import ConfigError
 from flowengine.model import Message, NodeSpec, finite_number
 from flowengine.node import Node, node_type, option
@@ -56,8 +63,9 @@ class EnergyCounterConfig:
         default="gross")
     max_gap_s: float = option("readings further apart than this are a gap, not counted",
                               default=10.0, exclusive_minimum=0)
-    emit_every_ms: float = option("how often changed totals are sent", default=1000,
-                                  minimum=10)
+    emit_every_ms: float = option(
+        "changed totals are sent with the reading, at most once per this period",
+        default=1000, minimum=10)
     persist_every_s: float = option("how often the totals are saved", default=300, minimum=1)
 
 
@@ -86,6 +94,10 @@ class EnergyCounter(Node[EnergyCounterConfig]):
         self._in_gap = False
         self._unknown: set[int] = set()  # phases whose source said None since their last number
         self._sent: dict[str, float | None] = {}
+        self._stopped = False
+        self._send_soon = False  # a send is scheduled for the end of this loop turn
+        self._period_end = -math.inf  # the grid tick that ends the period of the last send
+        self._late: Timer | None = None  # the send at the start of the next period
 
     @classmethod
     def output_topics(cls, config: EnergyCounterConfig) -> frozenset[str]:
@@ -98,11 +110,12 @@ class EnergyCounter(Node[EnergyCounterConfig]):
     async def start(self, ctx: NodeContext) -> None:
         await super().start(ctx)
         self._restore()
-        ctx.every(self.config.emit_every_ms, self._emit, name="emit", first_ms=0)
+        ctx.after(0, self._emit, name="emit")  # the restored totals
         ctx.every(self.config.persist_every_s * 1000, self._persist, name="persist")
         ctx.status.ok(f"{self.config.metering} metering")
 
     async def stop(self) -> None:
+        self._stopped = True
         self._persist()
 
     def receive(self, port: str, msg: Message) -> bool:
@@ -115,6 +128,9 @@ class EnergyCounter(Node[EnergyCounterConfig]):
             self._unknown.add(index)
         else:
             self._unknown.discard(index)
+        if not self._send_soon:
+            self._send_soon = True
+            asyncio.get_running_loop().call_soon(self._emit_soon)
         return True
 
     # -- counting ----------------------------------------------------------------------
@@ -174,6 +190,21 @@ class EnergyCounter(Node[EnergyCounterConfig]):
                     out[f"{self._labels[index]}/energy_forward"] = None
                     out[f"{self._labels[index]}/energy_reverse"] = None
         return out
+
+    def _emit_soon(self) -> None:
+        """The end of a turn with readings: send now, or once the period is over."""
+        self._send_soon = False
+        if self._stopped or (self._late is not None and self._late.active):
+            return
+        tick = self.ctx.next_tick(self.config.emit_every_ms)
+        if tick != self._period_end:
+            self._period_end = tick
+            self._emit()
+        else:
+            delay_ms = max(0.0, (tick - self.ctx.now()) * 1000)
+            # the period's end sends what came since: it ends that period, so the next
+            # reading (of the next period) is sent at once, not a period late
+            self._late = self.ctx.after(delay_ms, self._emit, name="emit")
 
     def _emit(self) -> None:
         ctx, sent = self.ctx, self._sent

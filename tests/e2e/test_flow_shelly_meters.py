@@ -4,6 +4,7 @@ reading the services as VRM would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from pathlib import Path
@@ -11,12 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import run
 from dbus_fast.aio import MessageBus
-from testkit.dbus import value, wait_for
+from testkit.dbus import VictronClient, value, wait_for
 from testkit.flowctl import Runner, site
 
 from nodes.dbus.daemon import PrivateBus
 from sim import EnergyModel, mixed_phases_noon
 from sim.devices import Shelly3EMGen1, ShellyPMMiniGen3, pv_inverter
+from sim.driver import ModelDriver
 
 PASSWORD = "grid-pass"
 
@@ -188,5 +190,38 @@ def test_grid_meter_totals_after_a_sigkill_are_the_last_save_and_the_file_is_who
                 assert code == 0, out
                 assert "set aside" not in out
                 bus.disconnect()
+
+    run(scenario())
+
+
+def test_each_poll_signals_its_powers_and_energy_together(tmp_path: Path) -> None:
+    """The energy counted from a poll goes out in the grid service's one ItemsChanged for
+    that poll, beside its powers, not in a signal of its own a moment before."""
+    async def scenario() -> None:
+        model = noon()
+        async with Shelly3EMGen1(model) as shelly, ModelDriver(model, interval_s=0.05):
+            path = site(tmp_path, f"""
+                state_dir: {tmp_path / 'state'}
+                flows:
+                  - use: shelly3em-grid
+                    vars: {{host: "{shelly.url.removeprefix('http://')}", poll_ms: 250}}
+            """)
+            with PrivateBus() as address:
+                runner = Runner(path, address)
+                await runner.start()
+                try:
+                    async with VictronClient(address) as client:
+                        service = "com.victronenergy.grid.esESS_Shelly3EMGrid"
+                        await wait_for(client.bus, service, "/Ac/Energy/Forward",
+                                       lambda v: isinstance(v, float) and v > 0)
+                        await client.follow(service)
+                        await asyncio.sleep(3.0)  # 12 polls
+                        changes = client.changed()
+                finally:
+                    await runner.stop()
+        with_energy = [c for c in changes if "/Ac/Energy/Forward" in c]
+        assert len(with_energy) >= 8, changes
+        assert all("/Ac/Power" in c for c in with_energy), changes  # none of its own
+        assert len(changes) <= 14, changes  # one a poll
 
     run(scenario())

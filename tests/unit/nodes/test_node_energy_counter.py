@@ -162,3 +162,63 @@ def test_a_reading_no_total_can_hold_is_unknown_and_the_node_keeps_counting(
     saved = json.loads(next(tmp_path.rglob("energy.json")).read_text())
     assert saved["forward"]["L1/power"] == pytest.approx(1.0)
 
+
+
+FAST = """
+    id: energy
+    type: energy.counter
+    phases: [L1/power, L2/power]
+    emit_every_ms: 1000
+"""
+
+
+def sent_forward(h: NodeHarness) -> list[float]:
+    return [m.value for m in h.messages() if m.topic == "energy_forward"]  # type: ignore[misc]
+
+
+def test_totals_go_out_with_the_reading_not_on_a_timer() -> None:
+    """A poll's readings are counted and the changed totals sent in the turn they came,
+    so a D-Bus service signals them with the meter's other values; between readings
+    nothing is sent, however long."""
+    async def scenario() -> None:
+        async with NodeHarness(FAST) as h:
+            await h.advance(300)
+            await h.send("L1/power", 3600.0)  # 1 Wh per second
+            await h.send("L2/power", 0.0)
+            start = len(sent_forward(h))
+            await h.advance(1000)
+            before = len(h.messages())
+            await h.send("L1/power", 3600.0)
+            await h.send("L2/power", 0.0)
+            await h.settle()
+            assert sent_forward(h)[start:] == [pytest.approx(0.001)]
+            assert {m.topic for m in h.messages()[before:]} == {
+                "energy_forward", "L1/energy_forward"}  # only what changed
+            quiet = len(h.messages())
+            await h.advance(20_000)  # no readings: no timer sends anything
+            assert len(h.messages()) == quiet
+
+    run(scenario())
+
+
+def test_readings_faster_than_the_period_are_sent_once_when_it_ends() -> None:
+    async def scenario() -> None:
+        async with NodeHarness(FAST) as h:
+            await h.send("L2/power", 0.0)
+            await h.advance(100)  # 0.1 s into the first period of the grid
+            await h.send("L1/power", 3600.0)
+            await h.settle()
+            first = len(sent_forward(h))
+            for _ in range(5):  # five more readings within the same period
+                await h.advance(100)
+                await h.send("L1/power", 3600.0)
+            await h.settle()
+            assert len(sent_forward(h)) == first  # they wait for the period's end
+            await h.advance(400)  # the grid tick at 1.0 s
+            assert sent_forward(h)[first:] == [pytest.approx(0.0005)]  # 0.5 s of 1 Wh/s, once
+            await h.advance(50)
+            await h.send("L1/power", 3600.0)  # the next period's first reading: at once
+            await h.settle()
+            assert sent_forward(h)[first + 1:] == [pytest.approx(0.00095)]  # 0.1 to 1.05 s
+
+    run(scenario())
