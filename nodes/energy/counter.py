@@ -97,7 +97,7 @@ class EnergyCounter(Node[EnergyCounterConfig]):
         self._stopped = False
         self._send_soon = False  # a send is scheduled for the end of this loop turn
         self._period_end = -math.inf  # the grid tick that ends the period of the last send
-        self._late: Timer | None = None  # the send at the start of the next period
+        self._late: Timer | None = None  # the send at the end of this period
 
     @classmethod
     def output_topics(cls, config: EnergyCounterConfig) -> frozenset[str]:
@@ -109,6 +109,7 @@ class EnergyCounter(Node[EnergyCounterConfig]):
 
     async def start(self, ctx: NodeContext) -> None:
         await super().start(ctx)
+        self._stopped = False
         self._restore()
         ctx.after(0, self._emit, name="emit")  # the restored totals
         ctx.every(self.config.persist_every_s * 1000, self._persist, name="persist")
