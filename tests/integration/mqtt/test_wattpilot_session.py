@@ -95,8 +95,9 @@ def test_the_session_counts_charging_time_and_energy_and_resets_as_configured(
             await rig.until("/Status", 0)
             await asyncio.sleep(0.3)
             assert await rig.value("/Session/Energy") == energy
-            wp.plug_in()  # until the next car
-            await rig.until("/Session/Energy", 0.0)
+            wp.plug_in()  # until the next car: the new session counts from 0 (and the car
+            # charges at once, so a slow runtime may first show a few Wh of it)
+            await rig.until("/Session/Energy", lambda v: v is not None and 0 <= v < 0.5)
     run(scenario())
 
 
