@@ -102,6 +102,11 @@ def suggest(name: str, choices: Collection[str]) -> str | None:
 
 def check_expression(text: str) -> tuple[str, ...]:
     """The names `text` uses, in order of first use; ExpressionError if not allowed."""
+    return _parse_checked(text)[1]
+
+
+def _parse_checked(text: str) -> tuple[ast.expr, tuple[str, ...]]:
+    """The tree of `text` and the names it uses; ExpressionError if not allowed."""
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters")
     try:
@@ -118,7 +123,7 @@ def check_expression(text: str) -> tuple[str, ...]:
         raise ExpressionError(f"the expression must be one expression, found {found}")
     names: dict[str, None] = {}
     _check(body[0].value, names, 0)
-    return tuple(names)
+    return body[0].value, tuple(names)
 
 
 def _check(node: ast.AST, names: dict[str, None], depth: int) -> None:
@@ -271,10 +276,10 @@ class Expression:
 
     def __init__(self, text: str) -> None:
         self.text = text.strip()
-        self.names = check_expression(self.text)
+        self._root, self.names = _parse_checked(self.text)
         self._symbols: dict[str, object] = {}  # the names; calls go to FUNCTIONS directly
         self._interp = _Interpreter(self._symbols)
-        self._root: ast.expr = self._interp.parse(self.text).body[0].value
+        self._interp.expr = self.text  # the checked tree runs as it is: parsed once, not twice
         self._check_constant_parts()
 
     def evaluate(self, values: Mapping[str, JsonValue]) -> JsonValue:
