@@ -4,7 +4,8 @@ Each input message sets a name: a message with topic `soc` and value 50 makes `s
 be 50. A message whose value is a mapping (from `join`) sets one name per key; the
 mapping itself is a name too (its topic), for `joined['soc']`. After each input the
 expression is evaluated with the latest value of every name and the result goes out
-on the topic `output`:
+on the topic `output` (after an input that gave no name a new value, the last result
+goes out again without being computed):
 
     - id: charge-limit
       type: formula
@@ -37,6 +38,7 @@ size) gives an invalid result and a warning status; each distinct error is logge
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from flowengine.errors import ConfigError
@@ -86,6 +88,7 @@ class Formula(Node[FormulaConfig]):
         self._problem = ""  # why the last result was invalid; "" when it was valid
         self._had_result = False
         self._logged: set[str] = set()
+        self._outcome: tuple[bool, JsonValue | str, bool] | None = None  # of the latest names
 
     @classmethod
     def output_topics(cls, config: FormulaConfig) -> frozenset[str]:
@@ -102,34 +105,47 @@ class Formula(Node[FormulaConfig]):
 
     def receive(self, port: str, msg: Message) -> bool:
         value, wanted, latest = msg.value, self._wanted, self._latest
+        changed = self._outcome is None
         if isinstance(value, dict):
-            latest.update((k, v) for k, v in value.items() if k in wanted)
+            for key, item in value.items():
+                if key in wanted:
+                    changed = changed or not _same(latest.get(key, _ABSENT), item)
+                    latest[key] = item
         if msg.topic in wanted:
+            changed = changed or not _same(latest.get(msg.topic, _ABSENT), value)
             latest[msg.topic] = value
-        self.evaluate()
+        if changed:  # else the same names give the same outcome: no need to compute it
+            self._outcome = self._evaluate()
+        self._give(self._outcome)
         return True
 
-    def evaluate(self) -> None:
-        """Evaluate with the latest values; emit the result (or None, or nothing)."""
+    def _evaluate(self) -> tuple[bool, JsonValue | str, bool]:
+        """(valid, the result or why it is invalid, whether that is an error)."""
         latest = self._latest
         if self.config.require_all:
             for name in self._expr.names:
                 if latest.get(name) is None:
-                    self._invalid(f"'{name}' is invalid" if name in latest
-                                  else f"waiting for '{name}'", error=False)
-                    return
+                    return False, (f"'{name}' is invalid" if name in latest
+                                   else f"waiting for '{name}'"), False
         try:
             result = self._expr.evaluate(latest)
         except EvaluationError as exc:
-            self._invalid(str(exc), error=True)
-            return
+            return False, str(exc), True
         if result is None:
-            self._invalid("the result is None", error=False)
-            return
+            return False, "the result is None", False
         decimals = self.config.decimals
         if decimals is not None and isinstance(result, int | float) \
                 and not isinstance(result, bool):
             result = round(result, decimals) if decimals > 0 else int(round(result, decimals))
+        return True, result, False
+
+    def _give(self, outcome: tuple[bool, JsonValue | str, bool] | None) -> None:
+        """Emit a result (or None, or nothing) and show it."""
+        assert outcome is not None
+        valid, result, error = outcome
+        if not valid:
+            self._invalid(str(result), error=error)
+            return
         ctx = self.ctx
         if self._problem:
             if self._had_result:
@@ -153,6 +169,28 @@ class Formula(Node[FormulaConfig]):
         ctx.status.warning(_short(problem, 120))
         if not self.config.skip_invalid:
             ctx.emit(ctx.message(self.config.output, None))
+
+
+_ABSENT = object()
+
+
+def _same(old: object, new: object) -> bool:
+    """Whether a name keeps its value: equal, and of the same types and key order all the
+    way down (1 and 1.0 are not the same: a result could keep the type). A mapping or
+    list is compared item by item even when it is the same object, in case it changed."""
+    if type(old) is not type(new):
+        return False
+    if isinstance(old, dict):
+        assert isinstance(new, dict)
+        return len(old) == len(new) and all(
+            a == b and _same(old[a], new[b]) for a, b in zip(old, new, strict=True))
+    if isinstance(old, list):
+        assert isinstance(new, list)
+        return len(old) == len(new) and all(
+            _same(a, b) for a, b in zip(old, new, strict=True))
+    if isinstance(old, float):  # -0.0 == 0.0, but '%s' % x tells them apart
+        return old == new and math.copysign(1.0, old) == math.copysign(1.0, new)
+    return bool(old == new)
 
 
 def _short(value: object, limit: int = 40) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import textwrap
 import time
 from pathlib import Path
@@ -108,6 +109,96 @@ def test_formula_rounds_to_decimals(tmp_path: Path) -> None:
                 assert type(whole.values()[0]) is int
             assert h.values() == [3.33]
     asyncio.run(scenario())
+
+
+# -- an input that changes no name ------------------------------------------------------
+
+def _counting_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    original = Expression.evaluate
+
+    def counted(self: Expression, values: object) -> object:
+        calls[0] += 1
+        return original(self, values)  # type: ignore[arg-type]
+    monkeypatch.setattr(Expression, "evaluate", counted)
+    return calls
+
+
+def test_formula_gives_the_same_result_again_without_computing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each input still emits (a Shelly poll's other topics re-send the phase power),
+    but the expression runs only when a name it uses has a new value."""
+    calls = _counting_evaluations(monkeypatch)
+
+    async def scenario() -> None:
+        async with harness(tmp_path, "expression: power\ninputs: [power]") as h:
+            for topic, value in [("power", 230.5), ("voltage", 231), ("current", 1.0),
+                                 ("power", 230.5), ("power", 231.0)]:
+                await h.send(topic, value)
+            assert h.values() == [230.5, 230.5, 230.5, 230.5, 231.0]
+            assert calls[0] == 2
+            assert h.node_status.text == "231.0"
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("expression", "first", "then", "shown"), [
+    ("'%s' % x", 0, 0.0, ["0", "0.0"]),  # an int and a float are not the same value
+    ("'%s' % x", 0.0, -0.0, ["0.0", "-0.0"]),
+    ("'%s' % x", True, 1, ["True", "1"]),
+    ("'%s' % x['a']", {"a": 1}, {"a": 1.0}, ["1", "1.0"]),
+    ("'%s' % x[1]", [1, 2], [1, 2.0], ["2", "2.0"]),
+    ("'%s' % x", math.nan, math.nan, ["nan", "nan"]),
+])
+def test_formula_computes_again_for_a_value_that_only_looks_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, expression: str, first: object,
+        then: object, shown: list[str]) -> None:
+    calls = _counting_evaluations(monkeypatch)
+
+    async def scenario() -> None:
+        async with harness(tmp_path, f"expression: {expression!r}") as h:
+            await h.send("x", first)  # type: ignore[arg-type]
+            await h.send("x", then)  # type: ignore[arg-type]
+            assert h.values() == shown
+            assert calls[0] == 2
+    asyncio.run(scenario())
+
+
+def test_formula_computes_again_for_a_mapping_changed_in_place(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting_evaluations(monkeypatch)
+
+    async def scenario() -> None:
+        async with harness(tmp_path, "expression: joined['soc'] + soc") as h:
+            joined: dict[str, object] = {"soc": 50}
+            await h.send("joined", joined)  # type: ignore[arg-type]
+            joined["soc"] = 60
+            await h.send("joined", joined)  # type: ignore[arg-type]
+            await h.send("other", 1)
+            assert h.values() == [100, 120, 120]
+            assert calls[0] == 2
+    asyncio.run(scenario())
+
+
+def test_formula_repeats_an_invalid_outcome_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    calls = _counting_evaluations(monkeypatch)
+
+    async def scenario() -> None:
+        async with harness(tmp_path, "expression: 100 / x\nrequire_all: false") as h:
+            await h.send("y", 1)  # x missing: None, a TypeError
+            await h.send("x", 0)
+            await h.send("y", 2)
+            await h.send("y", 3)
+            assert h.values() == [None, None, None, None]
+            assert "division by zero" in h.node_status.text
+            assert calls[0] == 2
+            await h.send("x", 5)
+            assert h.values()[-1] == 20.0
+            assert h.node_status.level == "ok"
+    asyncio.run(scenario())
+    warnings = [r for r in caplog.records if "division by zero" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 # -- invalid inputs --------------------------------------------------------------------
