@@ -154,12 +154,14 @@ class EnergyChargeReducer(Node[EnergyChargeReducerConfig]):
         ctx.status.warning("waiting for the first cycle")
         ctx.every(self.config.interval_ms, self._cycle, name="cycle")
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
+        """Keep the latest input for the next cycle (a direct call: no task switch)."""
         if msg.topic in self._values:
             number = finite_number(msg.value)
             self._values[msg.topic] = number
             if number is not None:
                 self._seen.add(msg.topic)
+        return True
 
     def _cycle(self) -> None:
         ctx = self.ctx

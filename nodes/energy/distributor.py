@@ -178,22 +178,25 @@ class EnergyDistributor(Node[EnergyDistributorConfig]):
         self._save_usage(now=True)
 
     # -- inputs -----------------------------------------------------------------------
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
+        """Take an input at once (a direct call, no task switch): nothing here awaits; a
+        cycle it asks for runs in a timer task of its own."""
         if port == "child":
-            return  # a fake BMS renamed from the GUI: the next update sets our name again
+            return True  # a fake BMS renamed from the GUI: the next update sets our name again
         topic = msg.topic
         if topic in SYSTEM_TOPICS:
             self._system_value(topic, msg.value)
-            return
+            return True
         split = split_topic(topic, self.config.root)
         if split is None:
-            return
+            return True
         key, name = split
         if name in PUBLISHED:
-            return
+            return True
         payload = msg.value
         text = "" if payload is None else payload if isinstance(payload, str) else str(payload)
         self._request(key, name, text.strip())
+        return True
 
     def _system_value(self, topic: str, value: JsonValue) -> None:
         self._system.set(topic, value)

@@ -105,7 +105,8 @@ class EnergyNoBatToEv(Node[EnergyNoBatToEvConfig]):
         ctx.status.warning("waiting for the first cycle")
         ctx.every(self.config.interval_ms, self._cycle, name="cycle")
 
-    async def on_message(self, port: str, msg: Message) -> None:
+    def receive(self, port: str, msg: Message) -> bool:
+        """Keep the latest input for the next cycle (a direct call: no task switch)."""
         topic, number = msg.topic, finite_number(msg.value)
         if topic in self._values:
             self._values[topic] = number
@@ -116,6 +117,7 @@ class EnergyNoBatToEv(Node[EnergyNoBatToEvConfig]):
             self._ev[service if isinstance(service, str) else ""] = number
         elif topic == self._relay:
             self._relay_on = None if number is None else number != 0
+        return True
 
     # -- the cycle --------------------------------------------------------------------------
     def _cycle(self) -> None:
