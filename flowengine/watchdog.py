@@ -310,4 +310,6 @@ def _name(handle: Any) -> str:
     if owner is not None:
         return f"{type(owner).__module__}.{type(owner).__qualname__}." \
                f"{getattr(callback, '__name__', '?')}"
+    if isinstance(callback, functools.partial):  # dbus-fast's reader: name what it calls
+        callback = callback.func
     return f"{getattr(callback, '__module__', '?')}.{getattr(callback, '__qualname__', '?')}"

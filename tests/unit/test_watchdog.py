@@ -103,3 +103,22 @@ def test_a_busy_loop_arms_the_alarm_a_few_times_a_second_not_twice_a_wake_up(
     during_block, after_block = (r.getMessage() for r in caplog.records)
     assert during_block.startswith("the event loop has been blocked for over 1 s")
     assert after_block.startswith("the event loop was held for")
+
+
+def test_a_wake_up_source_that_is_a_partial_is_named_by_its_function() -> None:
+    import functools
+
+    from flowengine.watchdog import _name_handle
+
+    def reader(fd: int) -> None:
+        pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        handle = loop.call_soon(functools.partial(reader, 7))
+        name = _name_handle(handle)
+        handle.cancel()
+    finally:
+        loop.close()
+    assert name.endswith("reader"), name
+    assert "functools" not in name
