@@ -177,8 +177,10 @@ _ABSENT = object()
 def _same(old: object, new: object) -> bool:
     """Whether a name keeps its value: equal, and of the same types and key order all the
     way down (1 and 1.0 are not the same: a result could keep the type). A mapping or
-    list is compared item by item even when it is the same object, in case it changed."""
+    list that is the very object kept is never the same: it may have changed in place."""
     if type(old) is not type(new):
+        return False
+    if old is new and isinstance(old, dict | list):
         return False
     if isinstance(old, dict):
         assert isinstance(new, dict)

@@ -168,14 +168,17 @@ def test_formula_computes_again_for_a_mapping_changed_in_place(
     calls = _counting_evaluations(monkeypatch)
 
     async def scenario() -> None:
-        async with harness(tmp_path, "expression: joined['soc'] + soc") as h:
-            joined: dict[str, object] = {"soc": 50}
+        async with harness(tmp_path, "expression: joined['p'][0] * 2") as h:
+            inner = [50]
+            joined: dict[str, object] = {"p": inner}
             await h.send("joined", joined)  # type: ignore[arg-type]
-            joined["soc"] = 60
+            inner[0] = 60  # the same objects again, changed in place
             await h.send("joined", joined)  # type: ignore[arg-type]
+            await h.send("joined", {"p": inner})  # type: ignore[arg-type]
+            await h.send("joined", {"p": [60]})  # type: ignore[arg-type]  # equal, new
             await h.send("other", 1)
-            assert h.values() == [100, 120, 120]
-            assert calls[0] == 2
+            assert h.values() == [100, 120, 120, 120, 120]
+            assert calls[0] == 3
     asyncio.run(scenario())
 
 
