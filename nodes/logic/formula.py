@@ -105,7 +105,7 @@ class Formula(Node[FormulaConfig]):
 
     def receive(self, port: str, msg: Message) -> bool:
         value, wanted, latest = msg.value, self._wanted, self._latest
-        changed = self._outcome is None
+        changed = False
         if isinstance(value, dict):
             for key, item in value.items():
                 if key in wanted:
@@ -114,9 +114,10 @@ class Formula(Node[FormulaConfig]):
         if msg.topic in wanted:
             changed = changed or not _same(latest.get(msg.topic, _ABSENT), value)
             latest[msg.topic] = value
-        if changed:  # else the same names give the same outcome: no need to compute it
-            self._outcome = self._evaluate()
-        self._give(self._outcome)
+        outcome = self._outcome
+        if changed or outcome is None:  # else the same names give the same outcome
+            outcome = self._outcome = self._evaluate()
+        self._give(outcome)
         return True
 
     def _evaluate(self) -> tuple[bool, JsonValue | str, bool]:
@@ -139,9 +140,8 @@ class Formula(Node[FormulaConfig]):
             result = round(result, decimals) if decimals > 0 else int(round(result, decimals))
         return True, result, False
 
-    def _give(self, outcome: tuple[bool, JsonValue | str, bool] | None) -> None:
+    def _give(self, outcome: tuple[bool, JsonValue | str, bool]) -> None:
         """Emit a result (or None, or nothing) and show it."""
-        assert outcome is not None
         valid, result, error = outcome
         if not valid:
             self._invalid(str(result), error=error)
