@@ -48,15 +48,14 @@ def load_json(text: bytes | str) -> Any:
                 return _number(whole.decode(), None if fraction is None else fraction.decode(),
                                None if exponent is None else exponent.decode())
     try:
-        document = json.loads(text, parse_constant=_refuse_constant,
-                              parse_float=_finite_float, parse_int=_bounded_int)
+        document = _DECODER.decode(_as_text(text))
     except RecursionError:
         raise JsonTooDeep(f"nested deeper than {MAX_DEPTH}") from None
     except MemoryError:
         raise JsonTextError("too large to decode") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, our refusals
         raise JsonTextError(_reason(exc)) from None
-    if _too_deep(document):
+    if _brackets(text) > MAX_DEPTH and _too_deep(document):
         raise JsonTooDeep(f"nested deeper than {MAX_DEPTH}")
     raw = text.encode(errors="surrogatepass") if isinstance(text, str) else text
     if _SURROGATE.search(raw) is not None:
@@ -65,6 +64,24 @@ def load_json(text: bytes | str) -> Any:
         except UnicodeEncodeError:
             raise JsonTextError("a lone UTF-16 surrogate") from None
     return document
+
+
+def _as_text(text: bytes | str) -> str:
+    """The text `json.loads` would decode: bytes in the encoding it detects, a str with a
+    byte order mark refused as it refuses it."""
+    if isinstance(text, str):
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return text
+    return text.decode(json.detect_encoding(text), "surrogatepass")
+
+
+def _brackets(text: bytes | str) -> int:
+    """How many `[` and `{` the text holds: no document nests deeper than that (one in a
+    string, or a byte of a UTF-16 character, only makes the count larger)."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
 
 
 def _number(whole: str, fraction: str | None, exponent: str | None) -> int | float:
@@ -99,6 +116,11 @@ def _bounded_int(text: str) -> int:
     if not -_INT_LIMIT < number < _INT_LIMIT:
         raise _Refused(f"{text} is out of range")
     return number
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float,
+                            parse_int=_bounded_int)
+"""made once: `json.loads` with these hooks would make a decoder for every text"""
 
 
 def _reason(exc: ValueError) -> str:

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from flowengine.jsontext import JsonTextError, JsonTooDeep, load_json
+from flowengine.jsontext import MAX_DEPTH, JsonTextError, JsonTooDeep, load_json
 from nodes.mqtt.out import encode_value
 
 NUMBERS = [b"0", b"-0", b"12", b"-12", b"0.5", b"-0.5", b"1e3", b"1E-2", b"2e+2", b"-12.50",
@@ -64,3 +64,30 @@ def test_documents_still_go_through_the_parser() -> None:
 def test_mqtt_out_writes_numbers_as_json_does(value: object) -> None:
     assert encode_value(value) == json.dumps(value, ensure_ascii=False,  # type: ignore[arg-type]
                                              separators=(",", ":"))
+
+
+def test_depth_is_checked_only_where_the_brackets_allow_it_and_then_exactly() -> None:
+    """More than MAX_DEPTH brackets, in texts or side by side, is no deep document; one
+    level beyond MAX_DEPTH is refused, as str and as bytes."""
+    shallow = json.dumps({"text": "[{" * 40, "list": [[1]] * 40})
+    assert load_json(shallow) == load_json(shallow.encode()) == json.loads(shallow)
+    deepest = "[" * MAX_DEPTH + "1" + "]" * MAX_DEPTH
+    assert load_json(deepest) == load_json(deepest.encode()) == json.loads(deepest)
+    too_deep = "[" + deepest + "]"
+    for text in (too_deep, too_deep.encode(), '{"a": "[[[", "b": ' + too_deep + "}"):
+        with pytest.raises(JsonTooDeep, match=f"nested deeper than {MAX_DEPTH}"):
+            load_json(text)
+
+
+@pytest.mark.parametrize("text", [b'\xef\xbb\xbf{"a": 1}', '{"a": [1]}'.encode("utf-16"),
+                                  '{"a": "\u00fc"}'.encode("utf-16-le"),
+                                  '["\u00fc"]'.encode("utf-32")])
+def test_bytes_are_read_in_the_encoding_json_detects(text: bytes) -> None:
+    assert load_json(text) == json.loads(text)
+
+
+def test_a_str_with_a_byte_order_mark_is_refused_as_json_refuses_it() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads('\ufeff{"a": 1}')
+    with pytest.raises(JsonTextError, match="Unexpected UTF-8 BOM"):
+        load_json('\ufeff{"a": 1}')
