@@ -6,8 +6,14 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["Clock", "LoopClock", "ManualClock"]
+__all__ = ["Cancellable", "Clock", "LoopClock", "ManualClock"]
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
 class Clock:
@@ -28,6 +34,11 @@ class Clock:
     async def sleep_until(self, deadline: float) -> None:
         raise NotImplementedError
 
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> Cancellable:
+        """Call `callback` from the event loop at the monotonic `deadline` (soon if it
+        has passed)."""
+        raise NotImplementedError
+
 
 class LoopClock(Clock):
     """The real clock: time.monotonic() and asyncio.sleep."""
@@ -45,6 +56,10 @@ class LoopClock(Clock):
         delay = deadline - time.monotonic()
         await asyncio.sleep(delay if delay > 0 else 0)
 
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> Cancellable:
+        delay = deadline - time.monotonic()  # the loop's own clock may be another one
+        return asyncio.get_running_loop().call_later(delay if delay > 0 else 0, callback)
+
 
 class ManualClock(Clock):
     """A clock that moves only when a test calls `advance()`."""
@@ -52,7 +67,7 @@ class ManualClock(Clock):
     def __init__(self, start: float = 1000.0, wall_start: float = 1_750_000_000.0) -> None:
         self._now = self.origin = start
         self._wall_offset = wall_start - start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None] | _Call]] = []
         self._seq = itertools.count()
 
     def monotonic(self) -> float:
@@ -69,18 +84,45 @@ class ManualClock(Clock):
         heapq.heappush(self._sleepers, (deadline, next(self._seq), future))
         await future
 
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> Cancellable:
+        call = _Call(callback)
+        if deadline <= self._now:
+            asyncio.get_running_loop().call_soon(call.run)
+        else:
+            heapq.heappush(self._sleepers, (deadline, next(self._seq), call))
+        return call
+
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper that is due, in deadline order."""
         target = self._now + seconds
         await _settle()
         while self._sleepers and self._sleepers[0][0] <= target + 1e-9:  # float sums
-            deadline, _, future = heapq.heappop(self._sleepers)
+            deadline, _, due = heapq.heappop(self._sleepers)
             self._now = max(self._now, deadline)
-            if not future.done():
-                future.set_result(None)
+            if isinstance(due, _Call):
+                due.run()
+            elif not due.done():
+                due.set_result(None)
             await _settle()
         self._now = target
         await _settle()
+
+
+class _Call:
+    """A call-back of `ManualClock.call_at`, until cancelled."""
+
+    __slots__ = ("_callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        self._callback = None
+
+    def run(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 async def _settle(rounds: int = 8) -> None:

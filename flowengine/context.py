@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from flowengine.model import DEFAULT_PORT, INPUT_PORT, JsonValue, Message
 
 if TYPE_CHECKING:
-    from flowengine.clock import Clock
+    from flowengine.clock import Cancellable, Clock
     from flowengine.connections import Connections
     from flowengine.log import NodeLogger
     from flowengine.state import NodeState
@@ -48,6 +48,9 @@ class _Host(Protocol):
     def set_node_status(self, status: NodeStatus) -> None: ...
     def get_status(self) -> NodeStatus: ...
     def spawn_task(self, coro: Awaitable[None], role: str) -> asyncio.Task[None]: ...
+    def add_timer(self, timer: Timer) -> None: ...
+    def drop_timer(self, timer: Timer) -> None: ...
+    def fail(self, exc: BaseException, where: str) -> None: ...
     def node_state(self) -> NodeState: ...
     def event(self, level: int, text: str) -> None: ...
     async def hold_safe_action(self, action: Mapping[str, Any]) -> bool: ...
@@ -90,19 +93,85 @@ class StatusHandle:
 
 
 class Timer:
-    """A running `every`/`after` timer; `cancel()` stops it."""
+    """A running `every`/`after` timer; `cancel()` stops it.
 
-    __slots__ = ("_task",)
+    While its callback returns nothing, a tick is one call-back of the event loop, no
+    task wakes for it; once the callback returns an awaitable, a task of the node runs
+    the timer from then on, awaiting each before the next tick (a tick that falls due
+    meanwhile is skipped). Either way the node's runner cancels it when the incarnation
+    ends, and an exception in the callback fails the node."""
 
-    def __init__(self, task: asyncio.Task[None]) -> None:
-        self._task = task
+    __slots__ = ("_callback", "_clock", "_deadline", "_done", "_handle", "_host",
+                 "_interval", "_role", "_task", "wakeup_name")
+
+    def __init__(self, host: _Host, callback: TimerCallback, interval: float | None,
+                 role: str, deadline: float) -> None:
+        self.wakeup_name = f"timer {host.flow_id}/{host.node_id}:{role}"  # watchdog's name
+        self._host = host
+        self._clock = host.clock
+        self._callback = callback
+        self._interval = interval  # None: once (`after`)
+        self._role = role
+        self._deadline = deadline
+        self._task: asyncio.Task[None] | None = None
+        self._done = False
+        host.add_timer(self)
+        self._handle: Cancellable | None = self._clock.call_at(deadline, self._fire)
 
     def cancel(self) -> None:
-        self._task.cancel()
+        if self._done:
+            return
+        self._finish()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()  # its own task ends at its loop's test instead
 
     @property
     def active(self) -> bool:
-        return not self._task.done()
+        return not self._done
+
+    def _finish(self) -> None:
+        self._done = True
+        self._host.drop_timer(self)
+
+    def _fire(self) -> None:
+        self._handle = None
+        try:
+            result = self._callback()
+        except Exception as exc:
+            self._finish()
+            self._host.fail(exc, f"{self._host.flow_id}/{self._host.node_id}:{self._role}")
+            return
+        if result is not None:
+            self._task = self._host.spawn_task(self._run(result), self._role)
+        elif self._done:
+            pass  # the callback cancelled its own timer
+        elif self._interval is None:
+            self._finish()
+        else:
+            self._deadline = self._next()
+            self._handle = self._clock.call_at(self._deadline, self._fire)
+
+    def _next(self) -> float:
+        assert self._interval is not None
+        clock = self._clock
+        return _tick_after(max(self._deadline, clock.monotonic()), self._interval,
+                           clock.origin)
+
+    async def _run(self, pending: Awaitable[None]) -> None:
+        """The timer once its callback is asynchronous."""
+        try:
+            await pending
+            while self._interval is not None and not self._done:
+                self._deadline = self._next()
+                await self._clock.sleep_until(self._deadline)
+                result = self._callback()
+                if result is not None:
+                    await result
+        finally:
+            self._finish()
 
 
 def _tick_after(now: float, interval: float, origin: float) -> float:
@@ -158,22 +227,11 @@ class NodeContext:
         """
         if interval_ms <= 0:
             raise ValueError("interval_ms must be positive")
-        return Timer(self._host.spawn_task(
-            self._every(interval_ms / 1000, callback, first_ms), name))
-
-    async def _every(self, interval: float, callback: TimerCallback,
-                     first_ms: float | None) -> None:
-        clock = self.clock
-        now = clock.monotonic()
-        origin = clock.origin
-        deadline = _tick_after(now, interval, origin) if first_ms is None \
+        interval = interval_ms / 1000
+        now = self.clock.monotonic()
+        deadline = _tick_after(now, interval, self.clock.origin) if first_ms is None \
             else now + first_ms / 1000
-        while True:
-            await clock.sleep_until(deadline)
-            result = callback()
-            if result is not None:
-                await result
-            deadline = _tick_after(max(deadline, clock.monotonic()), interval, origin)
+        return Timer(self._host, callback, interval, name, deadline)
 
     def next_tick(self, interval_ms: float) -> float:
         """The monotonic time of the next tick of the `interval_ms` grid (see `every`):
@@ -182,13 +240,8 @@ class NodeContext:
 
     def after(self, delay_ms: float, callback: TimerCallback, *, name: str = "after") -> Timer:
         """Call `callback` once after `delay_ms`."""
-        return Timer(self._host.spawn_task(self._after(delay_ms / 1000, callback), name))
-
-    async def _after(self, delay: float, callback: TimerCallback) -> None:
-        await self.clock.sleep_until(self.clock.monotonic() + delay)
-        result = callback()
-        if result is not None:
-            await result
+        return Timer(self._host, callback, None, name,
+                     self.clock.monotonic() + delay_ms / 1000)
 
     # -- state, connections, vars, events ---------------------------------------------
     @property

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flowengine.context import NodeContext, NodeStatus
+from flowengine.context import NodeContext, NodeStatus, Timer
 from flowengine.errors import NodeError
 from flowengine.log import NodeLogger
 from flowengine.mailbox import Mailbox, MailboxClosed
@@ -72,6 +72,7 @@ class NodeRunner:
         self.children: dict[str, NodeRunner] = {}
         self.node: Node[Any] | None = node
         self.tasks: set[asyncio.Task[None]] = set()
+        self.timers: set[Timer] = set()  # of the incarnation, running on loop call-backs
         self.status = NodeStatus()
         self._phase = "new"  # new, running, failed, stopping, stopped
         self.failures = 0
@@ -148,6 +149,12 @@ class NodeRunner:
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def add_timer(self, timer: Timer) -> None:
+        self.timers.add(timer)
+
+    def drop_timer(self, timer: Timer) -> None:
+        self.timers.discard(timer)
 
     def node_state(self) -> NodeState:
         return self.flow.runtime.state.node_state(self.flow_id, self.node_id)
@@ -282,6 +289,8 @@ class NodeRunner:
                                         f"node '{self.node_id}' restarted")
 
     async def _cancel_tasks(self) -> None:
+        for timer in list(self.timers):
+            timer.cancel()
         current = asyncio.current_task()
         pending = [t for t in self.tasks if t is not current]
         for task in pending:

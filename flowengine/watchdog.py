@@ -37,6 +37,7 @@ from types import FrameType
 from typing import Any
 
 from flowengine.atomic import write_atomically
+from flowengine.context import Timer
 
 __all__ = ["WAKEUPS_ENV", "LoopWatchdog", "WakeupCounter"]
 
@@ -163,29 +164,36 @@ class LoopWatchdog:
 
 
 def describe_running(frame: FrameType | None) -> str:
-    """The running task's name and the innermost frame of this project's code."""
+    """The running task's name (or node timer's) and the innermost frame of this
+    project's code."""
     try:
         task = asyncio.current_task()
     except RuntimeError:
         task = None
-    where = None
+    where = timer = None
     while frame is not None:
         filename = frame.f_code.co_filename
-        if filename.startswith(_ROOT) and "-packages" not in filename \
+        if where is None and filename.startswith(_ROOT) and "-packages" not in filename \
                 and filename != __file__:
             where = f"{os.path.relpath(filename, _ROOT)}:{frame.f_lineno} " \
                     f"{frame.f_code.co_name}"
+        if frame.f_code is _TIMER_FIRE:  # a node's timer, called by the loop, no task
+            timer = getattr(frame.f_locals.get("self"), "wakeup_name", None)
             break
         frame = frame.f_back
     parts = []
     if task is not None:
         parts.append(f"task {task.get_name()}")
+    elif isinstance(timer, str):
+        parts.append(timer)
     if where is not None:
         parts.append(where)
     return ", ".join(parts) or "no task of ours"
 
 
 # -- wake-ups ------------------------------------------------------------------------------
+
+_TIMER_FIRE = Timer._fire.__code__
 
 WAKEUPS_ENV = "ESESS_WAKEUPS"
 """a file name: `run` counts the loop's wake-ups and names what caused each (see
@@ -204,7 +212,8 @@ class WakeupCounter:
     turn, not a wake-up. Each wake-up is charged to what woke it: the readers whose file
     descriptors became ready (`<protocol class> <peer>`, the signal pipe, a server
     socket), or, when none did, the timers that fell due (`task <name>` for a task's
-    sleep or timeout, else the callback). SIGUSR1 writes the window so far to the file,
+    sleep or timeout, `timer <flow>/<node>:<role>` for a node's timer, else the
+    callback). SIGUSR1 writes the window so far to the file,
     `{"window_s", "wakeups", "turns", "sources": {name: count}, "timeline": [[s, name]]}`,
     and starts a new one. It reads private attributes of asyncio's selector loop, so it
     is for measuring, not for running a site.
@@ -299,6 +308,9 @@ def _name(handle: Any) -> str:
             if isinstance(task, asyncio.Task):
                 return f"task {task.get_name()}"
     owner: Any = getattr(callback, "__self__", None)
+    named = getattr(owner, "wakeup_name", None)  # a node's timer (flowengine.context.Timer)
+    if isinstance(named, str):
+        return named
     task = getattr(owner, "_task", None)
     if isinstance(task, asyncio.Task):  # asyncio.timeout() of a task
         return f"task {task.get_name()} ({type(owner).__name__})"

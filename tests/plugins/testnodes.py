@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,3 +183,39 @@ class TestBlock(Node[BlockConfig]):
             Path(marker).write_text("blocked\n")
         while True:  # never returns: only SIGKILL ends this
             time.sleep(3600)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TickerConfig:
+    every_ms: float = option("period of the timer", default=100.0)
+    once: bool = option("one `after(every_ms)` instead of `every`", default=False)
+    work_ms: float | None = option("each tick awaits this long (asynchronous callback)",
+                                   default=None)
+    raise_at: int | None = option("the tick that raises", default=None)
+    stop_at: int | None = option("the tick that cancels its own timer", default=None)
+
+
+@node_type("test.ticker", config=TickerConfig)
+class TestTicker(Node[TickerConfig]):
+    """Emit the number of each tick of one timer (`every` or `after`), synchronous or
+    awaiting `work_ms`; raise or cancel the timer at a given tick."""
+
+    inputs = {}
+
+    async def start(self, ctx: NodeContext) -> None:
+        await super().start(ctx)
+        self.n = 0
+        cfg = self.config
+        self.timer = ctx.after(cfg.every_ms, self._tick, name="tick") if cfg.once \
+            else ctx.every(cfg.every_ms, self._tick, name="tick")
+
+    def _tick(self) -> Awaitable[None] | None:
+        self.n += 1
+        self.emit("tick", self.n)
+        if self.n == self.config.raise_at:
+            raise RuntimeError(f"tick {self.n} fails")
+        if self.n == self.config.stop_at:
+            self.timer.cancel()
+        work = self.config.work_ms
+        return None if work is None else self.ctx.clock.sleep_until(
+            self.ctx.now() + work / 1000)

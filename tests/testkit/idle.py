@@ -185,7 +185,8 @@ def budget(site_file: Path) -> Budget:
                 seconds = period(planned.config) if type_name == kind else None
                 if seconds:
                     why = f"{plan.spec.id}/{node_id}:{role} every {seconds:g} s"
-                    out.add(Line(why, f"task {plan.spec.id}/{node_id}:{role}", seconds))
+                    name = re.escape(f"{plan.spec.id}/{node_id}:{role}")
+                    out.add(Line(why, rf"(task|timer) {name}", seconds))
                     (http if (kind, role) in HTTP_TIMERS else
                      mqtt if (kind, role) in MQTT_TIMERS else []).append(why)
             if kind == "energy.wattpilot":

@@ -111,7 +111,7 @@ def test_a_blocked_event_loop_is_killed_after_the_timeout_with_the_safe_value_wr
             print(f"blocked loop -> safe value in {time.monotonic() - blocked:.3f} s")
             # the runtime's own watchdog named the culprit while the loop was stuck
             line = g.lines[await g.wait_for("the event loop has been blocked")]
-            assert "task hold/freeze:block" in line
+            assert "timer hold/freeze:block" in line
             await g.wait_for("no heartbeat from the runtime for 10 s")
             await g.runtime_pid(other_than=first, timeout=10)
             await eventually(lambda: svc.values[SETPOINT] == -2500, timeout=15)
