@@ -46,10 +46,12 @@ ratios}. Linux only.
 
 `--setup` npm-installs node-red@4 into ~/.cache/esess-bench (ESESS_BENCH_CACHE moves
 it; needs node and npm on PATH and the npm registry) unless it is there, and aiomqtt
-with `pip install -e '.[bench]'` (needs PyPI) unless it imports. A run without it still
-installs Node-RED on first use. ESESS_BENCH_PROFILE=FILE runs the runtime contenders
-under cProfile (their CPU figures grow) and writes the profile to FILE; with both, the
-one run last wins, so pick one with `--only`.
+with `pip install` of the `bench` extra's packages (pyproject.toml; needs PyPI) unless it
+imports. It installs just those: reinstalling the project (`-e '.[bench]'`) would point
+the virtual environment at whichever checkout ran the bench (a git worktree, say).
+A run without `--setup` still installs Node-RED on first use. ESESS_BENCH_PROFILE=FILE
+runs the runtime contenders under cProfile (their CPU figures grow) and writes the
+profile to FILE; with both, the one run last wins, so pick one with `--only`.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -369,6 +372,12 @@ def contender_command(name: str, port: int, work: Path) -> list[str] | None:
     raise ValueError(name)
 
 
+def bench_requirements() -> list[str]:
+    """The packages of the project's `bench` extra, as pyproject.toml lists them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return list(project["optional-dependencies"]["bench"])
+
+
 def has_aiomqtt() -> bool:
     return importlib.util.find_spec("aiomqtt") is not None
 
@@ -396,9 +405,9 @@ def node_red_version() -> str:
 def setup() -> int:
     """Install what the optional contenders need; 0 when both are there."""
     if not has_aiomqtt():
-        print("aiomqtt: pip install -e '.[bench]'", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", f"{ROOT}[bench]"],
-                       check=True)
+        packages = bench_requirements()
+        print(f"aiomqtt: pip install {' '.join(packages)}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *packages], check=True)
     red = node_red()
     print(f"aiomqtt: {'ready' if has_aiomqtt() else 'missing'}; node-red: "
           f"{f'{node_red_version()} in {CACHE}' if red else 'missing'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -95,3 +96,12 @@ def test_runtime_flows_validate(bench: ModuleType, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "esess-flowctl"), "validate", *sites],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_setup_installs_the_bench_extras_packages_not_the_project(bench: ModuleType) -> None:
+    # `pip install -e '.[bench]'` would point the venv at the checkout that ran --setup
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["bench"]
+    packages = bench.bench_requirements()
+    assert packages == extra and "aiomqtt" in packages
+    assert not any(str(ROOT) in p or p.startswith((".", "-")) for p in packages)
