@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 import gmqtt  # type: ignore[import-untyped]  # noqa: E402
 from dbus_fast import Message, MessageType, NameFlag, Variant  # noqa: E402
 from dbus_fast.aio import MessageBus  # noqa: E402
-from mqtt import mosquitto  # noqa: E402  # bench/mqtt.py, beside this file
+from procs import mosquitto  # noqa: E402  # bench/procs.py, beside this file
 
 from nodes.dbus.daemon import PrivateBus  # noqa: E402
 

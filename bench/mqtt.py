@@ -33,7 +33,12 @@ counts every answer on out/+. Each contender goes through three phases:
    N, or under 1 MB).
 
 CPU is user + system time of the contender's process and its children (/proc, in clock
-ticks); RSS is summed over the same processes. At the end the runtime's ratios against
+ticks); RSS is summed over the same processes. Two runs of the same code differ by up to
+a fifth at 1000 msg/s on a shared machine, so `--rounds` (3) measures every contender
+again in fresh processes, each round starting one contender later in the list; the
+tables show each figure's median over the rounds (the bursts: the first round's), and
+each ratio that counts is the median of the rounds' ratios, as in bench/exporter.py,
+printed with every round's. At the end the runtime's ratios against
 every other contender are printed (CPU per message at the fixed and at full rate,
 msg/s, RSS after the fixed-rate run), those against the floor (gmqtt) and the peer
 (node-red) beside the goals of issue 17 with "meets" or "misses" (the fixed-rate goals
@@ -42,7 +47,7 @@ ratios}. Linux only.
 
     .venv/bin/python bench/mqtt.py --setup    # once: Node-RED and aiomqtt, then exits
     .venv/bin/python bench/mqtt.py [--messages 50000] [--rate 1000] [--seconds 5]
-        [--burst 20000] [--only runtime --only gmqtt ...] [--json]
+        [--burst 20000] [--rounds 3] [--only runtime --only gmqtt ...] [--json]
 
 `--setup` npm-installs node-red@4 into ~/.cache/esess-bench (ESESS_BENCH_CACHE moves
 it; needs node and npm on PATH and the npm registry) unless it is there, and aiomqtt
@@ -60,32 +65,33 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import getpass
 import importlib.util
 import json
 import os
 import shutil
-import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gmqtt  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))  # bench/procs.py, also when loaded from a file path
+
+from procs import free_port, mosquitto, peak_rss_mb, reset_peak, rss_mb, total_cpu  # noqa: E402
+
 CACHE = Path(os.environ.get("ESESS_BENCH_CACHE", Path.home() / ".cache" / "esess-bench"))
 RED = CACHE / "node_modules" / "node-red"
 CONTENDERS = ("runtime", "runtime-events", "gmqtt", "aiomqtt", "node-red")
 TOPICS = 64
 QUIET = 1.0  # seconds without an answer that end a phase which lost messages
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # issue 17's goals: figure -> {contender: the most runtime / contender may be}
 GOALS: dict[str, dict[str, float]] = {
@@ -126,83 +132,6 @@ async def main():
             await c.publish("out/" + m.topic.value[3:], str(float(m.payload) * 1.5 + 3))
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def mosquitto(directory: Path) -> Iterator[int]:
-    """A mosquitto of our own on a free loopback port (bench/exporter.py uses it too)."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    conf = directory / "mosquitto.conf"
-    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n"
-                    "allow_anonymous true\npersistence false\nmax_queued_messages 100000\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("mosquitto did not start (scripts/system-deps installs it)")
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(5)
-
-
-def tree(pid: int) -> list[int]:
-    """A process and its descendants (Node-RED could run under npm's node)."""
-    try:
-        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return [pid]
-    return [pid, *(p for k in kids for p in tree(k))]
-
-
-def total_cpu(pid: int) -> float:
-    """User + system CPU seconds of the process tree."""
-    total = 0
-    for p in tree(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
-
-
-def rss_mb(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        with contextlib.suppress(OSError):
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
-    return total / 1e6
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of the process tree: the most RSS since start or since reset_peak."""
-    total = 0
-    for p in tree(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) * 1024
-    return total / 1e6
-
-
-def reset_peak(pid: int) -> None:
-    for p in tree(pid):
-        try:
-            Path(f"/proc/{p}/clear_refs").write_text("5")
-        except OSError as exc:
-            print(f"peak RSS of {p} not reset ({exc}): it counts from the start",
-                  file=sys.stderr)
 
 
 def index_of(payload: bytes) -> int:
@@ -444,7 +373,10 @@ async def bursts(load: Load, pid: int, size: int) -> list[dict[str, Any]]:
     return out
 
 
-async def measure(name: str, port: int, args: argparse.Namespace) -> dict[str, Any] | None:
+async def measure(name: str, port: int, args: argparse.Namespace, *,
+                  burst: bool = True) -> dict[str, Any] | None:
+    """One round of one contender in a fresh process: full rate, fixed rate and (with
+    `burst`) the two bursts."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         command = contender_command(name, port, Path(tmp))
         if command is None:
@@ -473,7 +405,7 @@ async def measure(name: str, port: int, args: argparse.Namespace) -> dict[str, A
                     "p99_ms": lat[int(len(lat) * 0.99)] * 1e3,
                     "rss_idle_mb": idle, "rss_mb": rss_mb(proc.pid),
                 }
-                if args.burst:
+                if burst and args.burst:
                     result["burst"] = await bursts(load, proc.pid, args.burst)
                 return result
         except BaseException:
@@ -518,10 +450,12 @@ def memory_bounded(burst: list[dict[str, Any]]) -> tuple[float, float, bool]:
     return first, second, second < 1.5 * first or second < 1.0
 
 
-def show(results: dict[str, Any], args: argparse.Namespace) -> None:
+def show(rounds: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    results = combine(rounds)
     print(f"bridge in/+ -> x*1.5+3 -> out/+ over {TOPICS} topics, one mosquitto; "
           f"full rate: {args.messages} messages, {args.window} in flight; "
-          f"fixed rate: {args.rate:.0f} msg/s for {args.seconds:g} s")
+          f"fixed rate: {args.rate:.0f} msg/s for {args.seconds:g} s; "
+          f"{len(rounds)} round(s), medians")
     print(f"{'':16}{'full rate':^20}  {f'at {args.rate:.0f} msg/s':^36}  {'RSS MB':^13}"
           .rstrip())
     print(f"{'':16}{'msg/s':>8}{'CPU µs/msg':>12}  {'CPU µs/msg':>11}{'arrived':>9}"
@@ -535,7 +469,7 @@ def show(results: dict[str, Any], args: argparse.Namespace) -> None:
     if bursts:
         show_bursts(bursts)
     if "runtime" in results and len(results) > 1:
-        show_ratios(ratios(results, args.rate), args.rate)
+        show_ratios(round_ratios(rounds, args.rate), args.rate)
 
 
 def show_bursts(bursts: dict[str, list[dict[str, Any]]]) -> None:
@@ -570,15 +504,73 @@ def show_ratios(table: dict[str, Any], rate: float) -> None:
                 text += f" ≤ {cell['goal']:.1f}x {'meets' if cell['meets'] else 'misses'}"
             cells.append(f"{text:>28}")
         print(f"{label:17}{''.join(cells)}{row['msg_per_s']:>7.2f}x{row['rss_mb']:>7.2f}x")
+    rounds = next(iter(table.values()))["cpu_us_per_msg"].get("rounds", [])
+    if len(rounds) > 1:
+        print(f"each ratio: the median of {len(rounds)} rounds'; the rounds' against the "
+              "floor and the peer:")
+        for name in (n for n in ROLES if n in table):
+            for figure, what in zip(GOALS, (f"at {rate:.0f} msg/s", "at full rate"),
+                                    strict=True):
+                values = ", ".join(f"{v:.2f}" for v in table[name][figure]["rounds"])
+                print(f"  {name:9} {what:>14}: {values}")
 
 
-async def run_all(args: argparse.Namespace, port: int) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    for name in args.only or CONTENDERS:
-        result = await measure(name, port, args)
-        if result is not None:
-            results[name] = result
-    return results
+async def run_all(args: argparse.Namespace, port: int) -> list[dict[str, Any]]:
+    """`--rounds` rounds, each contender in a fresh process; each round starts one
+    contender later in the list, so none is always measured first or last. The bursts run
+    in the first round only (they show what happens, not a ratio)."""
+    names = list(args.only or CONTENDERS)
+    rounds: list[dict[str, Any]] = []
+    for number in range(args.rounds):
+        shift = number % len(names)
+        one: dict[str, Any] = {}
+        for name in names[shift:] + names[:shift]:
+            result = await measure(name, port, args, burst=number == 0)
+            if result is not None:
+                one[name] = result
+        rounds.append({name: one[name] for name in names if name in one})
+    return rounds
+
+
+MEDIANS = ("msg_per_s", "cpu_us_per_msg", "rate_cpu_us_per_msg", "p50_ms", "p99_ms",
+           "rss_idle_mb", "rss_mb")
+SUMS = ("rate_sent", "rate_arrived")
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each contender's figures over the rounds: the median of each, the fixed-rate
+    messages summed (a loss in any round shows), the bursts of the first round."""
+    out: dict[str, Any] = {}
+    for name in rounds[0]:
+        runs = [r[name] for r in rounds if name in r]
+        figures: dict[str, Any] = {k: statistics.median(run[k] for run in runs)
+                                   for k in MEDIANS}
+        figures.update({k: sum(run[k] for run in runs) for k in SUMS})
+        if "burst" in runs[0]:
+            figures["burst"] = runs[0]["burst"]
+        out[name] = figures
+    return out
+
+
+def round_ratios(rounds: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    """`ratios` of each round, and of the rounds together the median of each ratio (the
+    ratio that counts, as in bench/exporter.py), with its goal, and every round's."""
+    each = [ratios(r, rate) for r in rounds]
+    table: dict[str, Any] = {}
+    for name, first in each[0].items():
+        rows = [one[name] for one in each if name in one]
+        row: dict[str, Any] = {}
+        for figure, cell in first.items():
+            if isinstance(cell, dict):
+                values = [one[figure]["ratio"] for one in rows]
+                ratio = statistics.median(values)
+                goal = cell["goal"]
+                row[figure] = {"ratio": ratio, "goal": goal, "rounds": values,
+                               "meets": None if goal is None else ratio <= goal}
+            else:
+                row[figure] = statistics.median(one[figure] for one in rows)
+        table[name] = row
+    return table
 
 
 def main() -> None:
@@ -589,6 +581,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5, help="length of the fixed-rate run")
     parser.add_argument("--burst", type=int, default=20_000,
                         help=f"messages in the first burst (0: none, else at least {TOPICS})")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds, each contender in a fresh process; the ratios that "
+                             "count are the medians of the rounds'")
     parser.add_argument("--only", action="append", choices=CONTENDERS)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--setup", action="store_true",
@@ -596,17 +591,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.setup:
         raise SystemExit(setup())
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     if 0 < args.burst < TOPICS:
         parser.error(f"--burst: 0 or at least {TOPICS}")
     with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as port:
-        results = asyncio.run(run_all(args, port))
+        rounds = asyncio.run(run_all(args, port))
     if args.json:
-        settings = {k: getattr(args, k) for k in ("messages", "window", "rate", "seconds", "burst")}
-        print(json.dumps({"settings": settings, "contenders": results,
-                          "ratios": ratios(results, args.rate)}, indent=2))
+        settings = {k: getattr(args, k)
+                    for k in ("messages", "window", "rate", "seconds", "burst", "rounds")}
+        print(json.dumps({"settings": settings, "contenders": combine(rounds),
+                          "ratios": round_ratios(rounds, args.rate), "rounds": rounds},
+                         indent=2))
         return
-    show(results, args)
-    if "node-red" in results:
+    show(rounds, args)
+    if "node-red" in rounds[0]:
         node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
         print(f"(node-red {node_red_version()} on node {node.strip()})")
 

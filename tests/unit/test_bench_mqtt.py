@@ -105,3 +105,52 @@ def test_setup_installs_the_bench_extras_packages_not_the_project(bench: ModuleT
     packages = bench.bench_requirements()
     assert packages == extra and "aiomqtt" in packages
     assert not any(str(ROOT) in p or p.startswith((".", "-")) for p in packages)
+
+
+def figures(cpu: float, rate_cpu: float, arrived: int = 1000, **extra: Any) -> dict[str, Any]:
+    return {"msg_per_s": 1e4, "cpu_us_per_msg": cpu, "rate_cpu_us_per_msg": rate_cpu,
+            "p50_ms": 1.0, "p99_ms": 2.0, "rss_idle_mb": 35.0, "rss_mb": 36.0,
+            "rate_sent": 1000, "rate_arrived": arrived, **extra}
+
+
+def test_the_ratio_that_counts_is_the_median_of_the_rounds(bench: ModuleType) -> None:
+    # runtime / node-red at 1000 msg/s in the rounds: 0.9 (alone it would miss), 0.7, 0.75
+    rounds = [{"runtime": figures(20, 90), "node-red": figures(40, 100)},
+              {"runtime": figures(22, 70), "node-red": figures(40, 100)},
+              {"runtime": figures(21, 75), "node-red": figures(40, 100)}]
+    cell = bench.round_ratios(rounds, rate=1000)["node-red"]["rate_cpu_us_per_msg"]
+    assert cell["rounds"] == [0.9, 0.7, 0.75]
+    assert (cell["ratio"], cell["goal"], cell["meets"]) == (0.75, 0.8, True)
+    rounds[2]["runtime"]["rate_cpu_us_per_msg"] = 85
+    assert bench.round_ratios(rounds, rate=1000)["node-red"]["rate_cpu_us_per_msg"][
+        "meets"] is False  # median 0.85
+
+
+def test_combine_takes_medians_sums_the_fixed_rate_and_keeps_the_first_bursts(
+        bench: ModuleType) -> None:
+    burst = [{"sent": 20000}]
+    rounds = [{"runtime": figures(30, 100, burst=burst)},
+              {"runtime": figures(10, 300, arrived=990)},
+              {"runtime": figures(20, 200)}]
+    runtime = bench.combine(rounds)["runtime"]
+    assert (runtime["cpu_us_per_msg"], runtime["rate_cpu_us_per_msg"]) == (20, 200)
+    assert (runtime["rate_sent"], runtime["rate_arrived"]) == (3000, 2990)  # a loss shows
+    assert runtime["burst"] is burst
+
+
+def test_each_round_starts_one_contender_later_and_bursts_once(
+        bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, bool]] = []
+
+    async def measure(name: str, port: int, args: Any, *, burst: bool) -> dict[str, Any]:
+        calls.append((name, burst))
+        return figures(10, 100)
+
+    monkeypatch.setattr(bench, "measure", measure)
+    args = type("Args", (), {"only": ["runtime", "gmqtt", "node-red"], "rounds": 3})()
+    rounds = bench.asyncio.run(bench.run_all(args, 1883))
+    assert [name for name, _ in calls] == ["runtime", "gmqtt", "node-red",
+                                           "gmqtt", "node-red", "runtime",
+                                           "node-red", "runtime", "gmqtt"]
+    assert [burst for _, burst in calls] == [True] * 3 + [False] * 6
+    assert all(list(r) == ["runtime", "gmqtt", "node-red"] for r in rounds)
