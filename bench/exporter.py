@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 import gmqtt  # type: ignore[import-untyped]  # noqa: E402
 from dbus_fast import Message, MessageType, NameFlag, Variant  # noqa: E402
 from dbus_fast.aio import MessageBus  # noqa: E402
-from procs import mosquitto  # noqa: E402  # bench/procs.py, beside this file
+from procs import cpu_s, mosquitto  # noqa: E402  # bench/procs.py, beside this file
 
 from nodes.dbus.daemon import PrivateBus  # noqa: E402
 
@@ -68,7 +68,6 @@ SERVICE = "com.victronenergy.vebus.ttyS4"
 BUSITEM = "com.victronenergy.BusItem"
 GOAL = 1.15  # runtime / floor, CPU per change (issue 17)
 TICK_S = 0.01
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 SETTLE_S = 1.0  # after the first values, for the runtime to finish starting (it may block)
 INITIAL = -1  # the change number of the values before the run (-1, or -0.5 for a float)
 
@@ -214,12 +213,6 @@ async def floor(address: str, port: int, args: argparse.Namespace) -> None:
 
 
 # -- the benchmark ----------------------------------------------------------------------------
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-
 
 def wakeups(pid: int) -> int:
     """How often the process went to sleep and was woken (voluntary context switches)."""

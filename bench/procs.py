@@ -1,7 +1,7 @@
 """Process and broker helpers of the benchmarks: a mosquitto of their own on a free
 loopback port, and the CPU time and memory of a contender's process tree (/proc).
 
-Linux only. `bench/mqtt.py` and `bench/exporter.py` use them.
+Linux only. `bench/mqtt.py`, `bench/exporter.py` and `bench/soak.py` use them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["free_port", "mosquitto", "peak_rss_mb", "reset_peak", "rss_mb", "total_cpu",
+__all__ = ["cpu_s", "free_port", "mosquitto", "peak_rss_mb", "reset_peak", "rss_mb", "total_cpu",
            "tree"]
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -32,7 +32,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def mosquitto(directory: Path) -> Iterator[int]:
-    """A mosquitto of our own on a free loopback port; yields the port."""
+    """A mosquitto of our own on a free loopback port; yields the port. Synchronous (it
+    waits for the port to answer): enter it before `asyncio.run`, as the benches do."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = free_port()
     conf = directory / "mosquitto.conf"
@@ -61,6 +62,12 @@ def tree(pid: int) -> list[int]:
     except OSError:
         return [pid]
     return [pid, *(p for k in kids for p in tree(k))]
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def total_cpu(pid: int) -> float:

@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the site of every flow lives with the tests
 FLOWCTL = [sys.executable, "-m", "flowengine.cli"]
 
+from procs import cpu_s  # noqa: E402  # bench/procs.py, beside this file
 from testkit.idle import write_site  # noqa: E402
 
 from flowengine.watchdog import WAKEUPS_ENV  # noqa: E402
@@ -49,11 +50,6 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_sim(speed: float, *, freeze: bool = False
