@@ -126,6 +126,10 @@ def main() -> None:
     if wakeups:
         print(f"wake-ups {wakeups['per_min']}/min (bench/wakeup.py: what one costs here); "
               "most: " + ", ".join(f"{name} {rate}" for name, rate in wakeups["top"]))
+        if wakeups["cpu_top"]:
+            print(f"CPU by what woke the loop, ms a minute ({wakeups['charged_percent']} % "
+                  "of the loop's CPU; the rest is its sleeps): "
+                  + ", ".join(f"{name} {ms}" for name, ms in wakeups["cpu_top"]))
 
 
 def measure(args: argparse.Namespace, repo: Path, *, count_wakeups: bool) -> dict[str, Any]:
@@ -204,8 +208,9 @@ def _side_by_side(args: argparse.Namespace, baseline: Path) -> None:
 
 
 def _wakeups(runtime: subprocess.Popen[str], file: Path) -> dict[str, Any]:
-    """The runtime's wake-ups per minute since the warm-up and its five most frequent
-    sources (flowengine.watchdog.WakeupCounter, written on SIGUSR1)."""
+    """The runtime's wake-ups per minute since the warm-up, its five most frequent
+    sources and the six that cost the most CPU (flowengine.watchdog.WakeupCounter,
+    written on SIGUSR1)."""
     file.unlink(missing_ok=True)
     runtime.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 5
@@ -217,7 +222,11 @@ def _wakeups(runtime: subprocess.Popen[str], file: Path) -> dict[str, Any]:
     minutes = max(float(report["window_s"]), 1e-9) / 60
     top = [(name, round(count / minutes)) for name, count in
            list(report["sources"].items())[:5]]
-    return {"per_min": round(report["wakeups"] / minutes), "top": top}
+    cpu = report.get("cpu_ms", {})  # an older checkout does not charge CPU
+    cpu_top = [(name, round(ms / minutes, 1)) for name, ms in list(cpu.items())[:6]]
+    return {"per_min": round(report["wakeups"] / minutes), "top": top, "cpu_top": cpu_top,
+            "charged_percent": round(100 * sum(cpu.values()) /
+                                     max(float(report.get("loop_cpu_ms", 0)), 1e-9), 1)}
 
 
 if __name__ == "__main__":

@@ -213,10 +213,14 @@ class WakeupCounter:
     descriptors became ready (`<protocol class> <peer>`, the signal pipe, a server
     socket), or, when none did, the timers that fell due (`task <name>` for a task's
     sleep or timeout, `timer <flow>/<node>:<role>` for a node's timer, else the
-    callback). SIGUSR1 writes the window so far to the file,
-    `{"window_s", "wakeups", "turns", "sources": {name: count}, "timeline": [[s, name]]}`,
-    and starts a new one. It reads private attributes of asyncio's selector loop, so it
-    is for measuring, not for running a site.
+    callback). Each wake-up's CPU (the loop thread's, from the wake-up until the loop
+    sleeps again: the callbacks it set off and the turns that follow it without a
+    sleep) is charged to its sources, shared evenly when several woke it together; the
+    sleeps themselves are in `loop_cpu_ms` only. SIGUSR1 writes the window so far to
+    the file, `{"window_s", "wakeups", "turns", "sources": {name: count}, "cpu_ms":
+    {name: ms}, "loop_cpu_ms", "timeline": [[s, name]]}`, and starts a new one. It reads
+    private attributes of asyncio's selector loop, so it is for measuring, not for
+    running a site.
     """
 
     def __init__(self, file: str) -> None:
@@ -235,7 +239,11 @@ class WakeupCounter:
         self.wakeups = 0
         self.turns = 0
         self.sources: collections.Counter[str] = collections.Counter()
+        self.cpu_s: collections.defaultdict[str, float] = collections.defaultdict(float)
         self.timeline: list[tuple[float, str]] = []  # (s into the window, source)
+        self.since_cpu = time.thread_time()
+        self._woken_by: list[str] = []  # the sources of the wake-up now running
+        self._woken_cpu = 0.0
 
     def start(self) -> None:
         if not self._hook.install():
@@ -254,18 +262,27 @@ class WakeupCounter:
 
     def write(self) -> None:
         """Write the window so far to the file; start a new one."""
+        self._charge()
         report = {"window_s": round(time.monotonic() - self.since, 3),
                   "wakeups": self.wakeups, "turns": self.turns,
-                  "sources": dict(self.sources.most_common()), "timeline": self.timeline}
+                  "sources": dict(self.sources.most_common()),
+                  "cpu_ms": {name: round(seconds * 1000, 3) for name, seconds in
+                             sorted(self.cpu_s.items(), key=lambda item: -item[1])},
+                  "loop_cpu_ms": round((time.thread_time() - self.since_cpu) * 1000, 3),
+                  "timeline": self.timeline}
         write_atomically(self.file, json.dumps(report, indent=1) + "\n")
         self._reset()
 
     def _select(self, inner: Select, timeout: float | None) -> Any:
+        sleeps = timeout is None or timeout > 0
+        if sleeps:
+            self._charge()
         events = inner(timeout)
         self.turns += 1
-        if timeout is not None and timeout <= 0:
+        if not sleeps:
             return events  # the loop did not sleep
         self.wakeups += 1
+        self._woken_cpu = time.thread_time()
         if events:
             for key, mask in events:
                 reader, writer = key.data if isinstance(key.data, tuple) else (None, None)
@@ -279,8 +296,17 @@ class WakeupCounter:
             self._count("(nothing due: the selector came back early)")
         return events
 
+    def _charge(self) -> None:
+        """Charge the CPU since the last wake-up to what woke it."""
+        woken_by, self._woken_by = self._woken_by, []
+        if woken_by:
+            share = (time.thread_time() - self._woken_cpu) / len(woken_by)
+            for source in woken_by:
+                self.cpu_s[source] += share
+
     def _count(self, source: str) -> None:
         self.sources[source] += 1
+        self._woken_by.append(source)
         if len(self.timeline) < TIMELINE_MAX:
             self.timeline.append((round(time.monotonic() - self.since, 3), source))
 

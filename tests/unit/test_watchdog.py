@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import run
 
-from flowengine.watchdog import LoopWatchdog
+from flowengine.watchdog import LoopWatchdog, WakeupCounter
 
 
 def test_a_turn_over_one_second_is_logged_with_the_task_that_held_the_loop(
@@ -38,7 +40,7 @@ def test_a_turn_over_one_second_is_logged_with_the_task_that_held_the_loop(
     low, high = (float(x) for x in after.split(" s, in ")[0].rsplit(" ", 1)[1].split("-"))
     assert low <= 1.4 <= high + 0.05  # the 1.4 s it was held, within the watchdog's tick
     assert after.startswith("the event loop was held for ")
-    assert after.endswith(", in task heating/formula:inputs, tests/unit/test_watchdog.py:25 "
+    assert after.endswith(", in task heating/formula:inputs, tests/unit/test_watchdog.py:27 "
                           "stuck")
 
 
@@ -122,3 +124,48 @@ def test_a_wake_up_source_that_is_a_partial_is_named_by_its_function() -> None:
         loop.close()
     assert name.endswith("reader"), name
     assert "functools" not in name
+
+
+def test_the_wake_up_counter_charges_each_wake_up_s_cpu_to_what_woke_it(
+        tmp_path: Path) -> None:
+
+    def busy_until(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    def heavy() -> None:
+        busy_until(0.02)
+        asyncio.get_running_loop().call_soon(busy_until, 0.01)  # a turn without a sleep
+
+    def light() -> None:
+        pass
+
+    file = tmp_path / "wakeups.json"
+
+    async def scenario() -> dict[str, object]:
+        counter = WakeupCounter(str(file))
+        counter.start()
+        loop = asyncio.get_running_loop()
+        try:
+            for _ in range(5):
+                loop.call_later(0.01, heavy)
+                await asyncio.sleep(0.05)
+                loop.call_later(0.01, light)
+                await asyncio.sleep(0.05)
+            counter.write()
+        finally:
+            counter.stop()
+        result: dict[str, object] = json.loads(file.read_text())
+        return result
+
+    report = run(scenario())
+    cpu = report["cpu_ms"]
+    assert isinstance(cpu, dict)
+    heavy_ms = next(ms for name, ms in cpu.items() if name.endswith("heavy"))
+    light_ms = next(ms for name, ms in cpu.items() if name.endswith("light"))
+    assert heavy_ms >= 5 * 30 * 0.95  # its own 20 ms and the 10 ms of the turn it set off
+    assert light_ms < heavy_ms / 10
+    loop_ms = report["loop_cpu_ms"]
+    assert isinstance(loop_ms, float)
+    assert sum(cpu.values()) <= loop_ms + 0.5
