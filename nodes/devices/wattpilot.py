@@ -12,8 +12,8 @@ by itself, for as long as it runs:
 
 - **Logs in**: `hello` -> `authRequired` -> `auth`, with the hash method the charger
   asks for (`wattpilot_auth.choose_method`: PBKDF2, or bcrypt on a Wattpilot Flex). The
-  password hash is computed with `asyncio.to_thread` (PBKDF2 takes about a second on a
-  GX) and cached per serial and method. After an `authError` it tries the other method
+  password hash is computed in a thread that ends with it (PBKDF2 takes about a second
+  on a GX) and cached per serial and method. After an `authError` it tries the other method
   once (a cheap safety net, not the manufacturer's rule); a refused login after that is
   a wrong password: reported in `describe()` and logged once, and tried again only
   every `refused_retry_s` (5 min), never every few seconds.

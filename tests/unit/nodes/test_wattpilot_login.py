@@ -107,3 +107,34 @@ def test_messages_before_hello_or_out_of_turn_are_unexpected(message: dict[str, 
 
 def test_success_before_our_auth_is_unexpected() -> None:
     assert steps(login(), HELLO, {"type": "authSuccess"})[1] == ("unexpected", {})
+
+
+def test_the_hash_thread_ends_with_the_hash_and_its_error_reaches_the_caller() -> None:
+    import threading
+
+    from nodes.devices.wattpilot_login import in_own_thread
+
+    def hashing_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "wattpilot-password-hash"]
+
+    def refuse(serial: str) -> str:
+        raise ValueError(f"serial {serial} has letters")
+
+    async def go() -> tuple[str, bool]:
+        before = threading.active_count()
+        flow = login()
+        await flow.receive(HELLO)
+        await flow.receive(CHALLENGE)  # the hash is made in a thread of its own
+        for _ in range(100):
+            if threading.active_count() == before and not hashing_threads():
+                break
+            await asyncio.sleep(0.01)
+        ended = threading.active_count() == before and not hashing_threads()
+        assert flow.hp is not None
+        with pytest.raises(ValueError, match="serial 9X has letters"):
+            await in_own_thread(refuse, "9X")
+        return flow.hp, ended
+
+    hp, ended = asyncio.run(go())
+    assert hp == HP_PBKDF2
+    assert ended, "an idle thread stayed after the hash"  # asyncio.to_thread's pool would
