@@ -25,6 +25,7 @@ from nodes.dbus.text import render
 __all__ = ["ItemTable", "carriable"]
 
 _INT64 = range(-(2 ** 63), 2 ** 63)
+_isfinite = math.isfinite
 
 
 def carriable(value: JsonValue) -> JsonValue:
@@ -76,7 +77,11 @@ class ItemTable:
     def store(self, path: str, value: JsonValue, unit: str) -> bool:
         """Set one path (as `carriable` makes it, an int of a `DOUBLE_UNITS` unit as a
         float); True when it really changed."""
-        value = carriable(value)
+        if type(value) is float:  # most values: what carriable does with a float, inline
+            if not _isfinite(value):
+                value = None
+        else:
+            value = carriable(value)
         if type(value) is int and unit in DOUBLE_UNITS:
             value = float(value)
         old = self.values.get(path, ...)

@@ -84,6 +84,7 @@ STOP_SAVE_TIMEOUT_S = 0.5
 CUSTOM_NAME = "/CustomName"
 DEVICE_INSTANCE = "/DeviceInstance"
 _JSON_TYPES = (type(None), bool, int, float, str, list, dict)
+MAX_ROUTES = 1024  # input topics whose path and unit are kept
 
 PROCESS_VERSION = __version__  # pyproject's version (a test keeps the two equal)
 
@@ -170,6 +171,7 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
         ItemTable.__init__(self)
         self._stack = contextlib.AsyncExitStack()
         self._warned: set[str] = set()
+        self._routes: dict[str, tuple[str, str]] = {}  # input topic -> (path, unit)
         self._settings_dir = f"/Settings/Devices/esess_{service_type}_{config.name}"
         self._instance_setting = self._settings_dir + "/ClassAndVrmInstance"
         self._name_setting = self._settings_dir + "/CustomName"
@@ -252,6 +254,7 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
             for path, value in values.items():
                 self.store(path, value, self._unit(path))
         self.forget_changes()
+        self._routes.clear()  # the units of the paths are those stored now
 
     def _unit(self, path: str) -> str:
         unit = self.config.units.get(path)
@@ -364,6 +367,17 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
         return True
 
     def _from_flow(self, topic: str, value: JsonValue) -> None:
+        route = self._routes.get(topic)
+        if route is None or not isinstance(value, _JSON_TYPES):
+            route = self._route(topic, value)
+            if route is None:
+                return
+        if self.store(route[0], value, route[1]):
+            self.signal_soon()
+
+    def _route(self, topic: str, value: JsonValue) -> tuple[str, str] | None:
+        """(path, unit) of an input topic, kept for the next message of that topic;
+        None, warned once, for a topic that is no path or a value that is no JSON."""
         path = self._path_of(topic)
         if path is None or not isinstance(value, _JSON_TYPES):
             problem = f"ignored topic '{topic}': no path of preset {self.preset.name}" \
@@ -372,9 +386,11 @@ class DbusService(Node[DbusServiceConfig], ItemTable):
                 self._warned.add(problem)
                 self.ctx.log.warning("%s", problem)
                 self.ctx.status.warning(problem)
-            return
-        if self.store(path, value, self.unit_of(path) or self._unit(path)):
-            self.signal_soon()
+            return None
+        route = (path, self.unit_of(path) or self._unit(path))
+        if len(self._routes) < MAX_ROUTES:  # a generic service takes any path a batch names
+            self._routes[topic] = route
+        return route
 
     # -- ItemTree: what the bus adapter answers calls from (the rest in ItemTable) ---------
     def set_value(self, path: str, value: JsonValue) -> int:

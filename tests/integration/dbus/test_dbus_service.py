@@ -9,6 +9,7 @@ from testkit.dbus import VictronClient
 
 from flowengine.errors import FlowStartError
 from flowengine.testing import FlowHarness, NodeHarness
+from nodes.dbus.service import MAX_ROUTES
 
 from .victron import VeService, plain
 
@@ -136,6 +137,49 @@ def test_500_paths_changed_in_one_turn_give_one_items_changed(bus_address: str) 
             assert (await c.get_text(name, "/Power")).body == ["1500.0W"]  # W: a Double
             everything = (await c.get_items(name)).body[0]
             assert len([p for p in everything if p.startswith("/Zone/")]) == 500
+
+    run(scenario())
+
+
+def test_paths_and_units_of_input_topics_are_kept_within_a_bound(bus_address: str) -> None:
+    """Each input topic's path and unit are looked up once and kept (the per-message
+    path of a poll's values); a generic service fed more paths than MAX_ROUTES keeps no
+    more than that, and still publishes every one, with the same text every time."""
+    async def scenario() -> None:
+        async with NodeHarness("""
+            id: many
+            type: dbus.service
+            preset: generic
+            service_type: heatpump
+            name: esess_routes
+            device_instance: 4
+            batch_topic: values
+            topics: {power: /Power}
+            units: {/Power: W}
+        """) as h, VictronClient(bus_address) as c:
+            name = "com.victronenergy.heatpump.esess_routes"
+            await c.follow(name)
+            def power_texts() -> list[str]:
+                return [plain(m.body[0])["Text"] for m in c.of("PropertiesChanged")
+                        if m.path == "/Power"]
+
+            await h.send("power", 1500)  # the first looks the route up, the second keeps it
+            await eventually(lambda: len(power_texts()) == 1)
+            await h.send("power", 1501.26)
+            await eventually(lambda: len(power_texts()) == 2)
+            assert power_texts() == ["1500.0W", "1501.3W"]
+            first = {f"/Zone/{i}/Temperature": float(i) for i in range(MAX_ROUTES)}
+            await h.send("values", first)
+            await h.send("values", {f"/Extra/{i}": i for i in range(100)})
+            await h.send("values", {"/Zone/3/Temperature": 33.5, "/Extra/99": 990})
+            assert len(h.node._routes) == MAX_ROUTES
+            assert "/Extra/99" not in h.node._routes
+            everything = (await c.get_items(name)).body[0]
+            assert len([p for p in everything if p.startswith("/Zone/")]) == MAX_ROUTES
+            assert len([p for p in everything if p.startswith("/Extra/")]) == 100
+            assert plain(everything["/Zone/3/Temperature"])["Value"] == 33.5
+            assert plain(everything["/Extra/99"]) == {"Value": 990, "Text": "990"}
+            assert plain(everything["/Power"])["Text"] == "1501.3W"
 
     run(scenario())
 
