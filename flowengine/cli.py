@@ -41,6 +41,7 @@ from flowengine.registry import Registry
 from flowengine.runtime import Runtime
 from flowengine.schema import build_config, config_schema, make_validator, schema_errors
 from flowengine.state import StateStore
+from flowengine.threads import install as install_executor
 from flowengine.vars import blame_var
 from flowengine.watchdog import LoopWatchdog, WakeupCounter
 from flowengine.yamlsrc import read_yaml, read_yaml_text
@@ -435,6 +436,7 @@ async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    install_executor(loop)  # a host name's lookup leaves no idle thread behind
     watchdog = LoopWatchdog()
     watchdog.start()
     wakeups = WakeupCounter.from_environment()

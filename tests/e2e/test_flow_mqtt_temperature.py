@@ -118,3 +118,48 @@ async def sensors_to_services(tmp_path: Path, broker: Mosquitto, address: str,
 
 async def read(bus: MessageBus, service: str, *paths: str) -> list[object]:
     return [await value(bus, service, p) for p in paths]
+
+
+def test_a_broker_named_localhost_leaves_the_runtime_on_one_thread(tmp_path: Path) -> None:
+    """The broker's host name is looked up in a thread (asyncio's getaddrinfo); the
+    runtime's executor lets it end, so the running runtime has its loop's thread only."""
+    async def scenario() -> None:
+        broker = Mosquitto(tmp_path)
+        broker.start()
+        try:
+            with PrivateBus() as address:
+                async with client(broker) as sensors:
+                    bus = await MessageBus(bus_address=address).connect()
+                    try:
+                        path = site(tmp_path, f"""
+                            state_dir: {tmp_path / 'state'}
+                            connections:
+                              mqtt:
+                                main: {{host: localhost, port: {broker.port}}}
+                            flows:
+                              - use: mqtt-temperature
+                                instance: garden
+                                vars: {{topic: garden/temperature,
+                                        service_name: esESS_MqttTemperature_garden}}
+                        """)
+                        runner = Runner(path, address)
+                        await runner.start()
+                        sensors.broker.publish("garden/temperature", "21.5", retain=True)
+                        await wait_for(bus, GARDEN, "/Temperature", lambda v: v == 21.5)
+                        assert runner.proc is not None
+                        assert threads_of(runner.proc.pid) == 1
+                        code, out = await runner.stop()
+                        assert code == 0, out
+                    finally:
+                        bus.disconnect()
+        finally:
+            broker.stop()
+
+    run(scenario())
+
+
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no thread count for {pid}")
