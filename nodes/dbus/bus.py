@@ -435,7 +435,8 @@ def _event_of(msg: Message) -> BusEvent | None:
 
 
 def _items_body(items: Mapping[str, tuple[JsonValue, str]]) -> dict[str, dict[str, _Variant]]:
-    return {path: {"Value": encode(value), "Text": _Variant("s", text)}
+    return {path: {"Value": _Variant("d", value) if type(value) is float else encode(value),
+                   "Text": _Variant("s", text)}  # most values are floats: encode's first case
             for path, (value, text) in items.items()}
 
 
