@@ -14,11 +14,11 @@ from conftest import run
 from flowengine.threads import TransientExecutor, install
 
 
-def settle(count: int, timeout_s: float = 5.0) -> int:
+async def settle(count: int, timeout_s: float = 5.0) -> int:
     """threading.active_count() once it is `count` (or the timeout passed)."""
     deadline = time.monotonic() + timeout_s
     while threading.active_count() != count and time.monotonic() < deadline:
-        time.sleep(0.01)
+        await asyncio.sleep(0.01)
     return threading.active_count()
 
 
@@ -32,7 +32,7 @@ def test_a_host_name_lookup_leaves_no_thread_behind() -> None:
         infos = await loop.getaddrinfo("localhost", 1883, type=socket.SOCK_STREAM)
         assert infos and all(info[4][1] == 1883 for info in infos)
         await asyncio.sleep(0)
-        return settle(before)  # measured while the loop (and its executor) still lives
+        return await settle(before)  # measured while the loop (and its executor) still lives
 
     assert run(lookups(transient=True)) == before
     # the stock executor keeps its worker for the loop's life: what this replaces
