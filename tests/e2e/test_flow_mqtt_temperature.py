@@ -5,6 +5,7 @@ temperature services as VRM would."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from conftest import run
@@ -22,23 +23,28 @@ CELLAR = "com.victronenergy.temperature.esESS_MqttTemperature_cellar"
 STALE_MS = 1500
 
 
-def test_two_sensors_values_garbage_staleness_and_sigterm(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        broker = Mosquitto(tmp_path)
-        broker.start()
-        try:
-            with PrivateBus() as address:
-                async with client(broker) as sensors:
-                    bus = await MessageBus(bus_address=address).connect()
-                    try:
-                        await sensors_to_services(tmp_path, broker, address, bus,
-                                                  sensors.broker)
-                    finally:
-                        bus.disconnect()
-        finally:
-            broker.stop()
+Scenario = Callable[[Path, Mosquitto, str, MessageBus, Broker], Awaitable[None]]
 
-    run(scenario())
+
+def test_two_sensors_values_garbage_staleness_and_sigterm(tmp_path: Path) -> None:
+    run(with_site(tmp_path, sensors_to_services))
+
+
+async def with_site(tmp_path: Path, scenario: Scenario) -> None:
+    """`scenario` with a mosquitto, a private bus, a client on that bus and the sensors'
+    MQTT connection, all taken down afterwards."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    try:
+        with PrivateBus() as address:
+            async with client(broker) as sensors:
+                bus = await MessageBus(bus_address=address).connect()
+                try:
+                    await scenario(tmp_path, broker, address, bus, sensors.broker)
+                finally:
+                    bus.disconnect()
+    finally:
+        broker.stop()
 
 
 async def sensors_to_services(tmp_path: Path, broker: Mosquitto, address: str,
@@ -123,39 +129,29 @@ async def read(bus: MessageBus, service: str, *paths: str) -> list[object]:
 def test_a_broker_named_localhost_leaves_the_runtime_on_one_thread(tmp_path: Path) -> None:
     """The broker's host name is looked up in a thread (asyncio's getaddrinfo); the
     runtime's executor lets it end, so the running runtime has its loop's thread only."""
-    async def scenario() -> None:
-        broker = Mosquitto(tmp_path)
-        broker.start()
-        try:
-            with PrivateBus() as address:
-                async with client(broker) as sensors:
-                    bus = await MessageBus(bus_address=address).connect()
-                    try:
-                        path = site(tmp_path, f"""
-                            state_dir: {tmp_path / 'state'}
-                            connections:
-                              mqtt:
-                                main: {{host: localhost, port: {broker.port}}}
-                            flows:
-                              - use: mqtt-temperature
-                                instance: garden
-                                vars: {{topic: garden/temperature,
-                                        service_name: esESS_MqttTemperature_garden}}
-                        """)
-                        runner = Runner(path, address)
-                        await runner.start()
-                        sensors.broker.publish("garden/temperature", "21.5", retain=True)
-                        await wait_for(bus, GARDEN, "/Temperature", lambda v: v == 21.5)
-                        assert runner.proc is not None
-                        assert threads_of(runner.proc.pid) == 1
-                        code, out = await runner.stop()
-                        assert code == 0, out
-                    finally:
-                        bus.disconnect()
-        finally:
-            broker.stop()
+    run(with_site(tmp_path, one_thread))
 
-    run(scenario())
+
+async def one_thread(tmp_path: Path, broker: Mosquitto, address: str, bus: MessageBus,
+                     sensors: Broker) -> None:
+    path = site(tmp_path, f"""
+        state_dir: {tmp_path / 'state'}
+        connections:
+          mqtt:
+            main: {{host: localhost, port: {broker.port}}}
+        flows:
+          - use: mqtt-temperature
+            instance: garden
+            vars: {{topic: garden/temperature, service_name: esESS_MqttTemperature_garden}}
+    """)
+    runner = Runner(path, address)
+    await runner.start()
+    sensors.publish("garden/temperature", "21.5", retain=True)
+    await wait_for(bus, GARDEN, "/Temperature", lambda v: v == 21.5)
+    assert runner.proc is not None
+    assert threads_of(runner.proc.pid) == 1
+    code, out = await runner.stop()
+    assert code == 0, out
 
 
 def threads_of(pid: int) -> int:

@@ -110,18 +110,18 @@ def test_properties_changed_only_when_the_value_really_changes(bus_address: str)
     run(scenario())
 
 
+def heatpump(name: str, instance: int, *extra: str) -> str:
+    """A generic (heatpump) service taking batches on `values`, /Power in W."""
+    return "\n".join(["id: many", "type: dbus.service", "preset: generic",
+                      "service_type: heatpump", f"name: {name}",
+                      f"device_instance: {instance}", "batch_topic: values",
+                      "units: {/Power: W}", *extra])
+
+
 def test_500_paths_changed_in_one_turn_give_one_items_changed(bus_address: str) -> None:
     async def scenario() -> None:
-        async with NodeHarness("""
-            id: many
-            type: dbus.service
-            preset: generic
-            service_type: heatpump
-            name: esess_many
-            device_instance: 3
-            batch_topic: values
-            units: {/Power: W}
-        """) as h, VictronClient(bus_address) as c:
+        async with NodeHarness(heatpump("esess_many", 3)) as h, \
+                VictronClient(bus_address) as c:
             name = "com.victronenergy.heatpump.esess_many"
             await c.follow(name)
             batch = {f"/Zone/{i}/Temperature": float(i) for i in range(500)}
@@ -146,17 +146,8 @@ def test_paths_and_units_of_input_topics_are_kept_within_a_bound(bus_address: st
     path of a poll's values); a generic service fed more paths than MAX_ROUTES keeps no
     more than that, and still publishes every one, with the same text every time."""
     async def scenario() -> None:
-        async with NodeHarness("""
-            id: many
-            type: dbus.service
-            preset: generic
-            service_type: heatpump
-            name: esess_routes
-            device_instance: 4
-            batch_topic: values
-            topics: {power: /Power}
-            units: {/Power: W}
-        """) as h, VictronClient(bus_address) as c:
+        async with NodeHarness(heatpump("esess_routes", 4, "topics: {power: /Power}")) as h, \
+                VictronClient(bus_address) as c:
             name = "com.victronenergy.heatpump.esess_routes"
             await c.follow(name)
             def power_texts() -> list[str]:
