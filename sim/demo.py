@@ -46,6 +46,7 @@ from flowengine.registry import Registry
 from flowengine.runner import NodeRunner
 from flowengine.runtime import Runtime
 from flowengine.state import StateStore
+from flowengine.threads import install as install_executor
 from nodes.dbus.daemon import DaemonMissing
 from sim.overhead import OverheadWatch
 from sim.setpoint_watch import SetpointWatch
@@ -208,6 +209,7 @@ def _connections(registry: Registry, site: SimSite) -> Connections:
 
 async def _demo(registry: Registry, files: Sequence[Path], options: SiteOptions,
                 duration: float | None, out: TextIO) -> int:
+    install_executor()  # as `run` does: a lookup or a password hash leaves no idle thread
     stop = asyncio.Event()
     started: list[FlowPlan] = []
     plans: list[FlowPlan] = []

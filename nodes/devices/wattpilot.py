@@ -12,11 +12,12 @@ by itself, for as long as it runs:
 
 - **Logs in**: `hello` -> `authRequired` -> `auth`, with the hash method the charger
   asks for (`wattpilot_auth.choose_method`: PBKDF2, or bcrypt on a Wattpilot Flex). The
-  password hash is computed in a thread that ends with it (PBKDF2 takes about a second
-  on a GX) and cached per serial and method. After an `authError` it tries the other method
-  once (a cheap safety net, not the manufacturer's rule); a refused login after that is
-  a wrong password: reported in `describe()` and logged once, and tried again only
-  every `refused_retry_s` (5 min), never every few seconds.
+  password hash is computed in the loop's executor (PBKDF2 takes about a second on a
+  GX; under `run` its thread ends with it) and cached per serial and method. After an
+  `authError` it tries the other method once (a cheap safety net, not the
+  manufacturer's rule); a refused login after that is a wrong password: reported in
+  `describe()` and logged once, and tried again only every `refused_retry_s` (5 min),
+  never every few seconds.
 - **Keeps the status**: the `fullStatus` parts are merged into `status`; the set is
   complete at the first part with `partial: false` (or, on firmware that sends no
   `partial`, at the first `deltaStatus`): then `ready` is true. Each `deltaStatus` is

@@ -14,8 +14,8 @@ worked examples are this module's unit tests:
 bcrypt is imported only when the bcrypt method is used, so a classic Wattpilot works
 without the package installed; a Flex without it fails with a `MissingBcrypt` that
 names the package. Both hashes are slow on purpose (PBKDF2 takes about a second on a
-GX): the client computes them in a thread that ends with the hash
-(`wattpilot_login.in_own_thread`) and caches them.
+GX): the client computes them with `asyncio.to_thread` (under `run` in a thread that
+ends with the hash, `flowengine.threads`) and caches them.
 """
 
 from __future__ import annotations

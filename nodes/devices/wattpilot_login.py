@@ -6,22 +6,20 @@ Per connection (docs/design/wattpilot-protocol.md §1.2-§1.6): `hello`, then
 `authSuccess` or `authError`. A charger whose `hello` is not `secured` may send its
 status without a login (wattpilot4j): that ends the login too.
 
-Across connections: the password hash is computed in a thread of its own that ends with
-it (PBKDF2 takes about a second on a GX) and cached per serial and method. After an
-`authError` the other method is tried once (IOB's safety net; the charger's rule may be
-wrong for early firmware); when that is refused too, `LoginRefused` says to check the
-password.
+Across connections: the password hash is computed in the loop's executor (PBKDF2 takes
+about a second on a GX; under `run` the thread ends with it, `flowengine.threads`) and
+cached per serial and method. After an `authError` the other method is tried once (IOB's
+safety net; the charger's rule may be wrong for early firmware); when that is refused
+too, `LoginRefused` says to check the password.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import logging
-import threading
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from flowengine.model import Secret
 from nodes.devices.wattpilot_auth import (
@@ -34,7 +32,7 @@ from nodes.devices.wattpilot_auth import (
 )
 from nodes.devices.wattpilot_status import WattpilotHello
 
-__all__ = ["AuthError", "LoginRefused", "LoginStep", "WattpilotLogin", "in_own_thread"]
+__all__ = ["AuthError", "LoginRefused", "LoginStep", "WattpilotLogin"]
 
 log = logging.getLogger(__name__)
 
@@ -134,44 +132,11 @@ class WattpilotLogin:
             return cached
         password = self._password.reveal()
         try:
-            hp = await in_own_thread(password_hash, password, serial, method)
+            hp = await asyncio.to_thread(password_hash, password, serial, method)
         except (MissingBcrypt, ValueError) as exc:
             raise LoginRefused(f"cannot log in: {exc}") from None
         self._hashes[serial, method] = hp
         return hp
-
-
-T = TypeVar("T")
-
-
-async def in_own_thread(func: Callable[..., T], *args: Any) -> T:
-    """`func(*args)` in a thread of its own that ends when it returns, so the loop goes
-    on meanwhile. `asyncio.to_thread` would use the loop's executor, whose idle thread
-    (and its stack) then stays for the rest of the runtime's life, for a hash made once
-    per charger. Cancelling the wait leaves the thread to finish; its result is dropped."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def give(result: T) -> None:
-        if not future.done():
-            future.set_result(result)
-
-    def fail(exc: BaseException) -> None:
-        if not future.done():
-            future.set_exception(exc)
-
-    def work() -> None:
-        try:
-            result = func(*args)
-        except BaseException as exc:  # handed to the waiter, raised there
-            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
-                loop.call_soon_threadsafe(fail, exc)
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(give, result)
-
-    threading.Thread(target=work, name="wattpilot-password-hash", daemon=True).start()
-    return await future
 
 
 def _can_use(method: HashMethod) -> bool:

@@ -110,21 +110,23 @@ def test_success_before_our_auth_is_unexpected() -> None:
 
 
 def test_the_hash_thread_ends_with_the_hash_and_its_error_reaches_the_caller() -> None:
+    """As under `run`, whose loop has flowengine.threads' executor."""
     import threading
 
-    from nodes.devices.wattpilot_login import in_own_thread
+    from flowengine.threads import install
 
     def hashing_threads() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name == "wattpilot-password-hash"]
+        return [t for t in threading.enumerate() if t.name.startswith("esess-blocking-call")]
 
     def refuse(serial: str) -> str:
         raise ValueError(f"serial {serial} has letters")
 
     async def go() -> tuple[str, bool]:
+        install()
         before = threading.active_count()
         flow = login()
         await flow.receive(HELLO)
-        await flow.receive(CHALLENGE)  # the hash is made in a thread of its own
+        await flow.receive(CHALLENGE)  # the hash is made in a thread of the executor
         for _ in range(100):
             if threading.active_count() == before and not hashing_threads():
                 break
@@ -132,7 +134,7 @@ def test_the_hash_thread_ends_with_the_hash_and_its_error_reaches_the_caller() -
         ended = threading.active_count() == before and not hashing_threads()
         assert flow.hp is not None
         with pytest.raises(ValueError, match="serial 9X has letters"):
-            await in_own_thread(refuse, "9X")
+            await asyncio.to_thread(refuse, "9X")
         return flow.hp, ended
 
     hp, ended = asyncio.run(go())
