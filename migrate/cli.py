@@ -111,7 +111,7 @@ def write(imported: Imported, site_file: Path, secrets_file: Path, *, source: st
 
 def _validate(site_file: Path) -> bool:
     """Run the project's own validation on the written file; print its verdict."""
-    from flowengine.cli import load_files
+    from flowengine.preflight import load_files
     from flowengine.registry import Registry
 
     loaded = load_files([str(site_file)], Registry.default(), variables={}, for_run=False)

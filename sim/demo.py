@@ -36,12 +36,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from flowengine.cli import check_claims, load_files
 from flowengine.connections import Connections
 from flowengine.errors import ConfigError
 from flowengine.log import configure_logging
 from flowengine.model import JsonValue, Message
 from flowengine.plan import FlowPlan
+from flowengine.preflight import check_claims, load_files
 from flowengine.registry import Registry
 from flowengine.runner import NodeRunner
 from flowengine.runtime import Runtime

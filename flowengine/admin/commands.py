@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 
 from flowengine.admin.access import AdminAddress, AdminUnreachable
 from flowengine.admin.client import AdminClient, AdminReply
+from flowengine.preflight import expand_files, parse_vars
 
 __all__ = ["EXIT_INVALID", "EXIT_NOT_TAKEN", "EXIT_OK", "EXIT_UNREACHABLE", "cmd_deploy",
            "cmd_start", "cmd_status", "cmd_stop", "cmd_watch", "locate"]
@@ -116,8 +117,6 @@ def render_status(body: dict[str, Any]) -> str:
 # -- deploy -------------------------------------------------------------------------------
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from flowengine.cli import _vars, expand_files
-
     files = [os.path.abspath(f) for f in expand_files(args.files)]
     if not files:
         return _fail(f"no *.yaml in {', '.join(args.files)}", 2)
@@ -127,7 +126,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     try:
         client = _client(args, files)
         reply = client.request("POST", "/deploy",
-                               {"files": files, "vars": _vars(args.var)},
+                               {"files": files, "vars": parse_vars(args.var)},
                                timeout=DEPLOY_TIMEOUT_S)
     except AdminUnreachable as exc:
         return _fail(str(exc), EXIT_UNREACHABLE)

@@ -170,7 +170,7 @@ MQTT_TIMERS = {("energy.switch", "announce"), ("energy.wattpilot", "announce"),
 
 def budget(site_file: Path) -> Budget:
     """What may wake the runtime of `site_file` while nothing changes (loads it as `run`)."""
-    from flowengine.cli import load_files
+    from flowengine.preflight import load_files
     from flowengine.registry import Registry
 
     loaded = load_files([str(site_file)], Registry.default(), variables={}, for_run=True)

@@ -434,9 +434,9 @@ def test_no_system_bus_suggests_the_simulator() -> None:
 
 
 def test_var_values_are_read_as_flow_files_are() -> None:
-    from flowengine.cli import _vars
+    from flowengine.preflight import parse_vars
 
-    assert _vars(["a=yes", "b=on", "c=1:30", "d=012", "e=21.5", "f=[1, 2]", "g="]) == {
+    assert parse_vars(["a=yes", "b=on", "c=1:30", "d=012", "e=21.5", "f=[1, 2]", "g="]) == {
         "a": "yes", "b": "on", "c": "1:30", "d": 12, "e": 21.5, "f": [1, 2], "g": ""}
     with pytest.raises(SystemExit, match="--var h: "):
-        _vars(["h=[1,"])
+        parse_vars(["h=[1,"])

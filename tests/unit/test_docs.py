@@ -101,8 +101,8 @@ FLOW_DOC_SITES = [b for b in SITE_BLOCKS if b[0].startswith("docs/flows/")]
 def test_flow_doc_site_examples_load_and_plan(name: str, text: str, tmp_path: Path) -> None:
     """The site snippet of each shipped flow's page enables real flows with valid vars,
     and declares the connections they use."""
-    from flowengine.cli import check_connection_refs
     from flowengine.loader import load_site
+    from flowengine.preflight import check_connection_refs
 
     path = tmp_path / "site.yaml"
     path.write_text(text)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowengine.cli import load_files
+from flowengine.preflight import load_files
 from flowengine.registry import Registry
 from flowengine.yamlsrc import read_yaml
 from migrate.cli import run

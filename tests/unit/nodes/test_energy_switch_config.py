@@ -106,7 +106,7 @@ def test_two_switches_with_one_key_are_refused(write: Write) -> None:
     block = ("    type: energy.switch\n    key: boiler\n    request_w: 2000\n    mqtt:\n"
              + MQTT + "      on_keyword_regex: x\n")
     path = write("flow.yaml", "id: f\nnodes:\n  - id: one\n" + block + "  - id: two\n" + block)
-    from flowengine.cli import check_claims  # the check `validate` runs over all flows
+    from flowengine.preflight import check_claims  # the check `validate` runs over all flows
 
     errors = check_claims([plan_flow(load_flow(path), REGISTRY)])
     assert len(errors) == 1 and "boiler" in str(errors[0])
