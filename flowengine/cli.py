@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -17,15 +16,16 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from flowengine import __version__
 from flowengine.admin.access import AdminAddress
 from flowengine.connections import Connections
-from flowengine.errors import ConfigErrors, FlowEngineError, FlowStartError
+from flowengine.errors import FlowEngineError, FlowStartError
 from flowengine.formats import flow_schema, node_file_schema, site_schema
 from flowengine.guard import ENV_FD, GuardianLink
-from flowengine.loader import Site, is_site_file
+from flowengine.launch import exec_guardian, guardian_settings, guardian_timeout, on_gx
+from flowengine.loader import Site
 from flowengine.log import configure_logging, parse_level
 from flowengine.plan import FlowPlan
 from flowengine.preflight import Loaded, expand_files, load_files, parse_vars, print_errors
@@ -35,7 +35,6 @@ from flowengine.schema import config_schema
 from flowengine.state import StateStore
 from flowengine.threads import install as install_executor
 from flowengine.watchdog import LoopWatchdog, WakeupCounter
-from flowengine.yamlsrc import read_yaml
 
 if TYPE_CHECKING:
     from flowengine.admin.server import AdminServer
@@ -48,7 +47,6 @@ REPO = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = REPO / "schemas"
 NODES_DOC = REPO / "docs" / "nodes.md"
 GX_SITE = "/data/es-ESS-flows/site.yaml"  # where the installer puts the site file
-MIN_GUARDIAN_TIMEOUT_S, MAX_GUARDIAN_TIMEOUT_S = 2.0, 600.0  # as the site schema says
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -87,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Become the guardian at once, before the files are checked: what an unclean end
         # left pending is applied even when the site file has an error now, and a file
         # with errors is tried again with the guardian's backoff, not in a tight loop.
-        settings = _guardian_settings(args.file)
+        settings = guardian_settings(args.file)
         exec_guardian(args.argv, state_dir=args.state_dir or settings.get("state_dir"),
                       timeout_s=args.guardian_timeout or settings.get("timeout_s", 10.0),
                       log_level=args.log_level or settings.get("level", "INFO"))
@@ -154,84 +152,6 @@ async def _open_admin(runtime: Runtime, plans: Sequence[FlowPlan],
         log.warning("admin API off: %s", exc)
         return None
     return server
-
-
-def _guardian_settings(file: str) -> dict[str, Any]:
-    """state_dir, guardian timeout_s and log level of a site file, as far as it can be
-    read (the runtime reports what is wrong with it); defaults otherwise."""
-    try:
-        data, _ = read_yaml(file)
-    except (ConfigErrors, OSError):
-        data = None
-    if not is_site_file(data):
-        return {}
-    out: dict[str, Any] = {"state_dir": "/data/es-ESS-flows/state"}
-    for key, value, kind in (("state_dir", data.get("state_dir"), str),
-                             ("timeout_s", _get(data, "guardian", "timeout_s"), float),
-                             ("level", _get(data, "log", "level"), str)):
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
-            with contextlib.suppress(ValueError):
-                out[key] = kind(value)
-    if not MIN_GUARDIAN_TIMEOUT_S <= out.get("timeout_s", 10.0) <= MAX_GUARDIAN_TIMEOUT_S:
-        del out["timeout_s"]  # out of range: the runtime's check of the file says so
-    return out
-
-
-def _guardian_timeout(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not MIN_GUARDIAN_TIMEOUT_S <= seconds <= MAX_GUARDIAN_TIMEOUT_S:
-        raise argparse.ArgumentTypeError(
-            f"{seconds:g} s: use between {MIN_GUARDIAN_TIMEOUT_S:g} and "
-            f"{MAX_GUARDIAN_TIMEOUT_S:g} s (the heartbeat comes every second)")
-    return seconds
-
-
-def _get(data: dict[str, Any], section: str, key: str) -> Any:
-    part = data.get(section)
-    return part.get(key) if isinstance(part, dict) else None
-
-
-def on_gx() -> bool:
-    """True on Venus OS (where the guardian is on by default)."""
-    return Path("/opt/victronenergy").is_dir()
-
-
-def exec_guardian(argv: Sequence[str], *, state_dir: str | None, timeout_s: float,
-                  log_level: str) -> NoReturn:
-    """Replace this process by the guardian, which runs this command line again as its
-    child (with --no-guardian). The process id stays, so the service's signals reach it."""
-    child = [sys.executable, str(REPO / "esess-flowctl"), *_without_guardian_flags(argv)]
-    # -S: no site-packages (the guardian needs none), a few MB less resident memory
-    command = [sys.executable, "-S", "-m", "flowengine.guardian", "--timeout", f"{timeout_s:g}",
-               "--log-level", log_level]
-    if state_dir:
-        command += ["--state-dir", state_dir]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [*command, "--", *child], env)
-
-
-def _without_guardian_flags(argv: Sequence[str]) -> list[str]:
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in ("--guardian", "--no-guardian"):
-            continue
-        if arg == "--guardian-timeout":
-            skip = True
-            continue
-        if arg.startswith("--guardian-timeout="):
-            continue
-        out.append(arg)
-    index = out.index("run") if "run" in out else 0
-    return [*out[:index + 1], "--no-guardian", *out[index + 1:]]
 
 
 async def _run(runtime: Runtime, plans: Sequence[FlowPlan], duration: float | None,
@@ -413,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guardian", action=argparse.BooleanOptionalAction, default=None,
                    help="run under the guardian, which applies the safe states if this "
                         "process dies or hangs (default: on a GX; --no-guardian to develop)")
-    p.add_argument("--guardian-timeout", type=_guardian_timeout, metavar="SECONDS",
+    p.add_argument("--guardian-timeout", type=guardian_timeout, metavar="SECONDS",
                    help="no heartbeat for this long means the runtime hangs "
                         "(default: the site file's guardian: timeout_s, else 10)")
     p.set_defaults(func=cmd_run)

@@ -262,12 +262,12 @@ def test_readme_main_command_runs_from_the_checkout() -> None:
 
 
 def test_the_guardian_runs_the_same_command_line_with_no_guardian() -> None:
-    from flowengine.cli import _without_guardian_flags
+    from flowengine.launch import without_guardian_flags
 
-    assert _without_guardian_flags(
+    assert without_guardian_flags(
         ["run", "--guardian", "--guardian-timeout", "5", "--state-dir", "s", "site.yaml"]
     ) == ["run", "--no-guardian", "--state-dir", "s", "site.yaml"]
-    assert _without_guardian_flags(["run", "--guardian-timeout=3", "f.yaml"]) == [
+    assert without_guardian_flags(["run", "--guardian-timeout=3", "f.yaml"]) == [
         "run", "--no-guardian", "f.yaml"]
 
 
