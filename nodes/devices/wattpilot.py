@@ -28,7 +28,7 @@ by itself, for as long as it runs:
   is a `setValue` with its own requestId, a `securedMsg` signed with the HMAC when the
   charger says `secured`; the answer is checked: `success: false` raises
   `WattpilotRefused`, no answer in time a `DeviceError`, no connection `NotConnected`.
-- **Reconnects** with jittered backoff (`backoff_s` of the MQTT adapter) when the link
+- **Reconnects** with jittered backoff (`backoff_s` of the MQTT settings) when the link
   drops, a connect or login times out, or nothing arrives for `idle_timeout_s` (after a
   `requestFullStatus` probe at half that time: whether the charger answers websocket
   pings is not known, so we send none (its own are answered) and the liveness check is
@@ -68,7 +68,7 @@ from nodes.devices.wattpilot_status import (
     request_number,
 )
 from nodes.devices.wsclient import ConnectionClosed, InvalidURL, WebSocket, WebSocketError, connect
-from nodes.mqtt.broker import backoff_s
+from nodes.mqtt.settings import backoff_s
 
 __all__ = ["StatusListener", "WattpilotClient", "WattpilotHello", "WattpilotRefused"]
 
